@@ -1,0 +1,5 @@
+"""Entry point for ``python -m baepo``."""
+
+from baepo.cli.main import run
+
+run()

@@ -1,0 +1,1 @@
+"""The ``baepo`` command line (Typer + Rich), a client of the REST API."""

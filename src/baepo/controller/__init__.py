@@ -1,0 +1,1 @@
+"""The controller: the asyncio reconcile loop that drives rollouts."""

@@ -1,0 +1,161 @@
+"""Domain records: revisions, rollouts, events, apps and instances (frozen dataclasses).
+
+These cross every layer: the store maps them to rows, the controller and strategies read them,
+the API turns them into JSON. Nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+DEFAULT_ENV = "default"
+
+
+class RolloutPhase(StrEnum):
+    """Where a rollout is. The last five are terminal."""
+
+    PENDING = "pending"
+    PROGRESSING = "progressing"
+    PAUSED = "paused"
+    PROMOTING = "promoting"
+    HEALTHY = "healthy"
+    ABORTED = "aborted"
+    ROLLED_BACK = "rolled_back"
+    FAILED = "failed"
+    SUPERSEDED = "superseded"
+
+    @property
+    def terminal(self) -> bool:
+        return self in TERMINAL_PHASES
+
+
+TERMINAL_PHASES = frozenset(
+    {
+        RolloutPhase.HEALTHY,
+        RolloutPhase.ABORTED,
+        RolloutPhase.ROLLED_BACK,
+        RolloutPhase.FAILED,
+        RolloutPhase.SUPERSEDED,
+    }
+)
+
+
+class AppState(StrEnum):
+    """Whether an app+environment should be running at all (``baepo down`` sets DOWN)."""
+
+    RUNNING = "running"
+    DOWN = "down"
+
+
+def config_hash(config: dict[str, Any]) -> str:
+    """A stable short hash of a resolved config (canonical JSON, sorted keys)."""
+    canonical = json.dumps(config, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Revision:
+    """An immutable, numbered release of an app in one environment.
+
+    ``config`` is the resolved spec as JSON (``Spec.model_dump(mode="json")``) with the version
+    filled in; ``spec_dir`` is the folder relative paths in it are resolved against.
+    """
+
+    app: str
+    env: str
+    number: int
+    version: str
+    config: dict[str, Any]
+    config_hash: str
+    spec_dir: str
+    created_by: str
+    created_at: datetime
+    message: str = ""
+    origin: str = "deploy"  # "deploy", or "undo of N" for a copy of revision N
+
+
+@dataclass(frozen=True)
+class Rollout:
+    """The process moving an app+environment from ``stable_revision`` to ``revision``.
+
+    ``status`` holds strategy-specific progress (JSON-able); ``version`` is the compare-and-set
+    counter the store bumps on every write.
+    """
+
+    id: int
+    app: str
+    env: str
+    revision: int
+    stable_revision: int | None
+    strategy: str
+    phase: RolloutPhase
+    message: str
+    started_at: datetime
+    updated_at: datetime
+    finished_at: datetime | None = None
+    status: dict[str, Any] = field(default_factory=dict)
+    version: int = 0
+
+
+@dataclass(frozen=True)
+class Event:
+    """One append-only history entry: a rollout transition or an action taken or asked for."""
+
+    app: str
+    env: str
+    kind: str
+    message: str
+    at: datetime
+    rollout_id: int | None = None
+    revision: int | None = None
+    actor: str = "controller"
+    data: dict[str, Any] = field(default_factory=dict)
+    id: int | None = None
+
+
+@dataclass(frozen=True)
+class App:
+    """An app in one environment: which revision is stable and whether it should run."""
+
+    app: str
+    env: str
+    state: AppState
+    stable_revision: int | None
+    updated_at: datetime
+    version: int = 0
+
+
+class InstancePhase(StrEnum):
+    """What the platform knows of one instance's process (readiness is probed separately)."""
+
+    STARTING = "starting"  # the process is being started or restarted
+    RUNNING = "running"  # the process is up
+    FAILED = "failed"  # crash loop or could not start: the platform gave up on it
+    STOPPING = "stopping"
+    STOPPED = "stopped"
+
+
+@dataclass(frozen=True)
+class Instance:
+    """One running (or failed) instance of a revision, as a platform reports it."""
+
+    id: str
+    app: str
+    env: str
+    revision: int
+    host: str
+    port: int
+    phase: InstancePhase
+    restarts: int = 0
+    started_at: datetime | None = None
+    pid: int | None = None
+    message: str = ""
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"

@@ -1,0 +1,203 @@
+"""The ports: what the controller needs from platforms, routers and the store.
+
+Adapters implement these Protocols; the controller gets them through its constructor. Each
+method's docstring states whether it is idempotent, how long it may take, and what it does
+when the work is already done.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from baepo.core.model import App, Event, Instance, Revision, Rollout
+
+
+@dataclass(frozen=True)
+class InstanceSpec:
+    """What a platform needs to start one instance of a revision."""
+
+    app: str
+    env: str
+    revision: int
+    command: list[str]  # may contain "{port}"
+    cwd: str
+    env_vars: dict[str, str]
+    stop_grace_period: float
+    backoff_initial: float
+    backoff_max: float
+    crash_loop_restarts: int
+    crash_loop_window: float
+    log_max_bytes: int
+    log_backups: int
+
+
+class Platform(Protocol):
+    """Starts, observes and stops instances. The platform's own records are the truth."""
+
+    async def start_instance(self, spec: InstanceSpec) -> Instance:
+        """Start one new instance on a freshly allocated port; return it in phase STARTING.
+
+        Not idempotent by itself: the controller calls it only after observing too few
+        instances, so a pass repeated after a crash sees the instance and starts no other.
+        Returns within a second; the process may still be starting.
+        """
+        ...
+
+    async def list_instances(self, app: str, env: str) -> list[Instance]:
+        """Every known instance of app+env, including FAILED ones; never STOPPED ones. Fast."""
+        ...
+
+    async def stop_instance(self, instance_id: str, *, grace: float | None = None) -> None:
+        """SIGTERM the instance's process group, SIGKILL after ``grace`` (default: its own).
+
+        Idempotent: an unknown or already stopped instance is a no-op. Returns when the
+        process is gone (at most ``grace`` + 2 s) and the instance is forgotten.
+        """
+        ...
+
+    async def restart_instance(self, instance_id: str) -> None:
+        """Kill the app process so its supervisor restarts it (liveness failure). Idempotent."""
+        ...
+
+    def read_logs(
+        self, app: str, env: str, *, revision: int | None = None, tail: int = 100
+    ) -> list[str]:
+        """The last ``tail`` lines of output of app+env instances (optionally one revision)."""
+        ...
+
+    def follow_logs(
+        self, app: str, env: str, *, revision: int | None = None
+    ) -> AsyncIterator[str]:
+        """New output lines as they are written, until the caller stops iterating."""
+        ...
+
+
+@dataclass(frozen=True)
+class Backend:
+    """One revision's share of traffic: a relative weight over its ready upstreams."""
+
+    revision: int
+    weight: int
+    upstreams: tuple[str, ...]  # "host:port", all ready
+
+
+@dataclass(frozen=True)
+class RouterConfig:
+    """Everything the router needs for one app+environment."""
+
+    app: str
+    env: str
+    listen: str
+    upstream_timeout: float
+    idle_timeout: float
+
+
+@dataclass(frozen=True)
+class RevisionStats:
+    """Per-revision counters since the router started (monotonic; callers take differences)."""
+
+    revision: int
+    requests: int
+    status: dict[str, int] = field(default_factory=dict)  # "2xx".."5xx" and "error"
+    latency_buckets: dict[str, int] = field(default_factory=dict)  # upper bound "0.005" -> count
+    latency_sum: float = 0.0
+    in_flight: int = 0
+
+
+class Router(Protocol):
+    """Routes an app's traffic over ready instances, by weight between revisions."""
+
+    async def ensure_running(self, config: RouterConfig) -> None:
+        """Start the router process for app+env if it is not running; adopt it if it is.
+
+        Idempotent. A running router whose listen address differs is restarted. Returns once
+        the router accepts connections (at most 5 s) or raises ExternalError.
+        """
+        ...
+
+    async def set_backends(self, app: str, env: str, backends: Sequence[Backend]) -> None:
+        """Replace the whole routing table in one atomic step; applied to the next request.
+
+        Idempotent. In-flight requests to removed upstreams finish undisturbed.
+        """
+        ...
+
+    async def in_flight(self, app: str, env: str) -> dict[str, int]:
+        """Requests in flight per upstream address (only non-zero ones are listed)."""
+        ...
+
+    async def stats(self, app: str, env: str) -> list[RevisionStats]:
+        """Per-revision counters. Empty when the router is not running."""
+        ...
+
+    async def stop(self, app: str, env: str) -> None:
+        """Stop the router process. Idempotent."""
+        ...
+
+
+class Store(Protocol):
+    """Persistent state: apps, revisions, rollouts and the append-only event history.
+
+    Every method is synchronous and runs in one transaction; the controller calls them from a
+    worker thread. Writes of rollouts and apps compare-and-set the ``version`` field and raise
+    StateError when it does not match.
+    """
+
+    def get_app(self, app: str, env: str) -> App | None: ...
+
+    def list_apps(self) -> list[App]: ...
+
+    def save_app(self, app: App) -> App:
+        """Insert (version 0) or compare-and-set update; returns the record with version+1."""
+        ...
+
+    def add_revision(self, revision: Revision) -> Revision:
+        """Store a new revision with number = last + 1 (``revision.number`` is ignored)."""
+        ...
+
+    def get_revision(self, app: str, env: str, number: int) -> Revision:
+        """Raises NotFoundError naming the revision when it does not exist."""
+        ...
+
+    def list_revisions(self, app: str, env: str) -> list[Revision]:
+        """Oldest first."""
+        ...
+
+    def create_rollout(self, rollout: Rollout) -> Rollout:
+        """Insert a rollout (``id`` is assigned). Raises StateError if app+env already has
+        a rollout in a non-terminal phase."""
+        ...
+
+    def save_rollout(self, rollout: Rollout) -> Rollout:
+        """Compare-and-set on ``version``; returns the record with version+1."""
+        ...
+
+    def get_rollout(self, rollout_id: int) -> Rollout: ...
+
+    def active_rollout(self, app: str, env: str) -> Rollout | None:
+        """The rollout of app+env in a non-terminal phase, if any."""
+        ...
+
+    def active_rollouts(self) -> list[Rollout]: ...
+
+    def list_rollouts(self, app: str, env: str) -> list[Rollout]:
+        """Oldest first."""
+        ...
+
+    def append_event(self, event: Event) -> Event:
+        """Append; returns the event with its ``id``."""
+        ...
+
+    def list_events(
+        self,
+        app: str,
+        env: str,
+        *,
+        after: int = 0,
+        limit: int = 200,
+        rollout_id: int | None = None,
+    ) -> list[Event]:
+        """Events with id > ``after``, oldest first."""
+        ...

@@ -1,0 +1,1 @@
+"""Platforms: where instances run (local processes; hosts and Kubernetes later)."""

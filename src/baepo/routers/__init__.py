@@ -1,0 +1,1 @@
+"""Routers: how traffic reaches instances (the built-in proxy; HAProxy, nginx later)."""

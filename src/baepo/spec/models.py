@@ -1,0 +1,252 @@
+"""The ``baepo.yaml`` models (Pydantic v2, ``extra="forbid"``).
+
+Every field carries a description: it flows into ``baepo schema`` and ``docs/spec.md``.
+Callers: ``spec.loader`` (parse a file), the controller and strategies (read resolved values).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from baepo.spec.units import CountOrPercent, Duration, resolve_count
+
+APP_NAME_RE = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
+_LISTEN_RE = re.compile(r"^(?P<host>\[[0-9a-fA-F:]+\]|[A-Za-z0-9.\-]+):(?P<port>\d{1,5})$")
+
+
+class SpecModel(BaseModel):
+    """Base for every spec section: unknown keys are errors, values are immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class RunSpec(SpecModel):
+    """How to start one instance of the app on the local target."""
+
+    command: list[str] = Field(
+        min_length=1,
+        description=(
+            "The program and its arguments. `{port}` in any argument is replaced by the port "
+            "baepo allocated for the instance; `PORT` is also set in its environment."
+        ),
+        examples=[["python", "-m", "shop", "--port", "{port}"]],
+    )
+    cwd: str | None = Field(
+        default=None,
+        description="Working directory, relative to the spec file's folder. Default: that folder.",
+    )
+    env: dict[str, str] = Field(
+        default_factory=dict, description="Extra environment variables for every instance."
+    )
+    stop_grace_period: Duration = Field(
+        default=10.0,
+        description="Time between SIGTERM and SIGKILL when an instance is stopped.",
+    )
+
+    @field_validator("command")
+    @classmethod
+    def _no_empty_program(cls, value: list[str]) -> list[str]:
+        if not value[0].strip():
+            raise ValueError("the first item must name a program")
+        return value
+
+    @field_validator("env")
+    @classmethod
+    def _env_names(cls, value: dict[str, str]) -> dict[str, str]:
+        for name in value:
+            if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", name):
+                raise ValueError(f"{name!r} is not a valid environment variable name")
+        return value
+
+
+class ProbeSpec(SpecModel):
+    """An HTTP probe: GET ``path`` on the instance; any 2xx or 3xx answer is a success."""
+
+    path: str = Field(default="/", description="HTTP path to GET, starting with `/`.")
+    interval: Duration = Field(default=1.0, description="Time between two probes.")
+    timeout: Duration = Field(default=1.0, description="How long one probe may take.")
+    failure_threshold: int = Field(
+        default=3, ge=1, description="Consecutive failures before the probe counts as failed."
+    )
+    success_threshold: int = Field(
+        default=1, ge=1, description="Consecutive successes before the probe counts as passing."
+    )
+    initial_delay: Duration = Field(
+        default=0.0, description="Time after the instance starts before the first probe."
+    )
+
+    @field_validator("path")
+    @classmethod
+    def _path_starts_with_slash(cls, value: str) -> str:
+        if not value.startswith("/"):
+            raise ValueError("must start with '/', e.g. /health")
+        return value
+
+
+class HealthSpec(SpecModel):
+    """Health checks. Readiness gates traffic; liveness restarts a stuck instance."""
+
+    readiness: ProbeSpec = Field(
+        default_factory=ProbeSpec,
+        description="An instance receives traffic only while its readiness probe passes.",
+    )
+    liveness: ProbeSpec | None = Field(
+        default=None,
+        description="When it fails `failure_threshold` times in a row, the instance is restarted.",
+    )
+
+
+class RouterSpec(SpecModel):
+    """The built-in router that sits in front of the app's instances."""
+
+    listen: str = Field(
+        default="127.0.0.1:8080",
+        description="Address the router listens on for the app's users, `host:port`.",
+    )
+    drain_timeout: Duration = Field(
+        default=30.0,
+        description="How long in-flight requests may take to finish on an instance being removed.",
+    )
+    upstream_timeout: Duration = Field(
+        default=60.0,
+        description="How long the router waits for an instance to start answering a request.",
+    )
+    idle_timeout: Duration = Field(
+        default=75.0, description="Idle client keep-alive connections are closed after this time."
+    )
+
+    @field_validator("listen")
+    @classmethod
+    def _listen_address(cls, value: str) -> str:
+        match = _LISTEN_RE.match(value)
+        if not match or not 0 < int(match.group("port")) < 65536:
+            raise ValueError("expected host:port, e.g. 127.0.0.1:8080")
+        return value
+
+    @property
+    def host(self) -> str:
+        match = _LISTEN_RE.match(self.listen)
+        assert match
+        return match.group("host").strip("[]")
+
+    @property
+    def port(self) -> int:
+        match = _LISTEN_RE.match(self.listen)
+        assert match
+        return int(match.group("port"))
+
+
+class RecreateSpec(SpecModel):
+    """Stop every old instance, then start the new ones. Has downtime; use for dev or singletons."""
+
+
+class RollingSpec(SpecModel):
+    """Replace instances a few at a time, as a Kubernetes Deployment does."""
+
+    max_surge: CountOrPercent = Field(
+        default="25%",
+        description=(
+            "How many instances may run above `replicas` during the update "
+            "(a count, or a percentage of replicas rounded up)."
+        ),
+    )
+    max_unavailable: CountOrPercent = Field(
+        default="25%",
+        description=(
+            "How many of `replicas` may be not ready during the update "
+            "(a count, or a percentage of replicas rounded down)."
+        ),
+    )
+
+    def resolve(self, replicas: int) -> tuple[int, int]:
+        """``(surge, unavailable)`` as instance counts for ``replicas``; never both zero."""
+        surge = resolve_count(self.max_surge, replicas, round_up=True)
+        unavailable = resolve_count(self.max_unavailable, replicas, round_up=False)
+        if surge == 0 and unavailable == 0:
+            surge = 1
+        return surge, unavailable
+
+
+class StrategySpec(SpecModel):
+    """Exactly one strategy. Written as a name (`rolling`) or a mapping (`rolling: {...}`)."""
+
+    recreate: RecreateSpec | None = Field(default=None, description="Stop all, then start all.")
+    rolling: RollingSpec | None = Field(default=None, description="Replace a few at a time.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_name(cls, data: Any) -> Any:
+        if isinstance(data, str):
+            if data in ("recreate", "rolling"):
+                return {data: {}}
+            raise ValueError(f"unknown strategy {data!r}: expected one of recreate, rolling")
+        if isinstance(data, dict):
+            return {key: ({} if value is None else value) for key, value in data.items()}
+        return data
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> StrategySpec:
+        chosen = [name for name in ("recreate", "rolling") if getattr(self, name) is not None]
+        if len(chosen) != 1:
+            raise ValueError("choose exactly one strategy: recreate or rolling")
+        return self
+
+    @property
+    def kind(self) -> Literal["recreate", "rolling"]:
+        return "recreate" if self.recreate is not None else "rolling"
+
+
+class RestartSpec(SpecModel):
+    """How a dying instance is restarted, and when it counts as crash-looping."""
+
+    backoff_initial: Duration = Field(default=0.2, description="First delay before a restart.")
+    backoff_max: Duration = Field(default=10.0, description="Longest delay between restarts.")
+    crash_loop_restarts: int = Field(
+        default=3,
+        ge=1,
+        description="This many restarts within `crash_loop_window` marks the instance failed.",
+    )
+    crash_loop_window: Duration = Field(default=60.0, description="Window for crash counting.")
+
+
+class LogSpec(SpecModel):
+    """Where instance output goes: rotating files under the state directory."""
+
+    max_bytes: int = Field(
+        default=10 * 1024 * 1024, ge=1024, description="Rotate a log file at this size."
+    )
+    backups: int = Field(default=3, ge=0, description="How many rotated files to keep.")
+
+
+class Spec(SpecModel):
+    """A `baepo.yaml`: one app, how to run it, how to check it, how to release it."""
+
+    app: Annotated[str, Field(pattern=APP_NAME_RE)] = Field(
+        description="The app's name: lower-case letters, digits and dashes.",
+        examples=["shop-api"],
+    )
+    version: str | None = Field(
+        default=None,
+        description="The artifact version to release. `baepo deploy --version` overrides it.",
+        examples=["1.4.0"],
+    )
+    run: RunSpec = Field(description="How to start one instance.")
+    replicas: int = Field(default=1, ge=0, le=100, description="How many instances to run.")
+    health: HealthSpec = Field(default_factory=HealthSpec, description="Health checks.")
+    router: RouterSpec = Field(default_factory=RouterSpec, description="The built-in router.")
+    strategy: StrategySpec = Field(
+        default_factory=lambda: StrategySpec(rolling=RollingSpec()),
+        description="How a new revision replaces the old one. Default: rolling, 25% / 25%.",
+    )
+    progress_deadline: Duration = Field(
+        default=600.0,
+        description=(
+            "A rollout that makes no progress for this long (no new instance becomes ready) "
+            "fails and rolls back."
+        ),
+    )
+    restart: RestartSpec = Field(default_factory=RestartSpec, description="Restart policy.")
+    logs: LogSpec = Field(default_factory=LogSpec, description="Instance log files.")

@@ -1,0 +1,97 @@
+"""Value types users write in a spec: durations (``30s``, ``2m``) and counts-or-percentages."""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Annotated, Any
+
+from pydantic import BeforeValidator, PlainSerializer, WithJsonSchema
+
+_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+
+
+def parse_duration(value: Any) -> float:
+    """Parse ``30s``, ``2m``, ``1.5h``, ``250ms`` or a bare number of seconds into seconds."""
+    if isinstance(value, bool):
+        raise ValueError("expected a duration such as 30s, 2m or 500ms")
+    if isinstance(value, int | float):
+        if value < 0 or not math.isfinite(value):
+            raise ValueError("a duration must be a finite number of seconds, 0 or more")
+        return float(value)
+    if isinstance(value, str):
+        match = _DURATION_RE.match(value)
+        if match:
+            return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    raise ValueError(f"expected a duration such as 30s, 2m or 500ms, got {value!r}")
+
+
+def format_duration(seconds: float) -> str:
+    """The shortest spelling of a duration that parses back to the same value."""
+    if seconds and seconds < 1:
+        return f"{round(seconds * 1000)}ms"
+    for unit, size in (("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return f"{seconds:g}s"
+
+
+Duration = Annotated[
+    float,
+    BeforeValidator(parse_duration),
+    PlainSerializer(format_duration, return_type=str),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string", "pattern": r"^\d+(\.\d+)?(ms|s|m|h)?$"},
+                {"type": "number", "minimum": 0},
+            ],
+            "description": "A duration: 500ms, 30s, 2m, 1h, or a number of seconds.",
+        }
+    ),
+]
+
+_PERCENT_RE = re.compile(r"^(\d{1,3})%$")
+
+
+def _check_count_or_percent(value: Any) -> int | str:
+    if isinstance(value, bool):
+        raise ValueError("expected a count (2) or a percentage ('25%')")
+    if isinstance(value, int):
+        if value < 0:
+            raise ValueError("a count must be 0 or more")
+        return value
+    if isinstance(value, str):
+        match = _PERCENT_RE.match(value.strip())
+        if match and int(match.group(1)) <= 100:
+            return value.strip()
+    raise ValueError(f"expected a count (2) or a percentage from 0% to 100% ('25%'), got {value!r}")
+
+
+CountOrPercent = Annotated[
+    int | str,
+    BeforeValidator(_check_count_or_percent),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "integer", "minimum": 0},
+                {"type": "string", "pattern": r"^\d{1,3}%$"},
+            ],
+            "description": "A count of instances (2) or a percentage of replicas ('25%').",
+        }
+    ),
+]
+
+
+def resolve_count(value: int | str, total: int, *, round_up: bool) -> int:
+    """Turn a count or percentage into a count of instances, as Kubernetes does.
+
+    Surge rounds up, unavailability rounds down (so ``25%`` of 3 replicas is a surge of 1 and
+    an unavailability of 0).
+    """
+    if isinstance(value, int):
+        return value
+    percent = int(value.rstrip("%"))
+    exact = total * percent / 100
+    return math.ceil(exact) if round_up else math.floor(exact)

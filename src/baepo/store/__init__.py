@@ -1,0 +1,1 @@
+"""The store: SQLAlchemy models, repositories and Alembic migrations. Only here is SQL."""

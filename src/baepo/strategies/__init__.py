@@ -1,0 +1,1 @@
+"""Strategies: pure planners from (spec, status, observation, now) to the next actions."""
