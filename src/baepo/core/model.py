@@ -151,6 +151,7 @@ class Instance:
     host: str
     port: int
     phase: InstancePhase
+    ready: bool = False
     restarts: int = 0
     started_at: datetime | None = None
     pid: int | None = None

@@ -9,9 +9,21 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
 
 from baepo.core.model import App, Event, Instance, Revision, Rollout
+
+
+@dataclass(frozen=True)
+class ProbeConfig:
+    """An HTTP GET probe of one instance (see ``spec.models.ProbeSpec``)."""
+
+    path: str
+    interval: float
+    timeout: float
+    failure_threshold: int
+    success_threshold: int
+    initial_delay: float
 
 
 @dataclass(frozen=True)
@@ -31,10 +43,17 @@ class InstanceSpec:
     crash_loop_window: float
     log_max_bytes: int
     log_backups: int
+    readiness: ProbeConfig
+    liveness: ProbeConfig | None = None
 
 
 class Platform(Protocol):
-    """Starts, observes and stops instances. The platform's own records are the truth."""
+    """Starts, observes and stops instances. The platform's own records are the truth.
+
+    The platform also runs each instance's probes (as a kubelet does): ``Instance.ready`` is
+    its readiness as of the last probe, and a failing liveness probe restarts the instance.
+    Both keep working while the controller is down.
+    """
 
     async def start_instance(self, spec: InstanceSpec) -> Instance:
         """Start one new instance on a freshly allocated port; return it in phase STARTING.
@@ -67,9 +86,7 @@ class Platform(Protocol):
         """The last ``tail`` lines of output of app+env instances (optionally one revision)."""
         ...
 
-    def follow_logs(
-        self, app: str, env: str, *, revision: int | None = None
-    ) -> AsyncIterator[str]:
+    def follow_logs(self, app: str, env: str, *, revision: int | None = None) -> AsyncIterator[str]:
         """New output lines as they are written, until the caller stops iterating."""
         ...
 
