@@ -1,0 +1,58 @@
+"""What a strategy returns: the next actions for one reconcile pass, as plain data.
+
+Callers: every strategy builds a ``Plan``; the controller applies it in a fixed order:
+traffic first (so nothing is routed to an instance about to stop), then stops (drained), then
+starts, then the phase change.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from baepo.core.model import Instance, InstancePhase, RolloutPhase
+from baepo.core.ports import Backend
+
+LIVE_PHASES = frozenset({InstancePhase.STARTING, InstancePhase.RUNNING})
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The next idempotent actions. Empty lists mean "nothing to do this pass"."""
+
+    traffic: tuple[Backend, ...] | None = None  # None: leave the routing table as it is
+    stop: tuple[str, ...] = ()  # instance ids: drain, then stop
+    start: int = 0  # new instances of the target revision
+    phase: RolloutPhase | None = None  # a transition to persist
+    message: str = ""  # why, in plain words (shown in status and events)
+    progressed: bool = False  # something moved toward the goal (resets the progress deadline)
+    notes: tuple[str, ...] = field(default_factory=tuple)  # events worth recording
+
+
+def live(instances: Iterable[Instance]) -> list[Instance]:
+    """Instances that run or are starting: neither failed nor on their way out."""
+    return [i for i in instances if i.phase in LIVE_PHASES]
+
+
+def ready(instances: Iterable[Instance]) -> list[Instance]:
+    """Live instances whose readiness probe passes."""
+    return [i for i in instances if i.phase == InstancePhase.RUNNING and i.ready]
+
+
+def proportional_traffic(instances: Iterable[Instance]) -> tuple[Backend, ...]:
+    """A routing table spreading requests evenly over every ready instance of any revision."""
+    by_revision: dict[int, list[str]] = {}
+    for instance in sorted(ready(instances), key=lambda i: (i.revision, i.id)):
+        by_revision.setdefault(instance.revision, []).append(instance.address)
+    return tuple(
+        Backend(revision=rev, weight=len(addrs), upstreams=tuple(addrs))
+        for rev, addrs in sorted(by_revision.items())
+    )
+
+
+def only_revision_traffic(instances: Iterable[Instance], revision: int) -> tuple[Backend, ...]:
+    """A routing table sending everything to the ready instances of one revision."""
+    addrs = sorted(i.address for i in ready(instances) if i.revision == revision)
+    if not addrs:
+        return ()
+    return (Backend(revision=revision, weight=100, upstreams=tuple(addrs)),)

@@ -1,0 +1,93 @@
+"""Planning one rollout pass: failure checks shared by every strategy, then the strategy's step.
+
+``plan_rollout`` is pure: the rollout record, the target revision's spec, the observed
+instances and the time in; a ``Plan`` out. The controller persists the phase and status it
+returns and applies its actions. Callers: the controller.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from baepo.core.model import Instance, InstancePhase, Rollout, RolloutPhase
+from baepo.spec.models import Spec
+from baepo.strategies.plan import Plan, live, ready
+from baepo.strategies.recreate import recreate_step
+from baepo.strategies.rolling import converge, is_complete
+
+
+def progress_marker(target: int, instances: Sequence[Instance]) -> list[int]:
+    """What counts as progress: more target instances ready, fewer others live."""
+    new_ready = len([i for i in ready(instances) if i.revision == target])
+    others = len([i for i in live(instances) if i.revision != target])
+    return [new_ready, -others]
+
+
+def plan_rollout(
+    rollout: Rollout, spec: Spec, instances: Sequence[Instance], now: datetime
+) -> tuple[Plan, dict[str, Any]]:
+    """The next step of ``rollout`` and its updated ``status``.
+
+    A failed (crash-looping) instance of the new revision, or no progress within
+    ``spec.progress_deadline``, ends the rollout: ROLLED_BACK when there is a stable revision to
+    return to, FAILED otherwise. The controller then converges the app back to stable.
+    """
+    target = rollout.revision
+    status = dict(rollout.status)
+    marker = progress_marker(target, instances)
+    progressed = status.get("marker") != marker
+    if progressed or "last_progress_at" not in status:
+        status["marker"] = marker
+        status["last_progress_at"] = now.isoformat()
+
+    failed = [i for i in instances if i.revision == target and i.phase == InstancePhase.FAILED]
+    if failed:
+        why = f"instance {failed[0].id} of revision {target} failed: {failed[0].message}"
+        return _end(rollout, why), status
+
+    idle = (now - datetime.fromisoformat(status["last_progress_at"])).total_seconds()
+    if idle > spec.progress_deadline:
+        why = (
+            f"no progress for {idle:.0f}s (progress_deadline {spec.progress_deadline:g}s): "
+            f"{marker[0]} of {spec.replicas} new instances ready"
+        )
+        return _end(rollout, why), status
+
+    if is_complete(target, spec.replicas, instances):
+        plan = converge(target, spec.replicas, 0, 0, instances)
+        message = f"revision {target} is serving on {spec.replicas} ready instances"
+        return Plan(traffic=plan.traffic, phase=RolloutPhase.HEALTHY, message=message), status
+
+    if spec.strategy.kind == "recreate":
+        step = recreate_step(target, spec.replicas, instances)
+    else:
+        assert spec.strategy.rolling is not None
+        surge, unavailable = spec.strategy.rolling.resolve(spec.replicas)
+        if rollout.stable_revision is None:
+            surge = spec.replicas  # a first deploy has nothing to protect: start all at once
+        step = converge(target, spec.replicas, surge, unavailable, instances)
+    phase = RolloutPhase.PROGRESSING if rollout.phase == RolloutPhase.PENDING else None
+    new_ready = marker[0]
+    message = f"{new_ready}/{spec.replicas} new instances ready, {-marker[1]} old live"
+    return (
+        Plan(
+            traffic=step.traffic,
+            stop=step.stop,
+            start=step.start,
+            phase=phase,
+            message=message,
+            progressed=progressed,
+        ),
+        status,
+    )
+
+
+def _end(rollout: Rollout, why: str) -> Plan:
+    if rollout.stable_revision is None:
+        return Plan(phase=RolloutPhase.FAILED, message=why)
+    return Plan(
+        phase=RolloutPhase.ROLLED_BACK,
+        message=f"{why}; rolling back to revision {rollout.stable_revision}",
+    )
