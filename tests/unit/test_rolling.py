@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 from baepo.core.model import Instance, InstancePhase, Rollout, RolloutPhase
 from baepo.spec.models import Spec
 from baepo.strategies.plan import Plan, ready
-from baepo.strategies.rollout import plan_rollout
 from baepo.strategies.rolling import converge
+from baepo.strategies.rollout import plan_rollout
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 _ids = itertools.count()
@@ -129,7 +129,7 @@ def test_three_replicas_default_strategy_replaces_one_at_a_time() -> None:
 )
 def test_rolling_keeps_capacity_and_finishes(replicas: int, surge: int, unavailable: int) -> None:
     s = spec(replicas, surge, unavailable)
-    real_surge, real_unavailable = s.strategy.rolling.resolve(replicas)  # type: ignore[union-attr]
+    _, real_unavailable = s.strategy.rolling.resolve(replicas)  # type: ignore[union-attr]
     cluster = Cluster([instance(1) for _ in range(replicas)])
     final, serving = drive(s, cluster, rollout())
     assert final.phase == RolloutPhase.HEALTHY
