@@ -1,0 +1,78 @@
+"""From a revision to what the ports need: instance and router settings, as pure functions.
+
+Callers: the reconciler (starting instances, running the router).
+"""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from pathlib import Path
+
+from baepo.core.model import Revision
+from baepo.core.ports import InstanceSpec, ProbeConfig, RouterConfig
+from baepo.spec.models import ProbeSpec, Spec
+
+
+@lru_cache(maxsize=256)
+def _spec_of(config_json: str) -> Spec:
+    return Spec.model_validate(json.loads(config_json))
+
+
+def spec_of(revision: Revision) -> Spec:
+    """The revision's resolved spec (cached: revisions are immutable)."""
+    return _spec_of(json.dumps(revision.config, sort_keys=True))
+
+
+def probe_config(probe: ProbeSpec) -> ProbeConfig:
+    return ProbeConfig(
+        path=probe.path,
+        interval=probe.interval,
+        timeout=probe.timeout,
+        failure_threshold=probe.failure_threshold,
+        success_threshold=probe.success_threshold,
+        initial_delay=probe.initial_delay,
+    )
+
+
+def instance_spec(revision: Revision) -> InstanceSpec:
+    """How to start one instance of ``revision``: its command, folder, environment, probes."""
+    spec = spec_of(revision)
+    cwd = Path(revision.spec_dir)
+    if spec.run.cwd:
+        cwd = cwd / spec.run.cwd
+    env_vars = {
+        **spec.run.env,
+        "BAEPO_APP": revision.app,
+        "BAEPO_ENV": revision.env,
+        "BAEPO_REVISION": str(revision.number),
+        "BAEPO_VERSION": revision.version,
+    }
+    return InstanceSpec(
+        app=revision.app,
+        env=revision.env,
+        revision=revision.number,
+        command=list(spec.run.command),
+        cwd=str(cwd),
+        env_vars=env_vars,
+        stop_grace_period=spec.run.stop_grace_period,
+        backoff_initial=spec.restart.backoff_initial,
+        backoff_max=spec.restart.backoff_max,
+        crash_loop_restarts=spec.restart.crash_loop_restarts,
+        crash_loop_window=spec.restart.crash_loop_window,
+        log_max_bytes=spec.logs.max_bytes,
+        log_backups=spec.logs.backups,
+        readiness=probe_config(spec.health.readiness),
+        liveness=probe_config(spec.health.liveness) if spec.health.liveness else None,
+    )
+
+
+def router_config(revision: Revision) -> RouterConfig:
+    spec = spec_of(revision)
+    return RouterConfig(
+        app=revision.app,
+        env=revision.env,
+        listen=spec.router.listen,
+        upstream_timeout=spec.router.upstream_timeout,
+        idle_timeout=spec.router.idle_timeout,
+    )

@@ -1,0 +1,283 @@
+"""One reconcile pass for one app+environment: observe, plan, persist, act.
+
+The order is what makes a pass safe to cut short and run again (invariant 1): the phase and
+status a plan asks for are persisted first, then the routing table is pushed (so nothing is
+routed to an instance about to stop), then instances are drained and stopped, then new ones
+started. Everything is derived again from the platform's observation on the next pass.
+Callers: ``controller.loop``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Any
+
+from baepo.controller.desired import instance_spec, router_config, spec_of
+from baepo.core.model import App, AppState, Event, Instance, InstancePhase, Revision, Rollout
+from baepo.core.ports import Backend, Platform, Router, RouterConfig, Store
+from baepo.errors import BaepoError
+from baepo.strategies.plan import Plan
+from baepo.strategies.rolling import converge
+from baepo.strategies.rollout import plan_rollout
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Reconciler:
+    """Drives apps toward their desired state through the platform and router ports."""
+
+    def __init__(
+        self, store: Store, platform: Platform, router: Router, *, clock: Clock = utcnow
+    ) -> None:
+        self.store = store
+        self.platform = platform
+        self.router = router
+        self.clock = clock
+        self._draining: dict[str, asyncio.Task[None]] = {}
+        self._tables: dict[tuple[str, str], tuple[Backend, ...]] = {}
+        self._routers: dict[tuple[str, str], tuple[RouterConfig, float]] = {}
+        self._readiness: dict[str, bool] = {}
+        self._revisions: dict[tuple[str, str, int], Revision] = {}
+
+    # -- observation -------------------------------------------------------------------
+
+    async def observe(self, app: str, env: str) -> list[Instance]:
+        """The platform's instances, with those this controller is draining marked STOPPING."""
+        instances = await self.platform.list_instances(app, env)
+        return [
+            replace(i, phase=InstancePhase.STOPPING, ready=False) if i.id in self._draining else i
+            for i in instances
+        ]
+
+    async def revision(self, app: str, env: str, number: int) -> Revision:
+        key = (app, env, number)
+        if key not in self._revisions:
+            self._revisions[key] = await asyncio.to_thread(
+                self.store.get_revision, app, env, number
+            )
+        return self._revisions[key]
+
+    # -- the pass ----------------------------------------------------------------------
+
+    async def reconcile(self, app: App) -> bool:
+        """One pass for ``app``. Returns True while work is under way (poll again soon)."""
+        instances = await self.observe(app.app, app.env)
+        await self._note_readiness(app, instances)
+        if app.state == AppState.DOWN:
+            return await self._down(app, instances)
+        rollout = await asyncio.to_thread(self.store.active_rollout, app.app, app.env)
+        target = rollout.revision if rollout else app.stable_revision
+        if target is None:
+            return False
+        revision = await self.revision(app.app, app.env, target)
+        await self._ensure_router(router_config(revision))
+        if rollout is not None:
+            return await self._advance(app, rollout, revision, instances)
+        return await self._hold(app, revision, instances)
+
+    async def _advance(
+        self, app: App, rollout: Rollout, revision: Revision, instances: list[Instance]
+    ) -> bool:
+        spec = spec_of(revision)
+        plan, status = plan_rollout(rollout, spec, instances, self.clock())
+        changed = (
+            plan.phase is not None
+            or status != rollout.status
+            or (plan.message and plan.message != rollout.message)
+        )
+        if changed:
+            rollout = await self._transition(app, rollout, plan, status)
+        await self._apply(app, revision, plan)
+        return True
+
+    async def _transition(
+        self, app: App, rollout: Rollout, plan: Plan, status: dict[str, Any]
+    ) -> Rollout:
+        now = self.clock()
+        phase = plan.phase or rollout.phase
+        if phase.value == "healthy":
+            # Stable moves first: a crash between the two writes leaves a rollout that is
+            # found complete again on the next pass, never an app rolled back by mistake.
+            fresh = await asyncio.to_thread(self.store.get_app, app.app, app.env)
+            assert fresh is not None
+            await asyncio.to_thread(
+                self.store.save_app,
+                replace(fresh, stable_revision=rollout.revision, updated_at=now),
+            )
+        updated = replace(
+            rollout,
+            phase=phase,
+            status=status,
+            message=plan.message or rollout.message,
+            updated_at=now,
+            finished_at=now if phase.terminal else None,
+        )
+        saved = await asyncio.to_thread(self.store.save_rollout, updated)
+        if plan.phase is not None and plan.phase != rollout.phase:
+            await self.event(
+                app,
+                f"rollout.{phase.value}",
+                plan.message or f"rollout {rollout.id} is {phase.value}",
+                rollout=saved,
+            )
+        return saved
+
+    async def _hold(self, app: App, revision: Revision, instances: list[Instance]) -> bool:
+        """No rollout: keep the stable revision at its replicas (self-healing, rollback)."""
+        spec = spec_of(revision)
+        plan = converge(
+            revision.number,
+            spec.replicas,
+            spec.replicas,
+            0,
+            instances,
+            traffic_to_target_only=True,
+        )
+        await self._apply(app, revision, plan)
+        return bool(plan.stop or plan.start or self._draining)
+
+    async def _down(self, app: App, instances: list[Instance]) -> bool:
+        """``baepo down``: no traffic, no instances, no router; history stays."""
+        key = (app.app, app.env)
+        if instances or self._tables.get(key):
+            await self._push_table(app, ())
+        for instance in instances:
+            if instance.phase != InstancePhase.STOPPING:
+                self._stop(app, instance)
+        if not instances and key in self._routers:
+            await self.router.stop(app.app, app.env)
+            self._routers.pop(key, None)
+            self._tables.pop(key, None)
+            await self.event(app, "app.down", "all instances and the router are stopped")
+        return bool(instances)
+
+    # -- actions -----------------------------------------------------------------------
+
+    async def _apply(self, app: App, revision: Revision, plan: Plan) -> None:
+        if plan.traffic is not None:
+            await self._push_table(app, plan.traffic)
+        instances = {i.id: i for i in await self.platform.list_instances(app.app, app.env)}
+        for instance_id in plan.stop:
+            if instance_id in instances and instance_id not in self._draining:
+                self._stop(app, instances[instance_id])
+        for _ in range(plan.start):
+            started = await self.platform.start_instance(instance_spec(revision))
+            await self.event(
+                app,
+                "instance.started",
+                f"started {started.id} (revision {started.revision}) on port {started.port}",
+                revision=started.revision,
+            )
+
+    async def _push_table(self, app: App, table: Sequence[Backend]) -> None:
+        key = (app.app, app.env)
+        table = tuple(table)
+        if self._tables.get(key) == table:
+            return
+        await self.router.set_backends(app.app, app.env, table)
+        self._tables[key] = table
+        shares = ", ".join(f"r{b.revision} x{len(b.upstreams)}" for b in table) or "none"
+        await self.event(app, "traffic.changed", f"routing to ready instances: {shares}")
+
+    def _stop(self, app: App, instance: Instance) -> None:
+        self._draining[instance.id] = asyncio.create_task(self._drain_and_stop(app, instance))
+
+    async def _drain_and_stop(self, app: App, instance: Instance) -> None:
+        """Wait for the router's in-flight requests to the instance to finish, then stop it."""
+        try:
+            revision = await self.revision(app.app, app.env, instance.revision)
+            deadline = time.monotonic() + spec_of(revision).router.drain_timeout
+            while time.monotonic() < deadline and instance.phase != InstancePhase.FAILED:
+                in_flight = await self.router.in_flight(app.app, app.env)
+                if not in_flight.get(instance.address):
+                    break
+                await asyncio.sleep(0.05)
+            await self.platform.stop_instance(instance.id)
+            self._readiness.pop(instance.id, None)
+            await self.event(
+                app,
+                "instance.stopped",
+                f"stopped {instance.id} (revision {instance.revision})",
+                revision=instance.revision,
+            )
+        except BaepoError as exc:
+            log.warning("stopping %s failed: %s", instance.id, exc)
+        finally:
+            self._draining.pop(instance.id, None)
+
+    async def _ensure_router(self, config: RouterConfig) -> None:
+        key = (config.app, config.env)
+        known = self._routers.get(key)
+        if known and known[0] == config and time.monotonic() - known[1] < 5.0:
+            return
+        await self.router.ensure_running(config)
+        if known is None or known[0] != config:
+            self._tables.pop(key, None)  # a new or restarted router needs its table again
+        self._routers[key] = (config, time.monotonic())
+
+    async def _note_readiness(self, app: App, instances: Sequence[Instance]) -> None:
+        for instance in instances:
+            if instance.phase == InstancePhase.STOPPING:
+                continue
+            was = self._readiness.get(instance.id)
+            now_ready = instance.ready and instance.phase == InstancePhase.RUNNING
+            if instance.phase == InstancePhase.FAILED and was is not None:
+                await self.event(
+                    app,
+                    "instance.failed",
+                    f"{instance.id} failed: {instance.message}",
+                    revision=instance.revision,
+                )
+                self._readiness.pop(instance.id, None)
+                continue
+            if was is None and not now_ready:
+                self._readiness[instance.id] = False
+            elif was != now_ready:
+                self._readiness[instance.id] = now_ready
+                word = "ready" if now_ready else "not ready"
+                await self.event(
+                    app,
+                    f"instance.{word.replace(' ', '_')}",
+                    f"{instance.id} is {word}",
+                    revision=instance.revision,
+                )
+
+    async def event(
+        self,
+        app: App,
+        kind: str,
+        message: str,
+        *,
+        rollout: Rollout | None = None,
+        revision: int | None = None,
+    ) -> None:
+        await asyncio.to_thread(
+            self.store.append_event,
+            Event(
+                app=app.app,
+                env=app.env,
+                kind=kind,
+                message=message,
+                at=self.clock(),
+                rollout_id=rollout.id if rollout else None,
+                revision=revision
+                if revision is not None
+                else (rollout.revision if rollout else None),
+            ),
+        )
+
+    async def wait_draining(self) -> None:
+        """Let stops under way finish (used at shutdown)."""
+        if self._draining:
+            await asyncio.gather(*self._draining.values(), return_exceptions=True)
