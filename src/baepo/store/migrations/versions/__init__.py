@@ -1,0 +1,1 @@
+"""One Alembic revision per schema change, each tested on SQLite and PostgreSQL."""
