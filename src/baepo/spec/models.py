@@ -6,6 +6,7 @@ Callers: ``spec.loader`` (parse a file), the controller and strategies (read res
 
 from __future__ import annotations
 
+import difflib
 import re
 from typing import Annotated, Any, Literal
 
@@ -182,7 +183,9 @@ class StrategySpec(SpecModel):
         if isinstance(data, str):
             if data in ("recreate", "rolling"):
                 return {data: {}}
-            raise ValueError(f"unknown strategy {data!r}: expected one of recreate, rolling")
+            close = difflib.get_close_matches(data, ["recreate", "rolling"], n=1)
+            advice = f"did you mean {close[0]!r}? " if close else ""
+            raise ValueError(f"unknown strategy {data!r}; {advice}expected recreate or rolling")
         if isinstance(data, dict):
             return {key: ({} if value is None else value) for key, value in data.items()}
         return data
@@ -225,7 +228,10 @@ class Spec(SpecModel):
     """A `baepo.yaml`: one app, how to run it, how to check it, how to release it."""
 
     app: Annotated[str, Field(pattern=APP_NAME_RE)] = Field(
-        description="The app's name: lower-case letters, digits and dashes.",
+        description=(
+            "The app's name: lower-case letters, digits and dashes, starting and ending with a "
+            "letter or digit, at most 63 characters."
+        ),
         examples=["shop-api"],
     )
     version: str | None = Field(

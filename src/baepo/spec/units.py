@@ -60,7 +60,7 @@ def _check_count_or_percent(value: Any) -> int | str:
         raise ValueError("expected a count (2) or a percentage ('25%')")
     if isinstance(value, int):
         if value < 0:
-            raise ValueError("a count must be 0 or more")
+            raise ValueError(f"a count must be 0 or more, got {value}")
         return value
     if isinstance(value, str):
         match = _PERCENT_RE.match(value.strip())
@@ -76,7 +76,7 @@ CountOrPercent = Annotated[
         {
             "anyOf": [
                 {"type": "integer", "minimum": 0},
-                {"type": "string", "pattern": r"^\d{1,3}%$"},
+                {"type": "string", "pattern": r"^(100|[1-9]?[0-9])%$"},
             ],
             "description": "A count of instances (2) or a percentage of replicas ('25%').",
         }
