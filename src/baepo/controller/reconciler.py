@@ -68,6 +68,10 @@ class Reconciler:
             )
         return self._revisions[key]
 
+    def table(self, app: str, env: str) -> tuple[Backend, ...]:
+        """The routing table last pushed for app+env (empty before the first push)."""
+        return self._tables.get((app, env), ())
+
     # -- the pass ----------------------------------------------------------------------
 
     async def reconcile(self, app: App) -> bool:

@@ -1,0 +1,211 @@
+"""The REST endpoints under ``/api/v1``.
+
+Reads go straight to the store and ports; writes go through ``controller.releases``, which
+wakes the controller. Callers: ``api.app``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import StreamingResponse
+
+from baepo.api import views
+from baepo.api.runtime import Runtime
+from baepo.api.schemas import DeployBody, DownBody, UndoBody
+from baepo.controller.releases import DeployRequest, Outcome
+from baepo.core.model import DEFAULT_ENV, Revision
+from baepo.errors import ConfigError, NotFoundError, Problem
+from baepo.spec.loader import parse_spec
+
+router = APIRouter(prefix="/api/v1")
+
+Env = Annotated[str, Query(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$", description="Environment.")]
+
+
+def runtime(request: Request) -> Runtime:
+    rt: Runtime = request.app.state.runtime
+    return rt
+
+
+def outcome_view(o: Outcome) -> dict[str, Any]:
+    return {
+        "app": o.app,
+        "env": o.env,
+        "changed": o.changed,
+        "message": o.message,
+        "revision": o.revision,
+        "rollout_id": o.rollout_id,
+    }
+
+
+@router.get("/healthz", tags=["server"])
+async def healthz(request: Request) -> dict[str, Any]:
+    """Liveness of the server and its controller."""
+    rt = runtime(request)
+    return {
+        "ok": True,
+        "pid": rt.pid,
+        "state_dir": str(rt.state_dir),
+        "controller_passes": rt.controller.passes,
+    }
+
+
+@router.post("/deploy", tags=["releases"])
+def deploy(body: DeployBody, request: Request) -> dict[str, Any]:
+    """Create a revision from a spec and roll it out (a no-op when nothing changed)."""
+    spec = parse_spec(body.spec_yaml, source=body.spec_path)
+    spec_path = Path(body.spec_path)
+    if not spec_path.is_absolute():
+        raise ConfigError(
+            "invalid input", problems=[Problem("spec_path", "must be an absolute path")]
+        )
+    outcome = runtime(request).releases.deploy(
+        DeployRequest(
+            spec=spec,
+            spec_dir=str(spec_path.parent),
+            env=body.env,
+            actor=body.actor,
+            version=body.version,
+            message=body.message,
+            supersede=body.supersede,
+        )
+    )
+    return outcome_view(outcome)
+
+
+@router.post("/apps/{app}/undo", tags=["releases"])
+def undo(app: str, body: UndoBody, request: Request) -> dict[str, Any]:
+    """Stop the rollout in flight, or roll out a copy of an earlier revision."""
+    outcome = runtime(request).releases.undo(
+        app, body.env, body.actor, to_revision=body.to_revision, message=body.message
+    )
+    return outcome_view(outcome)
+
+
+@router.post("/apps/{app}/down", tags=["releases"])
+def down(app: str, body: DownBody, request: Request) -> dict[str, Any]:
+    """Stop the app's instances and router; keep its history."""
+    return outcome_view(runtime(request).releases.down(app, body.env, body.actor))
+
+
+@router.get("/apps", tags=["apps"])
+def list_apps(request: Request) -> list[dict[str, Any]]:
+    """Every app and environment this server knows."""
+    return [views.app_view(a) for a in runtime(request).store.list_apps()]
+
+
+@router.get("/apps/{app}", tags=["apps"])
+async def status(app: str, request: Request, env: Env = DEFAULT_ENV) -> dict[str, Any]:
+    """Everything about an app now: state, rollout, instances, traffic, router numbers."""
+    rt = runtime(request)
+    record = await asyncio.to_thread(rt.store.get_app, app, env)
+    if record is None:
+        raise NotFoundError(
+            f"{app} has never been deployed in {env}", hint="deploy it with baepo deploy"
+        )
+    active = await asyncio.to_thread(rt.store.active_rollout, app, env)
+    rollouts = await asyncio.to_thread(rt.store.list_rollouts, app, env)
+    events = await asyncio.to_thread(rt.store.list_events, app, env, after=0, limit=100_000)
+    instances = await rt.controller.reconciler.observe(app, env)
+    stable = None
+    if record.stable_revision is not None:
+        stable = await asyncio.to_thread(rt.store.get_revision, app, env, record.stable_revision)
+    target = None
+    if active is not None:
+        target = await asyncio.to_thread(rt.store.get_revision, app, env, active.revision)
+    stats = await rt.router.stats(app, env) if rollouts else []
+    desired = {}
+    for revision in (stable, target):
+        if revision is not None:
+            desired[revision.number] = revision.config.get("replicas", 1)
+    return {
+        **views.app_view(record),
+        "stable": views.revision_view(stable) if stable else None,
+        "target": views.revision_view(target) if target else None,
+        "rollout": views.rollout_view(active) if active else None,
+        "last_rollout": views.rollout_view(rollouts[-1]) if rollouts else None,
+        "listen": _listen(target or stable),
+        "instances": [views.instance_view(i) for i in instances],
+        "desired": {str(k): v for k, v in desired.items()},
+        "traffic": views.traffic_view(rt.controller.reconciler.table(app, env)),
+        "stats": views.stats_view(stats),
+        "events": [views.event_view(e) for e in events[-15:]],
+    }
+
+
+@router.get("/apps/{app}/revisions", tags=["history"])
+def revisions(app: str, request: Request, env: Env = DEFAULT_ENV) -> list[dict[str, Any]]:
+    """Every revision, oldest first, with the outcome of the rollout that introduced it."""
+    rt = runtime(request)
+    outcomes: dict[int, dict[str, Any]] = {}
+    for rollout in rt.store.list_rollouts(app, env):
+        outcomes[rollout.revision] = views.rollout_view(rollout)
+    record = rt.store.get_app(app, env)
+    return [
+        {
+            **views.revision_view(r),
+            "rollout": outcomes.get(r.number),
+            "stable": record is not None and record.stable_revision == r.number,
+        }
+        for r in rt.store.list_revisions(app, env)
+    ]
+
+
+@router.get("/apps/{app}/revisions/{number}", tags=["history"])
+def revision(app: str, number: int, request: Request, env: Env = DEFAULT_ENV) -> dict[str, Any]:
+    """One revision with its full resolved config, and the previous one's for diffing."""
+    rt = runtime(request)
+    current = rt.store.get_revision(app, env, number)
+    previous = None
+    if number > 1:
+        previous = rt.store.get_revision(app, env, number - 1)
+    return {
+        **views.revision_view(current, with_config=True),
+        "previous": views.revision_view(previous, with_config=True) if previous else None,
+    }
+
+
+@router.get("/apps/{app}/events", tags=["history"])
+def events(
+    app: str,
+    request: Request,
+    env: Env = DEFAULT_ENV,
+    after: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 200,
+) -> list[dict[str, Any]]:
+    """History events with id > ``after``, oldest first."""
+    store = runtime(request).store
+    return [views.event_view(e) for e in store.list_events(app, env, after=after, limit=limit)]
+
+
+@router.get("/apps/{app}/logs", tags=["apps"])
+async def logs(
+    app: str,
+    request: Request,
+    env: Env = DEFAULT_ENV,
+    revision: Annotated[int | None, Query(ge=1)] = None,
+    tail: Annotated[int, Query(ge=0, le=100_000)] = 100,
+    follow: bool = False,
+) -> StreamingResponse:
+    """Instance output, one line each, prefixed with the instance id; ``follow`` streams."""
+    platform = runtime(request).platform
+
+    async def lines() -> AsyncIterator[bytes]:
+        for line in platform.read_logs(app, env, revision=revision, tail=tail):
+            yield (line + "\n").encode()
+        if follow:
+            async for line in platform.follow_logs(app, env, revision=revision):
+                if await request.is_disconnected():
+                    break
+                yield (line + "\n").encode()
+
+    return StreamingResponse(lines(), media_type="text/plain; charset=utf-8")
+
+
+def _listen(revision: Revision | None) -> str | None:
+    return str(revision.config["router"]["listen"]) if revision else None

@@ -1,0 +1,25 @@
+"""What one running server holds: store, ports, controller and release operations.
+
+Callers: ``api.server`` builds it; ``api.routes`` reads it from ``app.state.runtime``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from baepo.controller.loop import Controller
+from baepo.controller.releases import Releases
+from baepo.core.ports import Platform, Router, Store
+
+
+@dataclass
+class Runtime:
+    state_dir: Path
+    store: Store
+    platform: Platform
+    router: Router
+    controller: Controller
+    releases: Releases
+    pid: int = field(default_factory=os.getpid)

@@ -1,0 +1,40 @@
+"""Request bodies of the REST API (``extra="forbid"``: an unknown field is an error).
+
+Callers: ``api.routes``.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from baepo.core.model import DEFAULT_ENV
+
+
+class Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DeployBody(Body):
+    """Release the spec in ``spec_yaml`` (the text of a baepo.yaml)."""
+
+    spec_yaml: str = Field(max_length=1_000_000, description="The spec file's text.")
+    spec_path: str = Field(
+        min_length=1, description="Absolute path of the spec file; its folder is the app's home."
+    )
+    env: str = Field(default=DEFAULT_ENV, pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")
+    version: str | None = Field(default=None, min_length=1, max_length=128)
+    message: str = Field(default="", max_length=2000)
+    actor: str = Field(default="unknown", min_length=1, max_length=200)
+    supersede: bool = Field(default=False, description="Replace a rollout in progress.")
+
+
+class UndoBody(Body):
+    env: str = Field(default=DEFAULT_ENV, pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")
+    to_revision: int | None = Field(default=None, ge=1)
+    message: str = Field(default="", max_length=2000)
+    actor: str = Field(default="unknown", min_length=1, max_length=200)
+
+
+class DownBody(Body):
+    env: str = Field(default=DEFAULT_ENV, pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")
+    actor: str = Field(default="unknown", min_length=1, max_length=200)

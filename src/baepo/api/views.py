@@ -1,0 +1,111 @@
+"""Domain records as JSON for API responses (and so for ``-o json`` in the CLI).
+
+Callers: ``api.routes``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from baepo.core.model import App, Event, Instance, Revision, Rollout
+from baepo.core.ports import Backend, RevisionStats
+
+
+def _ts(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def revision_view(r: Revision, *, with_config: bool = False) -> dict[str, Any]:
+    view: dict[str, Any] = {
+        "number": r.number,
+        "version": r.version,
+        "config_hash": r.config_hash,
+        "created_by": r.created_by,
+        "created_at": _ts(r.created_at),
+        "message": r.message,
+        "origin": r.origin,
+        "spec_dir": r.spec_dir,
+    }
+    if with_config:
+        view["config"] = r.config
+    return view
+
+
+def rollout_view(r: Rollout) -> dict[str, Any]:
+    duration = ((r.finished_at or r.updated_at) - r.started_at).total_seconds()
+    return {
+        "id": r.id,
+        "revision": r.revision,
+        "stable_revision": r.stable_revision,
+        "strategy": r.strategy,
+        "phase": r.phase.value,
+        "message": r.message,
+        "started_at": _ts(r.started_at),
+        "updated_at": _ts(r.updated_at),
+        "finished_at": _ts(r.finished_at),
+        "duration_seconds": round(duration, 3),
+    }
+
+
+def event_view(e: Event) -> dict[str, Any]:
+    return {
+        "id": e.id,
+        "at": _ts(e.at),
+        "kind": e.kind,
+        "message": e.message,
+        "rollout_id": e.rollout_id,
+        "revision": e.revision,
+        "actor": e.actor,
+    }
+
+
+def instance_view(i: Instance) -> dict[str, Any]:
+    return {
+        "id": i.id,
+        "revision": i.revision,
+        "address": i.address,
+        "phase": i.phase.value,
+        "ready": i.ready,
+        "restarts": i.restarts,
+        "pid": i.pid,
+        "started_at": _ts(i.started_at),
+        "message": i.message,
+    }
+
+
+def app_view(a: App) -> dict[str, Any]:
+    return {
+        "app": a.app,
+        "env": a.env,
+        "state": a.state.value,
+        "stable_revision": a.stable_revision,
+        "updated_at": _ts(a.updated_at),
+    }
+
+
+def traffic_view(table: Sequence[Backend]) -> list[dict[str, Any]]:
+    total = sum(b.weight for b in table) or 1
+    return [
+        {
+            "revision": b.revision,
+            "weight": b.weight,
+            "percent": round(100 * b.weight / total, 1),
+            "upstreams": list(b.upstreams),
+        }
+        for b in table
+    ]
+
+
+def stats_view(stats: Sequence[RevisionStats]) -> list[dict[str, Any]]:
+    return [
+        {
+            "revision": s.revision,
+            "requests": s.requests,
+            "status": s.status,
+            "in_flight": s.in_flight,
+            "latency_sum": round(s.latency_sum, 6),
+        }
+        for s in stats
+    ]
