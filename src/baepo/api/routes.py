@@ -209,3 +209,9 @@ async def logs(
 
 def _listen(revision: Revision | None) -> str | None:
     return str(revision.config["router"]["listen"]) if revision else None
+
+
+@router.get("/rollouts/{rollout_id}", tags=["history"])
+def rollout(rollout_id: int, request: Request) -> dict[str, Any]:
+    """One rollout by id."""
+    return views.rollout_view(runtime(request).store.get_rollout(rollout_id))

@@ -1,5 +1,91 @@
-"""Placeholder entry point; replaced by the Typer app."""
+"""The ``baepo`` command: the Typer app, and the one place errors become a line and an exit code.
+
+Exit codes: 0 success; 1 unexpected error; 2 bad input (spec, arguments, bodies); 4 not found;
+5 conflicts with the current state (e.g. a rollout in progress); 6 the rollout failed, was
+rolled back or aborted; 7 something outside baepo failed (a process, the server).
+Callers: the ``baepo`` console script and ``python -m baepo``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import typer
+from rich.console import Console
+
+from baepo import __version__
+from baepo.errors import BaepoError, ConfigError
+
+app = typer.Typer(
+    name="baepo",
+    help=(
+        "Safe, zero-downtime, reversible releases of web services.\n\n"
+        "Start with `baepo init`, then `baepo deploy --wait`. Every command reads baepo.yaml "
+        "in the current folder unless given -f FILE."
+    ),
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="markdown",
+    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+err = Console(stderr=True)
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"baepo {__version__}")
+        raise typer.Exit
+
+
+@app.callback()
+def main(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+    verbose: bool = typer.Option(
+        False, "--verbose", "-v", help="Show tracebacks for errors.", envvar="BAEPO_VERBOSE"
+    ),
+) -> None:
+    if verbose:
+        os.environ["BAEPO_VERBOSE"] = "1"
+
+
+def _register() -> None:
+    from baepo.cli import (
+        demo,
+        release_commands,
+        server_commands,
+        spec_commands,
+        view_commands,
+    )
+
+    for module in (spec_commands, release_commands, view_commands, demo):
+        module.register(app)
+    app.add_typer(server_commands.server, name="server", rich_help_panel="Server")
+
+
+def report(exc: BaepoError) -> int:
+    """Print ``exc`` as one line (plus located problems and a hint); return its exit code."""
+    err.print(f"[bold red]error:[/] {exc.message}", highlight=False, markup=True)
+    if isinstance(exc, ConfigError):
+        for problem in exc.problems:
+            err.print(f"  {problem.render()}", highlight=False, markup=False)
+    if exc.hint:
+        err.print(f"[dim]hint: {exc.hint}[/]", highlight=False)
+    return exc.exit_code
 
 
 def run() -> None:
-    raise SystemExit(0)
+    """Console-script entry point."""
+    _register()
+    try:
+        app()
+    except BaepoError as exc:
+        if os.environ.get("BAEPO_VERBOSE"):
+            raise
+        sys.exit(report(exc))
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)

@@ -1,0 +1,87 @@
+"""Where a command works: the spec file, the state directory, the environment, the output form.
+
+Commands find ``baepo.yaml`` in the current directory unless given ``-f FILE``; state lives in
+``.baepo/`` beside the spec unless ``--state-dir`` or ``BAEPO_STATE_DIR`` says otherwise.
+Callers: every CLI command module.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import socket
+from dataclasses import dataclass
+from enum import StrEnum
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+if TYPE_CHECKING:
+    from baepo.cli.client import Client
+    from baepo.spec.loader import LoadedSpec
+
+
+class Output(StrEnum):
+    text = "text"
+    json = "json"
+
+
+FileOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--file", "-f", help="The spec file (default: baepo.yaml in this folder).", metavar="FILE"
+    ),
+]
+EnvOpt = Annotated[
+    str,
+    typer.Option("--env", "-e", help="The environment.", envvar="BAEPO_ENV", metavar="ENV"),
+]
+StateOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--state-dir",
+        help="Where baepo keeps state (default: .baepo beside the spec).",
+        envvar="BAEPO_STATE_DIR",
+        metavar="DIR",
+    ),
+]
+OutputOpt = Annotated[Output, typer.Option("--output", "-o", help="Output format: text or json.")]
+
+
+def actor() -> str:
+    """Who is acting: ``BAEPO_ACTOR``, else user@host."""
+    return os.environ.get("BAEPO_ACTOR") or f"{getpass.getuser()}@{socket.gethostname()}"
+
+
+@dataclass
+class Project:
+    """The spec file and state directory a command works on."""
+
+    file: Path | None
+    env: str
+    state_dir_option: Path | None
+
+    @cached_property
+    def loaded(self) -> LoadedSpec:
+        from baepo.spec.loader import find_spec_file, load_spec
+
+        return load_spec(find_spec_file(Path.cwd(), self.file))
+
+    @property
+    def app(self) -> str:
+        return self.loaded.spec.app
+
+    @cached_property
+    def state_dir(self) -> Path:
+        if self.state_dir_option is not None:
+            return self.state_dir_option.resolve()
+        return self.loaded.directory / ".baepo"
+
+    def client(self, *, start: bool = True) -> Client:
+        from baepo.cli.client import connect
+
+        return connect(
+            self.state_dir, start=start, database_url=os.environ.get("BAEPO_DATABASE_URL")
+        )

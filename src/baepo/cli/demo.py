@@ -1,0 +1,203 @@
+"""``baepo demo``: the sample app taken through a release, under live traffic, in under a minute.
+
+It copies ``examples/sample`` to a temporary folder, deploys 1.0.0, rolls to 2.0.0 while the
+built-in load generator sends requests through the router, shows the history, undoes to 1.0.0,
+prints a summary (requests sent and failed, time per step) and removes everything it made.
+It talks to a real server through the real API, exactly as the other commands do.
+Callers: ``cli.main`` registers it; ``make demo`` runs it.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from baepo.cli.client import Client, connect
+from baepo.cli.context import actor
+from baepo.cli.follow import follow, rollout_finished, settled
+from baepo.cli.loadgen import LoadGenerator, LoadReport
+from baepo.cli.render import history_table
+from baepo.errors import ConfigError, RolloutFailed
+from baepo.shell.process import pid_alive
+
+out = Console(highlight=False)
+
+SPEC = """\
+app: sample
+version: "{version}"
+run:
+  command: ["{python}", "app.py", "--port", "{{port}}"]
+  env:
+    SAMPLE_VERSION: "{version}"
+    SAMPLE_START_DELAY: "0.2"
+replicas: 3
+health:
+  readiness: {{path: /health/ready, interval: 100ms, timeout: 1s, failure_threshold: 2}}
+  liveness: {{path: /health, interval: 1s, failure_threshold: 3, initial_delay: 2s}}
+router:
+  listen: "127.0.0.1:{port}"
+strategy:
+  rolling: {{max_surge: 1, max_unavailable: 0}}
+"""
+
+
+def sample_dir() -> Path:
+    """The sample app's folder: in a source checkout, or shipped inside the package."""
+    here = Path(__file__).resolve()
+    for candidate in (
+        here.parents[3] / "examples" / "sample",
+        here.parents[1] / "examples" / "sample",
+    ):
+        if (candidate / "app.py").is_file():
+            return candidate
+    raise ConfigError("the sample app is not installed (examples/sample/app.py is missing)")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class Demo:
+    def __init__(self, workdir: Path, rate: float) -> None:
+        self.workdir = workdir
+        self.spec_path = workdir / "baepo.yaml"
+        self.state_dir = workdir / ".baepo"
+        self.port = _free_port()
+        self.rate = rate
+        self.steps: list[tuple[str, float, str]] = []
+        self.client: Client | None = None
+        self.live = sys.stdout.isatty()
+
+    def write_spec(self, version: str) -> None:
+        self.spec_path.write_text(
+            SPEC.format(version=version, python=sys.executable, port=self.port)
+        )
+
+    def api(self) -> Client:
+        if self.client is None:
+            self.client = connect(self.state_dir)
+        return self.client
+
+    def release(self, title: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        out.rule(title)
+        started = time.monotonic()
+        result: dict[str, Any] = self.api().post(path, body)
+        out.print(result["message"])
+        done = (
+            rollout_finished(self.api(), result["rollout_id"])
+            if result.get("rollout_id")
+            else settled
+        )
+        follow(self.api(), "sample", "default", out, done=done, timeout=120, live=self.live)
+        outcome = "done"
+        if result.get("rollout_id"):
+            rollout = self.api().get(f"/api/v1/rollouts/{result['rollout_id']}")
+            outcome = rollout["phase"]
+            if outcome != "healthy":
+                raise RolloutFailed(f"{title}: rollout {outcome}: {rollout['message']}")
+        self.steps.append((title, time.monotonic() - started, outcome))
+        return result
+
+    def deploy(self, version: str) -> None:
+        self.write_spec(version)
+        self.release(
+            f"deploy {version}",
+            "/api/v1/deploy",
+            {"spec_yaml": self.spec_path.read_text(), "spec_path": str(self.spec_path),
+             "actor": actor(), "message": f"demo: release {version}"},
+        )  # fmt: skip
+
+    def run(self) -> int:
+        shutil.copy(sample_dir() / "app.py", self.workdir / "app.py")
+        out.print(f"sample app in {self.workdir}, router on http://127.0.0.1:{self.port}")
+        self.deploy("1.0.0")
+        load = LoadGenerator("127.0.0.1", self.port, rate=self.rate, max_seconds=120).start()
+        try:
+            self.deploy("2.0.0")
+            out.rule("history")
+            out.print(history_table(self.api().get("/api/v1/apps/sample/revisions")))
+            self.release(
+                "undo to 1.0.0", "/api/v1/apps/sample/undo",
+                {"actor": actor(), "message": "demo: back to 1.0.0"},
+            )  # fmt: skip
+        finally:
+            report = load.stop()
+        self.summary(report)
+        return 0 if report.failed == 0 else 1
+
+    def summary(self, report: LoadReport) -> None:
+        out.rule("summary")
+        table = Table(box=None, header_style="bold")
+        table.add_column("step")
+        table.add_column("time", justify="right")
+        table.add_column("outcome")
+        for title, seconds, outcome in self.steps:
+            table.add_row(title, f"{seconds:.1f}s", outcome)
+        out.print(table)
+        versions = ", ".join(f"{v}: {n}" for v, n in sorted(report.versions.items()))
+        style = "green" if report.failed == 0 else "bold red"
+        out.print(
+            f"requests sent through the router: {report.sent} in {report.seconds:.1f}s "
+            f"({versions}); [{style}]failed: {report.failed}[/]"
+        )
+        if report.errors:
+            out.print(f"errors: {dict(report.errors)}")
+
+    def clean_up(self) -> None:
+        out.rule("clean up")
+        try:
+            if self.client is not None:
+                self.client.post("/api/v1/apps/sample/down", {"actor": actor()})
+                follow(self.client, "sample", "default", out, done=settled, timeout=60, live=False)
+                info = self.client.get("/api/v1/healthz")
+                import os
+                import signal
+
+                os.kill(int(info["pid"]), signal.SIGTERM)
+                deadline = time.monotonic() + 30
+                while pid_alive(int(info["pid"])) and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                self.client.close()
+        finally:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+        out.print("stopped the app, its router and the server; removed the demo folder")
+
+
+def demo(
+    rate: Annotated[
+        float, typer.Option(help="Requests per second the load generator sends.", min=1, max=2000)
+    ] = 100.0,
+    keep: Annotated[bool, typer.Option("--keep", help="Leave the demo app running.")] = False,
+) -> None:
+    """Show a release end to end with the sample app: deploy, roll under load, undo.
+
+    Needs nothing else: it uses a temporary folder, a free port and its own server, and cleans
+    up after itself. Example: `baepo demo`
+    """
+    workdir = Path(tempfile.mkdtemp(prefix="baepo-demo-"))
+    runner = Demo(workdir, rate)
+    code = 1
+    try:
+        code = runner.run()
+    finally:
+        if keep:
+            out.print(f"left running: cd {workdir} && baepo status")
+        else:
+            runner.clean_up()
+    raise typer.Exit(code)
+
+
+def register(app: typer.Typer) -> None:
+    app.command(rich_help_panel="Try it")(demo)

@@ -1,0 +1,176 @@
+"""Commands that change what runs: ``deploy``, ``undo`` (alias ``rollback``), ``down``.
+
+Each sends one request to the server, then (with ``--wait``, the default on a terminal) follows
+the work to its end and exits 0 when it succeeded, 6 when it failed or was rolled back.
+Callers: ``cli.main`` registers them.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from baepo.cli.context import EnvOpt, FileOpt, Output, OutputOpt, Project, StateOpt, actor
+from baepo.cli.follow import follow, rollout_finished, settled
+from baepo.core.model import DEFAULT_ENV
+from baepo.errors import RolloutFailed
+
+out = Console(highlight=False)
+
+WaitOpt = Annotated[
+    bool | None,
+    typer.Option(
+        "--wait/--no-wait",
+        help="Follow the work until it ends (default: yes on a terminal, no otherwise).",
+    ),
+]
+TimeoutOpt = Annotated[
+    float | None,
+    typer.Option("--timeout", help="With --wait: give up waiting after this many seconds.", min=0),
+]
+
+
+def _finish(
+    project: Project,
+    result: dict[str, Any],
+    wait: bool | None,
+    timeout: float | None,
+    output: Output,
+    *,
+    undoing: bool = False,
+) -> None:
+    if wait is None:
+        wait = sys.stdout.isatty() and output == Output.text
+    client = project.client()
+    if output == Output.text:
+        style = "" if result["changed"] else "dim"
+        out.print(result["message"], style=style)
+    if not wait or not result["changed"]:
+        if output == Output.json:
+            print(json.dumps(result))
+        return
+    done = rollout_finished(client, result["rollout_id"]) if result.get("rollout_id") else settled
+    live = sys.stdout.isatty() and output == Output.text
+    status = follow(
+        client, result["app"], result["env"], out, done=done, timeout=timeout, live=live
+    )
+    rollout = None
+    if result.get("rollout_id"):
+        rollout = client.get(f"/api/v1/rollouts/{result['rollout_id']}")
+    if output == Output.json:
+        print(json.dumps({**result, "rollout": rollout, "status": status}))
+    if rollout is None:
+        return
+    phase = rollout["phase"]
+    if phase == "healthy":
+        if output == Output.text:
+            out.print(
+                f"[green]done[/]: revision {rollout['revision']} serves all traffic "
+                f"({rollout['duration_seconds']:.1f}s)"
+            )
+        return
+    if phase == "aborted" and undoing:
+        return  # undo of an in-flight rollout: aborting it was the point
+    raise RolloutFailed(
+        f"rollout {rollout['id']} {phase.replace('_', ' ')}: {rollout['message']}",
+        hint="see baepo status and baepo logs",
+    )
+
+
+def deploy(
+    file: FileOpt = None,
+    env: EnvOpt = DEFAULT_ENV,
+    version: Annotated[
+        str | None, typer.Option("--version", help="The version to release (overrides the spec).")
+    ] = None,
+    message: Annotated[str, typer.Option("--message", "-m", help="Why, for the history.")] = "",
+    supersede: Annotated[
+        bool, typer.Option("--supersede", help="Replace a rollout that is in progress.")
+    ] = False,
+    wait: WaitOpt = None,
+    timeout: TimeoutOpt = None,
+    state_dir: StateOpt = None,
+    output: OutputOpt = Output.text,
+) -> None:
+    """Release the spec: make a revision and roll it out with the spec's strategy.
+
+    Deploying what already runs is a no-op that says so. While a rollout is in progress a new
+    deploy is refused (exit 5) unless `--supersede` replaces it.
+
+    Example: `baepo deploy --version 1.4.1 -m "fix checkout" --wait`
+    """
+    project = Project(file, env, state_dir)
+    loaded = project.loaded
+    result = project.client().post(
+        "/api/v1/deploy",
+        {
+            "spec_yaml": loaded.text,
+            "spec_path": str(loaded.path),
+            "env": env,
+            "version": version,
+            "message": message,
+            "actor": actor(),
+            "supersede": supersede,
+        },
+    )
+    _finish(project, result, wait, timeout, output)
+
+
+def undo(
+    to_revision: Annotated[
+        int | None,
+        typer.Option(
+            "--to-revision", help="The revision to go back to (default: the previous).", min=1
+        ),
+    ] = None,
+    file: FileOpt = None,
+    env: EnvOpt = DEFAULT_ENV,
+    message: Annotated[str, typer.Option("--message", "-m", help="Why, for the history.")] = "",
+    wait: WaitOpt = None,
+    timeout: TimeoutOpt = None,
+    state_dir: StateOpt = None,
+    output: OutputOpt = Output.text,
+) -> None:
+    """Go back: stop a rollout in progress, or roll out a copy of an earlier revision.
+
+    During a rollout, traffic returns to the stable revision at once. Otherwise a new revision
+    copying the previous healthy one (or `--to-revision N`) is rolled out with the strategy.
+
+    Example: `baepo undo --wait` or `baepo undo --to-revision 3`
+    """
+    project = Project(file, env, state_dir)
+    result = project.client().post(
+        f"/api/v1/apps/{project.app}/undo",
+        {"env": env, "to_revision": to_revision, "message": message, "actor": actor()},
+    )
+    _finish(project, result, wait, timeout, output, undoing=True)
+
+
+def down(
+    file: FileOpt = None,
+    env: EnvOpt = DEFAULT_ENV,
+    wait: WaitOpt = None,
+    timeout: TimeoutOpt = None,
+    state_dir: StateOpt = None,
+    output: OutputOpt = Output.text,
+) -> None:
+    """Stop the app: drain and stop its instances and its router. The history is kept.
+
+    `baepo deploy` starts it again. Example: `baepo down`
+    """
+    project = Project(file, env, state_dir)
+    result = project.client().post(
+        f"/api/v1/apps/{project.app}/down", {"env": env, "actor": actor()}
+    )
+    _finish(project, result, wait, timeout, output)
+
+
+def register(app: typer.Typer) -> None:
+    app.command(rich_help_panel="Release")(deploy)
+    app.command(rich_help_panel="Release")(undo)
+    app.command("rollback", rich_help_panel="Release", help="Same as `baepo undo`.")(undo)
+    app.command(rich_help_panel="Release")(down)

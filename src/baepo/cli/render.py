@@ -1,0 +1,160 @@
+"""Rich renderings of API answers: status, rollout progress, history, events.
+
+Pure functions from the API's JSON to Rich renderables, so ``--watch`` and ``--wait`` redraw
+the same view. Callers: the view and release commands.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from rich.console import Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+PHASE_STYLE = {
+    "pending": "yellow",
+    "progressing": "cyan",
+    "paused": "yellow",
+    "promoting": "cyan",
+    "healthy": "green",
+    "aborted": "red",
+    "rolled_back": "red",
+    "failed": "bold red",
+    "superseded": "dim",
+}
+
+
+def phase_text(phase: str) -> Text:
+    return Text(phase.replace("_", " "), style=PHASE_STYLE.get(phase, ""))
+
+
+def _age(iso: str | None) -> str:
+    if not iso:
+        return "-"
+    seconds = (datetime.now(UTC) - datetime.fromisoformat(iso)).total_seconds()
+    if seconds < 120:
+        return f"{seconds:.0f}s ago"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f}m ago"
+    if seconds < 172800:
+        return f"{seconds / 3600:.0f}h ago"
+    return f"{seconds / 86400:.0f}d ago"
+
+
+def status_view(s: dict[str, Any]) -> RenderableType:
+    """The whole status of an app: headline, rollout, revisions, instances, events."""
+    parts: list[RenderableType] = []
+    state_style = "green" if s["state"] == "running" else "yellow"
+    head = Text.assemble((s["app"], "bold"), f"  env {s['env']}  ", (s["state"], state_style))
+    if s.get("listen"):
+        head.append(f"  http://{s['listen']}")
+    parts.append(head)
+    stable = s.get("stable")
+    if stable:
+        parts.append(Text(f"stable: revision {stable['number']} ({stable['version']})"))
+    else:
+        parts.append(Text("stable: none yet"))
+    rollout = s.get("rollout") or s.get("last_rollout")
+    if rollout:
+        line = Text(f"rollout {rollout['id']}: revision {rollout['revision']} ")
+        line.append(f"({rollout['strategy']}) ")
+        line.append_text(phase_text(rollout["phase"]))
+        line.append(f"  {rollout['duration_seconds']:.1f}s")
+        if not s.get("rollout"):
+            line.append(f"  finished {_age(rollout['finished_at'])}", style="dim")
+        parts.append(line)
+        if rollout.get("message"):
+            parts.append(Text(f"  {rollout['message']}", style="dim"))
+    parts.append(revisions_table(s))
+    if s.get("instances"):
+        parts.append(instances_table(s["instances"]))
+    if s.get("events"):
+        parts.append(events_table(s["events"][-8:]))
+    return Group(*parts)
+
+
+def revisions_table(s: dict[str, Any]) -> Table:
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    for column in ("revision", "ready/desired", "traffic", "requests", "5xx", "errors"):
+        table.add_column(column, justify="right" if column != "revision" else "left")
+    desired: dict[str, int] = s.get("desired", {})
+    revisions = sorted(
+        {int(r) for r in desired} | {i["revision"] for i in s.get("instances", [])}, reverse=True
+    )
+    traffic = {t["revision"]: t["percent"] for t in s.get("traffic", [])}
+    stats = {st["revision"]: st for st in s.get("stats", [])}
+    stable = (s.get("stable") or {}).get("number")
+    for rev in revisions:
+        instances = [i for i in s.get("instances", []) if i["revision"] == rev]
+        ready = sum(1 for i in instances if i["ready"])
+        mark = " (stable)" if rev == stable else ""
+        st = stats.get(rev, {})
+        codes = st.get("status", {})
+        table.add_row(
+            f"r{rev}{mark}",
+            f"{ready}/{desired.get(str(rev), 0)}",
+            f"{traffic.get(rev, 0):.0f}%",
+            str(st.get("requests", 0)),
+            str(codes.get("5xx", 0)),
+            str(codes.get("error", 0)),
+        )
+    return table
+
+
+def instances_table(instances: list[dict[str, Any]]) -> Table:
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    for column in ("instance", "revision", "address", "phase", "ready", "restarts", "note"):
+        table.add_column(column)
+    for i in sorted(instances, key=lambda i: (-i["revision"], i["id"])):
+        table.add_row(
+            i["id"],
+            f"r{i['revision']}",
+            i["address"],
+            i["phase"],
+            Text("yes", style="green") if i["ready"] else Text("no", style="yellow"),
+            str(i["restarts"]),
+            i.get("message") or "",
+        )
+    return table
+
+
+def events_table(events: list[dict[str, Any]]) -> Table:
+    table = Table(box=None, pad_edge=False, show_header=False)
+    table.add_column("at", style="dim")
+    table.add_column("event")
+    for e in events:
+        table.add_row(e["at"][11:23], event_text(e))
+    return table
+
+
+def event_text(e: dict[str, Any]) -> Text:
+    kind = e["kind"]
+    style = "red" if any(w in kind for w in ("failed", "rolled_back", "aborted")) else ""
+    style = "green" if kind.endswith("healthy") else style
+    return Text(e["message"], style=style)
+
+
+def history_table(revisions: list[dict[str, Any]]) -> Table:
+    table = Table(header_style="bold")
+    for column in ("rev", "version", "outcome", "duration", "by", "when", "why"):
+        table.add_column(column)
+    for r in revisions:
+        rollout = r.get("rollout") or {}
+        outcome = phase_text(rollout["phase"]) if rollout else Text("-")
+        if r.get("stable"):
+            outcome.append(" (serving)", style="bold green")
+        why = r.get("message") or ""
+        if r.get("origin") and r["origin"] != "deploy":
+            why = f"{r['origin']}: {why}" if why else r["origin"]
+        table.add_row(
+            str(r["number"]),
+            r["version"],
+            outcome,
+            f"{rollout['duration_seconds']:.1f}s" if rollout else "-",
+            r["created_by"],
+            _age(r["created_at"]),
+            why,
+        )
+    return table

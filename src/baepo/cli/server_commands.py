@@ -1,0 +1,137 @@
+"""``baepo server start|stop|status``: the controller + API process of a state directory.
+
+Other commands start a server on demand, so these are for running one by hand, e.g. in the
+foreground under a process manager. Callers: ``cli.main`` mounts the group.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from baepo.cli.context import FileOpt, Output, OutputOpt, Project, StateOpt
+from baepo.errors import ConfigError, ExternalError, Problem
+from baepo.shell.process import pid_alive
+
+server = typer.Typer(
+    help="Run, stop or inspect the baepo server (commands start one on demand).",
+    no_args_is_help=True,
+)
+out = Console(highlight=False)
+
+
+def _state_dir(file: Path | None, state_dir: Path | None) -> Path:
+    if state_dir is not None:
+        return state_dir.resolve()
+    return Project(file, "default", None).state_dir
+
+
+def _parse_listen(listen: str) -> tuple[str, int]:
+    host, _, port = listen.rpartition(":")
+    if not host or not port.isdigit() or not 0 <= int(port) < 65536:
+        raise ConfigError(
+            f"bad --listen {listen!r}",
+            problems=[Problem("--listen", "expected HOST:PORT, e.g. 127.0.0.1:7070")],
+        )
+    return host.strip("[]"), int(port)
+
+
+@server.command()
+def start(
+    foreground: Annotated[
+        bool, typer.Option("--foreground", help="Run in this terminal until Ctrl-C.")
+    ] = False,
+    listen: Annotated[
+        str, typer.Option("--listen", help="API address, HOST:PORT (port 0: any free port).")
+    ] = "127.0.0.1:0",
+    database_url: Annotated[
+        str | None,
+        typer.Option(
+            "--database-url",
+            help="SQLAlchemy URL (default: SQLite in the state dir).",
+            envvar="BAEPO_DATABASE_URL",
+        ),
+    ] = None,
+    file: FileOpt = None,
+    state_dir: StateOpt = None,
+) -> None:
+    """Start the server for this app's state directory.
+
+    Example: `baepo server start --foreground --listen 127.0.0.1:7070`
+    """
+    directory = _state_dir(file, state_dir)
+    host, port = _parse_listen(listen)
+    if foreground:
+        import logging
+
+        from baepo.api.server import serve
+
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+        serve(directory, host=host, port=port, database_url=database_url)
+        return
+    from baepo.cli.client import running_server, start_server
+
+    info = running_server(directory)
+    if info is not None:
+        out.print(f"a server already runs for {directory} at {info['url']} (pid {info['pid']})")
+        return
+    info = start_server(directory, database_url=database_url)
+    out.print(f"server started at {info['url']} (pid {info['pid']}); log: {directory}/server.log")
+
+
+@server.command()
+def stop(
+    file: FileOpt = None,
+    state_dir: StateOpt = None,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for it to exit.")] = 30.0,
+) -> None:
+    """Stop the server. The app's instances and router keep serving; a new server adopts them.
+
+    Example: `baepo server stop`
+    """
+    directory = _state_dir(file, state_dir)
+    from baepo.api.server import read_server_file
+
+    info = read_server_file(directory)
+    pid = int(info["pid"]) if info else 0
+    if not pid or not pid_alive(pid):
+        out.print(f"no server runs for {directory}")
+        return
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while pid_alive(pid):
+        if time.monotonic() > deadline:
+            raise ExternalError(f"server pid {pid} did not exit within {timeout:g}s")
+        time.sleep(0.05)
+    out.print(f"server {pid} stopped")
+
+
+@server.command("status")
+def server_status(
+    file: FileOpt = None, state_dir: StateOpt = None, output: OutputOpt = Output.text
+) -> None:
+    """Say whether a server runs for this state directory, and where.
+
+    Exit code 7 when none runs. Example: `baepo server status -o json`
+    """
+    from baepo.cli.client import running_server
+
+    directory = _state_dir(file, state_dir)
+    info = running_server(directory)
+    if output == Output.json:
+        print(
+            json.dumps({"running": info is not None, "state_dir": str(directory), **(info or {})})
+        )
+    elif info:
+        out.print(f"running at {info['url']} (pid {info['pid']}, database {info['database']})")
+    else:
+        out.print(f"no server runs for {directory}")
+    if info is None:
+        raise typer.Exit(ExternalError.exit_code)

@@ -1,0 +1,94 @@
+"""Commands about the spec file itself: ``init``, ``validate``, ``schema``. No server needed.
+
+Callers: ``cli.main`` registers them.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from baepo.cli.context import FileOpt, Output, OutputOpt
+from baepo.errors import ConfigError, Problem
+
+out = Console(highlight=False)
+
+
+def init(
+    app_name: Annotated[
+        str | None, typer.Option("--app", help="The app's name (default: this folder's name).")
+    ] = None,
+    file: FileOpt = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
+) -> None:
+    """Write a commented starter `baepo.yaml`.
+
+    Example: `baepo init --app shop-api`, then edit `run.command` and `health`.
+    """
+    from baepo.spec.starter import starter_spec
+
+    path = (file or Path("baepo.yaml")).resolve()
+    if path.exists() and not force:
+        raise ConfigError(
+            f"{path} already exists",
+            problems=[Problem("--file", "choose another file, or pass --force to overwrite")],
+        )
+    name = app_name or _app_name(path.parent.name)
+    path.write_text(starter_spec(name))
+    out.print(f"wrote {path} for app [bold]{name}[/]; next: edit it, then `baepo deploy --wait`")
+
+
+def _app_name(folder: str) -> str:
+    import re
+
+    name = re.sub(r"[^a-z0-9-]+", "-", folder.lower()).strip("-")[:63]
+    return name or "app"
+
+
+def validate(file: FileOpt = None, output: OutputOpt = Output.text) -> None:
+    """Check a spec file and summarise it; exit 2 with located problems when it is invalid.
+
+    Example: `baepo validate -f deploy/baepo.yaml`
+    """
+    from baepo.spec.loader import find_spec_file, load_spec
+
+    loaded = load_spec(find_spec_file(Path.cwd(), file))
+    spec = loaded.spec
+    if output == Output.json:
+        print(
+            json.dumps(
+                {"valid": True, "file": str(loaded.path), "spec": spec.model_dump(mode="json")}
+            )
+        )
+        return
+    if spec.strategy.rolling is not None:
+        surge, unavailable = spec.strategy.rolling.resolve(spec.replicas)
+        how = f"rolling (surge {surge}, unavailable {unavailable})"
+    else:
+        how = "recreate (with downtime)"
+    out.print(
+        f"[green]valid[/]: {loaded.path}: app [bold]{spec.app}[/], "
+        f"version {spec.version or '(from --version)'}, {spec.replicas} replicas, {how}, "
+        f"router on {spec.router.listen}"
+    )
+
+
+def schema() -> None:
+    """Print the JSON Schema of `baepo.yaml` (for editor completion).
+
+    Example: `baepo schema > baepo.schema.json`, then in baepo.yaml:
+    `# yaml-language-server: $schema=baepo.schema.json`
+    """
+    from baepo.spec.schema import spec_json_schema
+
+    print(json.dumps(spec_json_schema(), indent=2))
+
+
+def register(app: typer.Typer) -> None:
+    app.command(rich_help_panel="Spec")(init)
+    app.command(rich_help_panel="Spec")(validate)
+    app.command(rich_help_panel="Spec")(schema)

@@ -1,0 +1,140 @@
+"""Commands that show state: ``status``, ``history``, ``logs``.
+
+Callers: ``cli.main`` registers them.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+import yaml
+from rich.console import Console
+from rich.syntax import Syntax
+
+from baepo.cli.context import EnvOpt, FileOpt, Output, OutputOpt, Project, StateOpt
+from baepo.cli.follow import follow
+from baepo.cli.render import history_table, status_view
+from baepo.core.model import DEFAULT_ENV
+
+out = Console(highlight=False)
+
+
+def status(
+    file: FileOpt = None,
+    env: EnvOpt = DEFAULT_ENV,
+    watch: Annotated[
+        bool, typer.Option("--watch", "-w", help="Keep redrawing until Ctrl-C.")
+    ] = False,
+    state_dir: StateOpt = None,
+    output: OutputOpt = Output.text,
+) -> None:
+    """Show the app now: stable revision, rollout in progress, instances, traffic, events.
+
+    Example: `baepo status --watch` while a deploy runs elsewhere; `baepo status -o json | jq`.
+    """
+    project = Project(file, env, state_dir)
+    client = project.client()
+    if watch:
+        follow(
+            client, project.app, env, out, done=lambda _: False, timeout=None,
+            live=sys.stdout.isatty() and output == Output.text,
+        )  # fmt: skip
+        return
+    current = client.get(f"/api/v1/apps/{project.app}", env=env)
+    if output == Output.json:
+        print(json.dumps(current, indent=2))
+    else:
+        out.print(status_view(current))
+
+
+def history(
+    revision: Annotated[
+        int | None, typer.Argument(help="Show this revision and its diff to the previous one.")
+    ] = None,
+    file: FileOpt = None,
+    env: EnvOpt = DEFAULT_ENV,
+    state_dir: StateOpt = None,
+    output: OutputOpt = Output.text,
+) -> None:
+    """List every revision with its outcome, duration and who/why; or one revision's diff.
+
+    Example: `baepo history`, `baepo history 4`
+    """
+    project = Project(file, env, state_dir)
+    client = project.client()
+    if revision is None:
+        revisions = client.get(f"/api/v1/apps/{project.app}/revisions", env=env)
+        if output == Output.json:
+            print(json.dumps(revisions, indent=2))
+        elif not revisions:
+            out.print(f"{project.app} has no revisions in {env} yet")
+        else:
+            out.print(history_table(revisions))
+        return
+    one = client.get(f"/api/v1/apps/{project.app}/revisions/{revision}", env=env)
+    if output == Output.json:
+        print(json.dumps(one, indent=2))
+        return
+    _show_revision(one)
+
+
+def _show_revision(one: dict[str, Any]) -> None:
+    out.print(
+        f"[bold]revision {one['number']}[/]  version {one['version']}  by {one['created_by']}  "
+        f"at {one['created_at'][:19]}  ({one['origin']})"
+    )
+    if one.get("message"):
+        out.print(f"  {one['message']}")
+    previous = one.get("previous")
+    new_text = yaml.safe_dump(one["config"], sort_keys=False)
+    if previous is None:
+        out.print(Syntax(new_text, "yaml"))
+        return
+    old_text = yaml.safe_dump(previous["config"], sort_keys=False)
+    diff = "".join(
+        difflib.unified_diff(
+            old_text.splitlines(keepends=True),
+            new_text.splitlines(keepends=True),
+            fromfile=f"revision {previous['number']}",
+            tofile=f"revision {one['number']}",
+        )
+    )
+    out.print(Syntax(diff, "diff") if diff else "(same config as the previous revision)")
+
+
+def logs(
+    revision: Annotated[
+        int | None, typer.Option("--revision", "-r", help="Only this revision's instances.")
+    ] = None,
+    follow_: Annotated[
+        bool, typer.Option("--follow", "-f", help="Keep printing new lines until Ctrl-C.")
+    ] = False,
+    tail: Annotated[int, typer.Option("--tail", "-n", help="Lines to show first.", min=0)] = 100,
+    file: Annotated[
+        Path | None, typer.Option("--file", help="The spec file (default: baepo.yaml here).")
+    ] = None,
+    env: EnvOpt = DEFAULT_ENV,
+    state_dir: StateOpt = None,
+) -> None:
+    """Print the app's instance output, each line prefixed with its instance.
+
+    Here `-f` means follow, as in `tail -f`; name the spec with `--file`.
+    Example: `baepo logs -r 3 -f`
+    """
+    project = Project(file, env, state_dir)
+    for line in project.client().stream_lines(
+        f"/api/v1/apps/{project.app}/logs", env=env, revision=revision, tail=tail,
+        follow=follow_,
+    ):  # fmt: skip
+        print(line, flush=True)
+
+
+def register(app: typer.Typer) -> None:
+    app.command(rich_help_panel="Observe")(status)
+    app.command(rich_help_panel="Observe")(history)
+    app.command(rich_help_panel="Observe")(logs)
