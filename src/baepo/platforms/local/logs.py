@@ -1,7 +1,9 @@
 """Reading instance logs for ``baepo logs``: the last lines, and following new ones.
 
 Every line is prefixed with its instance id; lines of several instances are merged by their
-timestamps. Following survives rotation (the open file is drained before the new one is opened)
+timestamps. Following survives rotation: the open file is drained, then the backups written
+since, then the live file is opened (lines are lost only when more rotations than backups
+happen between two polls)
 and an instance's directory moving to the archive when it stops (the open file stays valid).
 Callers: ``platform.LocalPlatform.read_logs`` and ``follow_logs``.
 """
@@ -9,12 +11,13 @@ Callers: ``platform.LocalPlatform.read_logs`` and ``follow_logs``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import BinaryIO
 
-from baepo.platforms.local.logfile import TIMESTAMP_WIDTH, tail_lines
+from baepo.platforms.local.logfile import TIMESTAMP_WIDTH, log_files, tail_lines
 from baepo.platforms.local.records import LOG_FILE
 
 LogDirs = Callable[[], list[tuple[str, Path]]]  # (instance id, instance directory)
@@ -50,7 +53,11 @@ class LogTail:
             stat = None
         if stat is not None:
             if self._handle is None or stat.st_ino != self._inode:
-                # The file we held was rotated away (and drained above): start the new one.
+                # The file we held was rotated away (and drained above): read the backups
+                # written since (several rotations between two polls), then the live file.
+                for newer in self._rotated_since(path):
+                    with contextlib.suppress(OSError):
+                        data += newer.read_bytes()
                 self.close()
                 self._open(path, from_end=False)
                 data += self._read()
@@ -64,6 +71,17 @@ class LogTail:
             self._handle.close()
             self._handle = None
             self._inode = None
+
+    def _rotated_since(self, path: Path) -> list[Path]:
+        """Backups newer than the file held open, oldest first (all if ours is gone)."""
+        if self._handle is None:
+            return []
+        backups = log_files(path)[:-1] if path.exists() else log_files(path)
+        for index, backup in enumerate(backups):
+            with contextlib.suppress(OSError):
+                if os.stat(backup).st_ino == self._inode:
+                    return backups[index + 1 :]
+        return backups
 
     def _open(self, path: Path, *, from_end: bool) -> None:
         try:
