@@ -1,0 +1,152 @@
+"""The router's admin interface: HTTP/1.1 + JSON on a unix socket (owner-only permissions).
+
+``PUT /backends`` replaces the table (validated by ``table.parse_table``, saved by ``state``,
+applied by ``runtime``), ``GET /backends``, ``GET /stats``, ``GET /inflight``, ``GET /healthz``.
+Small, bounded and independent of the proxy's hot path; the client is
+``adapter.BuiltinRouter`` (httpx over the socket). Started by ``server``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from baepo.routers.builtin import state
+from baepo.routers.builtin.runtime import Runtime
+from baepo.routers.builtin.table import TableError, parse_table, table_json
+
+log = logging.getLogger("baepo.router")
+MAX_HEAD = 64 * 1024
+MAX_BODY = 4 * 1024 * 1024
+READ_TIMEOUT = 30.0
+_REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed"}
+_REASONS |= {413: "Content Too Large", 500: "Internal Server Error"}
+
+
+class AdminServer:
+    """Serves the admin API for one runtime."""
+
+    def __init__(self, rt: Runtime, state_path: Path, info: Callable[[], dict[str, Any]]) -> None:
+        self.rt = rt
+        self.state_path = state_path
+        self.info = info
+        self.started = time.monotonic()
+        self.server: asyncio.AbstractServer | None = None
+
+    async def start(self, path: Path) -> None:
+        if path.exists() or path.is_symlink():
+            path.unlink()
+        self.server = await asyncio.start_unix_server(self._serve, path=str(path), limit=MAX_HEAD)
+        os.chmod(path, 0o600)
+
+    async def close(self) -> None:
+        if self.server is not None:
+            self.server.close()
+            await self.server.wait_closed()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                try:
+                    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), READ_TIMEOUT)
+                except (asyncio.IncompleteReadError, TimeoutError):
+                    return
+                except asyncio.LimitOverrunError:
+                    await self._send(writer, 400, {"error": "request head too large"}, True)
+                    return
+                keep = await self._one(reader, writer, head)
+                if not keep:
+                    return
+        except (ConnectionError, OSError, asyncio.CancelledError):
+            return  # the client went away, or the router is stopping
+        except Exception:
+            log.exception("admin request failed")
+        finally:
+            writer.close()
+
+    async def _one(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, head: bytes
+    ) -> bool:
+        lines = head.decode("latin-1").split("\r\n")
+        parts = lines[0].split(" ")
+        if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
+            await self._send(writer, 400, {"error": "malformed request line"}, True)
+            return False
+        method, target, version = parts
+        headers: dict[str, str] = {}
+        for line in lines[1:]:
+            if line:
+                name, _, value = line.partition(":")
+                headers[name.strip().lower()] = value.strip()
+        close = headers.get("connection", "").lower() == "close" or version == "HTTP/1.0"
+        if "transfer-encoding" in headers:
+            await self._send(writer, 400, {"error": "send the body with Content-Length"}, True)
+            return False
+        try:
+            length = int(headers.get("content-length", "0"))
+        except ValueError:
+            length = -1
+        if not 0 <= length <= MAX_BODY:
+            await self._send(writer, 413, {"error": f"body must be 0..{MAX_BODY} bytes"}, True)
+            return False
+        body = await asyncio.wait_for(reader.readexactly(length), READ_TIMEOUT) if length else b""
+        status, payload = self.handle(method, target.split("?", 1)[0], body)
+        await self._send(writer, status, payload, close)
+        return not close
+
+    def handle(self, method: str, path: str, body: bytes) -> tuple[int, dict[str, Any]]:
+        """Route one admin request; returns (status, JSON payload)."""
+        rt = self.rt
+        if path == "/backends":
+            if method == "GET":
+                return 200, table_json(rt.routes) | {"version": rt.version}
+            if method == "PUT":
+                return self._put_backends(body)
+            return 405, {"error": "use GET or PUT on /backends"}
+        if method != "GET":
+            return 405, {"error": f"use GET on {path}"}
+        if path == "/stats":
+            return 200, rt.stats()
+        if path == "/inflight":
+            return 200, {"upstreams": rt.in_flight()}
+        if path == "/healthz":
+            uptime = round(time.monotonic() - self.started, 3)
+            return 200, self.info() | {"uptime": uptime, "table_version": rt.version}
+        return 404, {"error": f"no such resource {path!r}"}
+
+    def _put_backends(self, body: bytes) -> tuple[int, dict[str, Any]]:
+        try:
+            data = json.loads(body)
+        except ValueError as exc:
+            return 400, {"error": f"body: not valid JSON ({exc})"}
+        try:
+            routes = parse_table(data)
+        except TableError as exc:
+            return 400, {"error": str(exc)}
+        try:
+            state.save_table(self.state_path, routes)
+        except OSError as exc:
+            return 500, {"error": f"cannot save the table to {self.state_path}: {exc}"}
+        self.rt.apply(routes)
+        log.info("table version %d: %s", self.rt.version, json.dumps(table_json(routes)))
+        return 200, table_json(routes) | {"version": self.rt.version}
+
+    @staticmethod
+    async def _send(
+        writer: asyncio.StreamWriter, status: int, payload: dict[str, Any], close: bool
+    ) -> None:
+        body = json.dumps(payload).encode()
+        head = (
+            f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}\r\n"
+            "Content-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n"
+            f"{'Connection: close' + chr(13) + chr(10) if close else ''}\r\n"
+        )
+        writer.write(head.encode() + body)
+        await writer.drain()

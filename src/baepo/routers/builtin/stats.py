@@ -1,0 +1,70 @@
+"""Per-revision counters of the built-in router: plain ints, one ``bisect`` per request.
+
+``runtime`` owns one ``RevisionCounters`` per revision ever routed to (counters are monotonic
+since the process started, even when a revision leaves the table); the proxy calls ``record``
+when an exchange ends; the admin server serves ``snapshot`` as ``GET /stats``.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from typing import Any
+
+# Prometheus-style upper bounds in seconds ("le"); the last bucket is +Inf.
+BOUNDS: tuple[float, ...] = (
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+)
+_LABELS = [f"{b:g}" for b in BOUNDS] + ["+Inf"]
+STATUS_CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx", "error")
+ERROR = 6  # index of "error" in ``status`` (router-generated 502/503/504)
+
+
+class RevisionCounters:
+    """Counters of one revision. ``status[k]`` for k in 1..5 counts status classes, ``[6]`` errors.
+
+    Responses the router generates itself (502, 503, 504) count under "error", not "5xx".
+    """
+
+    __slots__ = ("buckets", "latency_sum", "requests", "revision", "status")
+
+    def __init__(self, revision: int) -> None:
+        self.revision = revision
+        self.requests = 0
+        self.status = [0] * 7
+        self.buckets = [0] * (len(BOUNDS) + 1)
+        self.latency_sum = 0.0
+
+    def record(self, status_index: int, latency: float) -> None:
+        """Count one finished exchange: status class index (1..5, or ERROR) and its latency."""
+        self.requests += 1
+        self.status[status_index] += 1
+        self.buckets[bisect_left(BOUNDS, latency)] += 1
+        self.latency_sum += latency
+
+    def snapshot(self, in_flight: int) -> dict[str, Any]:
+        """The JSON shape of ``core.ports.RevisionStats``; buckets are cumulative (``le``)."""
+        cumulative: dict[str, int] = {}
+        running = 0
+        for label, count in zip(_LABELS, self.buckets, strict=True):
+            running += count
+            cumulative[label] = running
+        return {
+            "revision": self.revision,
+            "requests": self.requests,
+            "status": dict(zip(STATUS_CLASSES, self.status[1:], strict=True)),
+            "latency_buckets": cumulative,
+            "latency_sum": round(self.latency_sum, 6),
+            "in_flight": in_flight,
+        }
