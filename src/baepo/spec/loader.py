@@ -29,9 +29,9 @@ from baepo.errors import ConfigError, Problem
 from baepo.spec.models import Spec
 
 SPEC_FILENAMES = ("baepo.yaml", "baepo.yml")
-MAX_SPEC_CHARS = 1_000_000
+MAX_SPEC_CHARS = 256_000
 MAX_DEPTH = 64
-MAX_NODES = 100_000
+MAX_NODES = 20_000
 MAX_PROBLEMS = 50
 INIT_HINT = "run `baepo init` to write one, or pass -f FILE"
 REFERENCE_HINT = "every key is described in docs/spec.md; `baepo schema` prints a JSON Schema"
@@ -154,13 +154,15 @@ class _SpecLoader(yaml.SafeLoader):
     def compose_node(self, parent: Node | None, index: int) -> Node | None:
         event = self.peek_event()  # type: ignore[no-untyped-call]
         anchor: str | None = getattr(event, "anchor", None)
+        mark: Any = event.start_mark
         if isinstance(event, yaml.AliasEvent):
             if anchor in self.open_anchors:
                 message = f"alias *{anchor} refers to a value that contains it"
-                raise _composer_error(event.start_mark, message)
+                raise yaml.composer.ComposerError(None, None, message, mark)
             return super().compose_node(parent, index)
         if self.depth >= MAX_DEPTH:
-            raise _composer_error(event.start_mark, f"nested more than {MAX_DEPTH} levels deep")
+            message = f"nested more than {MAX_DEPTH} levels deep"
+            raise _LimitExceeded(None, None, message, mark)
         self.depth += 1
         if anchor is not None:
             self.open_anchors.add(anchor)
@@ -209,8 +211,8 @@ def _constructor_error(node: Node, message: str) -> yaml.constructor.Constructor
     return yaml.constructor.ConstructorError(None, None, message, node.start_mark)
 
 
-def _composer_error(mark: Any, message: str) -> yaml.composer.ComposerError:
-    return yaml.composer.ComposerError(None, None, message, mark)
+class _LimitExceeded(yaml.composer.ComposerError):
+    """The document is valid YAML but too deep or too large for a spec."""
 
 
 def _setup_loader() -> None:
@@ -277,8 +279,8 @@ def _check_size(root: Node) -> None:
         total = 1 + sum(sizes[id(child)] for child in _children(node))
         sizes[id(node)] = min(total, MAX_NODES + 1)
     if sizes[id(root)] > MAX_NODES:
-        message = f"aliases expand to more than {MAX_NODES} values"
-        raise _composer_error(root.start_mark, message)
+        message = f"too large: more than {MAX_NODES} values (counting every use of an alias)"
+        raise _LimitExceeded(None, None, message, root.start_mark)
 
 
 def _duplicates(loader: _SpecLoader, root: Node) -> list[Problem]:
@@ -322,7 +324,8 @@ def _yaml_problem(exc: yaml.YAMLError, text: str) -> Problem:
         message = exc.problem or exc.context or "invalid YAML"
         if exc.context and exc.problem and exc.context_mark is not None:
             message = f"{message} ({exc.context} on line {exc.context_mark.line + 1})"
-        return Problem("", f"invalid YAML: {message}", mark.line + 1 if mark else None)
+        prefix = "" if isinstance(exc, _LimitExceeded) else "invalid YAML: "
+        return Problem("", f"{prefix}{message}", mark.line + 1 if mark else None)
     return Problem("", f"invalid YAML: {exc}")
 
 
@@ -350,12 +353,13 @@ def _describe_node(node: Node | None) -> str:
 
 def _locate(
     loc: tuple[int | str, ...], data: Any, root: Node, loader: _SpecLoader
-) -> tuple[str, int, Node | None, bool]:
-    """Follow ``loc`` through the data: (key path, line, value node or None, loc fully found)."""
+) -> tuple[str, int, Node | None]:
+    """Follow ``loc`` through the data: the key path, its line (or the nearest parent's line)
+    and the value's node (None when the key is missing)."""
     path, line, node, value = "", root.start_mark.line + 1, root, data
     for index, part in enumerate(loc):
         if part == "[key]":
-            return path, line, None, True
+            return path, line, None
         child: tuple[Node, Node] | None = None
         if isinstance(value, dict) and isinstance(node, MappingNode):
             with_keys = loader.keys.get(id(node), {})
@@ -375,15 +379,19 @@ def _locate(
                     path = f"{path}[{rest}]"
                 elif rest != "[key]":
                     path = _join(path, rest)
-            return path, line, None, False
+            return path, line, None
         line, node = child[0].start_mark.line + 1, child[1]
-    return path, line, node, True
+    return path, line, node
 
 
 def _model_at(loc: tuple[int | str, ...]) -> type[BaseModel] | None:
     current: Any = Spec
-    for part in loc:
-        current = _unwrap(current)
+    for part in (*loc, None):
+        if get_origin(current) in (Union, types.UnionType):
+            members = [arg for arg in get_args(current) if arg is not type(None)]
+            current = members[0] if len(members) == 1 else current
+        if part is None:
+            break
         if isinstance(current, type) and issubclass(current, BaseModel):
             field = current.model_fields.get(part) if isinstance(part, str) else None
             if field is None:
@@ -393,15 +401,7 @@ def _model_at(loc: tuple[int | str, ...]) -> type[BaseModel] | None:
             current = get_args(current)[-1]
         else:
             return None
-    current = _unwrap(current)
     return current if isinstance(current, type) and issubclass(current, BaseModel) else None
-
-
-def _unwrap(annotation: Any) -> Any:
-    if get_origin(annotation) in (Union, types.UnionType):
-        members = [arg for arg in get_args(annotation) if arg is not type(None)]
-        return members[0] if len(members) == 1 else annotation
-    return annotation
 
 
 def _translate(error: ErrorDetails, data: Any, root: Node, loader: _SpecLoader) -> Problem:
@@ -409,7 +409,7 @@ def _translate(error: ErrorDetails, data: Any, root: Node, loader: _SpecLoader) 
     kind = error["type"]
     if kind == "invalid_key" and loc:
         loc = (*loc[:-1], error["input"])
-    path, line, node, _found = _locate(loc, data, root, loader)
+    path, line, node = _locate(loc, data, root, loader)
     got = _describe_node(node) if node is not None else repr(error.get("input"))[:40]
     is_key = bool(loc) and loc[-1] == "[key]"
     parent = _model_at(loc[:-1])

@@ -64,7 +64,7 @@ class RunSpec(SpecModel):
 
 
 class ProbeSpec(SpecModel):
-    """An HTTP probe: GET ``path`` on the instance; any 2xx or 3xx answer is a success."""
+    """An HTTP probe: GET `path` on the instance; any 2xx or 3xx answer is a success."""
 
     path: str = Field(default="/", description="HTTP path to GET, starting with `/`.")
     interval: Duration = Field(default=1.0, description="Time between two probes.")

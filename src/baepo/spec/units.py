@@ -37,19 +37,19 @@ def format_duration(seconds: float) -> str:
     return f"{seconds:g}s"
 
 
+DURATION_JSON_SCHEMA: dict[str, Any] = {
+    "anyOf": [
+        {"type": "string", "pattern": r"^\d+(\.\d+)?(ms|s|m|h)?$"},
+        {"type": "number", "minimum": 0},
+    ],
+    "description": "A duration: 500ms, 30s, 2m, 1h, or a number of seconds.",
+}
+
 Duration = Annotated[
     float,
     BeforeValidator(parse_duration),
     PlainSerializer(format_duration, return_type=str),
-    WithJsonSchema(
-        {
-            "anyOf": [
-                {"type": "string", "pattern": r"^\d+(\.\d+)?(ms|s|m|h)?$"},
-                {"type": "number", "minimum": 0},
-            ],
-            "description": "A duration: 500ms, 30s, 2m, 1h, or a number of seconds.",
-        }
-    ),
+    WithJsonSchema(DURATION_JSON_SCHEMA),
 ]
 
 _PERCENT_RE = re.compile(r"^(\d{1,3})%$")
@@ -69,18 +69,18 @@ def _check_count_or_percent(value: Any) -> int | str:
     raise ValueError(f"expected a count (2) or a percentage from 0% to 100% ('25%'), got {value!r}")
 
 
+COUNT_OR_PERCENT_JSON_SCHEMA: dict[str, Any] = {
+    "anyOf": [
+        {"type": "integer", "minimum": 0},
+        {"type": "string", "pattern": r"^(100|[1-9]?[0-9])%$"},
+    ],
+    "description": "A count of instances (2) or a percentage of replicas ('25%').",
+}
+
 CountOrPercent = Annotated[
     int | str,
     BeforeValidator(_check_count_or_percent),
-    WithJsonSchema(
-        {
-            "anyOf": [
-                {"type": "integer", "minimum": 0},
-                {"type": "string", "pattern": r"^(100|[1-9]?[0-9])%$"},
-            ],
-            "description": "A count of instances (2) or a percentage of replicas ('25%').",
-        }
-    ),
+    WithJsonSchema(COUNT_OR_PERCENT_JSON_SCHEMA),
 ]
 
 
