@@ -3,8 +3,8 @@
 Every line is prefixed with its instance id; lines of several instances are merged by their
 timestamps. Following survives rotation: the open file is drained, then the backups written
 since, then the live file is opened (lines are lost only when more rotations than backups
-happen between two polls)
-and an instance's directory moving to the archive when it stops (the open file stays valid).
+happen between two polls). It also survives an instance's directory moving to the archive
+when it stops: the open file stays valid.
 Callers: ``platform.LocalPlatform.read_logs`` and ``follow_logs``.
 """
 
