@@ -5,6 +5,7 @@
 JSON; chunked answer with ``?chunked=1``), ``/sse?n=&delay=`` (server-sent events),
 ``/slow?delay=`` (answers late), ``/big?size=`` and ``/ws`` (WebSocket echo). With
 ``idle_close`` it closes keep-alive connections after that many idle seconds, as real servers do.
+``RouterProcess`` runs a real router process for a test; ``raw_exchange`` talks raw bytes.
 """
 
 from __future__ import annotations
@@ -13,10 +14,18 @@ import asyncio
 import base64
 import hashlib
 import json
+import signal
 import socket
 import struct
+import subprocess
+import sys
 import threading
+import time
+from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+import httpx
 
 WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC11B65"
 
@@ -128,6 +137,11 @@ class UpstreamServer:
         query = {k: v[0] for k, v in parse_qs(url.query).items()}
         keep = version == "HTTP/1.1" and headers.get("connection", "").lower() != "close"
         path = url.path
+        if method == "HEAD":
+            writer.write(
+                b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 13\r\n\r\n"
+            )
+            return keep
         if path == "/ws" and headers.get("upgrade", "").lower() == "websocket":
             await self._websocket(headers, reader, writer)
             return False
@@ -232,3 +246,92 @@ async def read_ws_frame(reader: asyncio.StreamReader) -> tuple[int, bytes]:
     if key:
         payload = bytes(b ^ key[i % 4] for i, b in enumerate(payload))
     return first & 0x0F, payload
+
+
+class RouterProcess:
+    """A real router process (``python -m baepo.routers.builtin``) in a temporary folder."""
+
+    def __init__(self, folder: Path, *extra: str, port: int = 0) -> None:
+        self.folder = folder
+        self.port = port or free_port()
+        self.admin = folder / "admin.sock"
+        self.state = folder / "table.json"
+        self.extra = extra
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> RouterProcess:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        argv = [sys.executable, "-m", "baepo.routers.builtin", "--listen"]
+        argv += [f"127.0.0.1:{self.port}", "--admin", str(self.admin), "--state", str(self.state)]
+        log = (self.folder / "router.log").open("ab")
+        self.proc = subprocess.Popen([*argv, *self.extra], stdout=log, stderr=subprocess.STDOUT)
+        log.close()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, self.log()
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), 0.5):
+                    pass
+                if self.admin.exists():
+                    return self
+            except OSError:
+                pass
+            time.sleep(0.02)
+        raise AssertionError("router did not start: " + self.log())
+
+    def log(self) -> str:
+        return (self.folder / "router.log").read_text(errors="replace")
+
+    def admin_client(self) -> httpx.Client:
+        return httpx.Client(
+            transport=httpx.HTTPTransport(uds=str(self.admin)), base_url="http://router"
+        )
+
+    def put(self, *backends: tuple[int, int, list[str]]) -> None:
+        body = {"backends": [{"revision": r, "weight": w, "upstreams": u} for r, w, u in backends]}
+        with self.admin_client() as client:
+            response = client.put("/backends", json=body)
+        assert response.status_code == 200, response.text
+
+    def get(self, path: str) -> Any:
+        with self.admin_client() as client:
+            response = client.get(path)
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    def stop(self, sig: int = signal.SIGTERM) -> int:
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        return self.proc.wait(20)
+
+    def __enter__(self) -> RouterProcess:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+
+def raw_exchange(port: int, data: bytes, *, timeout: float = 5.0) -> bytes:
+    """Send raw bytes, read until the router closes (or ``timeout``); the bytes received."""
+    out = b""
+    with socket.create_connection(("127.0.0.1", port), timeout) as sock:
+        sock.sendall(data)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                piece = sock.recv(65536)
+            except TimeoutError:
+                break
+            except ConnectionResetError:
+                break
+            if not piece:
+                break
+            out += piece
+    return out

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import errno
 import gc
 import logging
@@ -89,6 +90,7 @@ async def serve(args: argparse.Namespace) -> int:
         log.error("cannot create the admin socket %s: %s", args.admin, exc)
         server.close()
         return EXIT_CANNOT_LISTEN
+    admin_inode = args.admin.stat().st_ino
     rt.start()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -103,8 +105,10 @@ async def serve(args: argparse.Namespace) -> int:
     server.close()
     await rt.drain(args.grace)
     await admin.close()
-    if args.admin.exists():
-        args.admin.unlink()
+    # A successor may already listen on the same path: remove only our own socket.
+    with contextlib.suppress(OSError):
+        if args.admin.stat().st_ino == admin_inode:
+            args.admin.unlink()
     log.info("stopped")
     return 0
 

@@ -217,6 +217,10 @@ class UpstreamConnection(asyncio.Protocol):
             self.hbuf = b""
             self.head_done = True
             self.status = status
+            if self.head_request:
+                # A response to HEAD has no body; bytes after its head mean a confused upstream.
+                self.reusable = not rest and self.parser.should_keep_alive()
+                rest = b""
             client.transport.write(out + rest if rest else out)  # type: ignore[union-attr]
             return True
 

@@ -1,0 +1,322 @@
+"""``BuiltinRouter``: the controller's side of the built-in router (``core.ports.Router``).
+
+One router process per app+environment, with its files in ``state_dir/routers/{app}.{env}/``:
+``router.pid``, ``admin.sock``, ``table.json``, ``router.log`` and ``config.json``. The process
+is started detached (``shell.process.spawn_detached``) so it outlives the controller, adopted
+when it is already running, and driven over its admin socket with httpx. httpx and OS errors
+become ``ExternalError``/``ConfigError`` here. Callers: the controller, via the registry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from baepo.core.ports import Backend, RevisionStats, RouterConfig
+from baepo.errors import ConfigError, ExternalError
+from baepo.shell import process
+
+MODULE = "baepo.routers.builtin"
+START_TIMEOUT = 5.0
+ADMIN_TIMEOUT = 5.0
+DEFAULT_CONNECT_TIMEOUT = 5.0
+STOP_GRACE = 10.0
+
+
+def router_argv(folder: Path, config: RouterConfig, connect_timeout: float) -> list[str]:
+    """The command that runs the router process for ``config`` with its files in ``folder``."""
+    return process.python_module_argv(
+        MODULE,
+        "--listen",
+        config.listen,
+        "--admin",
+        str(folder / "admin.sock"),
+        "--state",
+        str(folder / "table.json"),
+        "--upstream-timeout",
+        f"{config.upstream_timeout:g}",
+        "--idle-timeout",
+        f"{config.idle_timeout:g}",
+        "--connect-timeout",
+        f"{connect_timeout:g}",
+    )
+
+
+def backends_json(backends: Sequence[Backend]) -> dict[str, Any]:
+    """The body of ``PUT /backends``."""
+    return {
+        "backends": [
+            {"revision": b.revision, "weight": b.weight, "upstreams": list(b.upstreams)}
+            for b in backends
+        ]
+    }
+
+
+def parse_stats(data: dict[str, Any]) -> list[RevisionStats]:
+    """``GET /stats`` -> RevisionStats, one per revision ever routed to."""
+    return [
+        RevisionStats(
+            revision=int(item["revision"]),
+            requests=int(item["requests"]),
+            status={str(k): int(v) for k, v in item["status"].items()},
+            latency_buckets={str(k): int(v) for k, v in item["latency_buckets"].items()},
+            latency_sum=float(item["latency_sum"]),
+            in_flight=int(item["in_flight"]),
+        )
+        for item in data.get("revisions", [])
+    ]
+
+
+class BuiltinRouter:
+    """Runs and drives one built-in router process per app+environment."""
+
+    def __init__(
+        self,
+        state_dir: Path,
+        *,
+        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+        start_timeout: float = START_TIMEOUT,
+    ) -> None:
+        self.state_dir = Path(state_dir)
+        self.connect_timeout = connect_timeout
+        self.start_timeout = start_timeout
+
+    def folder(self, app: str, env: str) -> Path:
+        """Where the router of app+env keeps its pid, socket, table, log and config."""
+        return self.state_dir / "routers" / f"{app}.{env}"
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    async def ensure_running(self, config: RouterConfig) -> None:
+        """Start, adopt or restart (when listen address or timeouts changed) the router."""
+        folder = self.folder(config.app, config.env)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ExternalError(f"cannot create {folder}: {exc.strerror or exc}") from exc
+        wanted = self._wanted(config)
+        pid = self._running_pid(folder)
+        if pid is not None:
+            info = await self._health_soon(folder, pid)
+            if info is not None and all(info.get(k) == v for k, v in wanted.items()):
+                self._write_json(folder / "config.json", wanted | {"pid": pid})
+                return
+            # The old process stops listening at once and drains in the background.
+            await self._terminate(pid, wait=1.0)
+        await self._start(folder, config, wanted)
+
+    async def stop(self, app: str, env: str) -> None:
+        """SIGTERM the router (it drains in-flight requests), then SIGKILL. Idempotent."""
+        folder = self.folder(app, env)
+        pid = self._running_pid(folder)
+        if pid is not None:
+            await self._terminate(pid)
+        for name in ("router.pid", "admin.sock"):
+            with contextlib.suppress(OSError):
+                (folder / name).unlink()
+
+    async def health(self, app: str, env: str) -> dict[str, Any] | None:
+        """The router's ``/healthz`` (pid, listen, timeouts, uptime), or None if it is down."""
+        return await self._health(self.folder(app, env))
+
+    # -- table and stats -----------------------------------------------------------------
+
+    async def set_backends(self, app: str, env: str, backends: Sequence[Backend]) -> None:
+        """Replace the routing table in one step. Idempotent."""
+        response = await self._call(app, env, "PUT", "/backends", backends_json(backends))
+        if response.status_code == 400:
+            message = response.json().get("error", response.text)
+            raise ConfigError(f"router of {app}.{env} rejected the table: {message}")
+        self._check(app, env, response)
+
+    async def get_backends(self, app: str, env: str) -> list[Backend]:
+        """The table the router is serving."""
+        response = await self._call(app, env, "GET", "/backends")
+        self._check(app, env, response)
+        return [
+            Backend(int(b["revision"]), int(b["weight"]), tuple(b["upstreams"]))
+            for b in response.json()["backends"]
+        ]
+
+    async def in_flight(self, app: str, env: str) -> dict[str, int]:
+        """Requests in flight per upstream (non-zero only); empty when the router is down."""
+        try:
+            response = await self._call(app, env, "GET", "/inflight")
+        except ExternalError:
+            return {}
+        self._check(app, env, response)
+        return {k: int(v) for k, v in response.json()["upstreams"].items() if v}
+
+    async def stats(self, app: str, env: str) -> list[RevisionStats]:
+        """Per-revision counters since the router started; empty when it is down."""
+        try:
+            response = await self._call(app, env, "GET", "/stats")
+        except ExternalError:
+            return []
+        self._check(app, env, response)
+        return parse_stats(response.json())
+
+    # -- internals -----------------------------------------------------------------------
+
+    def _wanted(self, config: RouterConfig) -> dict[str, Any]:
+        return {
+            "listen": config.listen,
+            "upstream_timeout": float(config.upstream_timeout),
+            "idle_timeout": float(config.idle_timeout),
+            "connect_timeout": float(self.connect_timeout),
+        }
+
+    async def _start(self, folder: Path, config: RouterConfig, wanted: dict[str, Any]) -> None:
+        log = folder / "router.log"
+        offset = log.stat().st_size if log.exists() else 0
+        argv = router_argv(folder, config, self.connect_timeout)
+        pid = process.spawn_detached(argv, cwd=folder, output=log)
+        self._write_json(folder / "config.json", wanted | {"pid": pid, "argv": argv})
+        (folder / "router.pid").write_text(f"{pid}\n")
+        host, _, port = config.listen.rpartition(":")
+        deadline = time.monotonic() + self.start_timeout
+        while time.monotonic() < deadline:
+            process.reap_children()
+            if not process.pid_alive(pid):
+                raise ExternalError(
+                    f"the router of {config.app}.{config.env} could not start: "
+                    f"{self._log_reason(log, offset)}",
+                    hint=f"see {log}",
+                )
+            info = await self._health(folder)
+            if info is not None and info.get("pid") == pid and await _accepts(host, int(port)):
+                return
+            await asyncio.sleep(0.05)
+        await self._terminate(pid)
+        raise ExternalError(
+            f"the router of {config.app}.{config.env} did not start within "
+            f"{self.start_timeout:g} s",
+            hint=f"see {log}",
+        )
+
+    @staticmethod
+    def _log_reason(log: Path, offset: int) -> str:
+        try:
+            with log.open("rb") as handle:
+                handle.seek(offset)
+                lines = handle.read().decode(errors="replace").splitlines()
+        except OSError:
+            return "it exited at once"
+        for line in reversed(lines):
+            if " ERROR " in line:
+                return line.split(" ERROR ", 1)[1].strip()
+        return lines[-1].strip() if lines else "it exited at once"
+
+    async def _terminate(self, pid: int, wait: float = STOP_GRACE + 2) -> None:
+        """SIGTERM; SIGKILL if it is still alive after ``wait`` s (unless ``wait`` is short)."""
+        process.signal_group(pid, signal.SIGTERM)
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            process.reap_children()
+            if not process.pid_alive(pid):
+                return
+            await asyncio.sleep(0.05)
+        if wait < STOP_GRACE:
+            return  # a restart: let it finish draining on its own
+        process.signal_group(pid, signal.SIGKILL)
+        for _ in range(40):
+            process.reap_children()
+            if not process.pid_alive(pid):
+                return
+            await asyncio.sleep(0.05)
+
+    @staticmethod
+    def _running_pid(folder: Path) -> int | None:
+        """The pid in router.pid when that process is alive and is a router."""
+        try:
+            pid = int((folder / "router.pid").read_text().strip())
+        except (OSError, ValueError):
+            return None
+        if not process.pid_alive(pid):
+            return None
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            return pid  # no /proc: trust the pid file
+        return pid if MODULE.encode() in cmdline else None
+
+    async def _health_soon(self, folder: Path, pid: int) -> dict[str, Any] | None:
+        """``/healthz`` of a live router, waiting briefly in case it is still starting."""
+        deadline = time.monotonic() + 2.0
+        while True:
+            info = await self._health(folder)
+            if info is not None and info.get("pid") == pid:
+                return info
+            if time.monotonic() > deadline:
+                return None
+            await asyncio.sleep(0.1)
+
+    async def _health(self, folder: Path) -> dict[str, Any] | None:
+        sock = folder / "admin.sock"
+        if not sock.exists():
+            return None
+        try:
+            async with _client(sock, 1.0) as client:
+                response = await client.get("/healthz")
+        except (httpx.HTTPError, OSError):
+            return None
+        if response.status_code != 200:
+            return None
+        data: dict[str, Any] = response.json()
+        return data
+
+    async def _call(
+        self, app: str, env: str, method: str, path: str, body: Any = None
+    ) -> httpx.Response:
+        sock = self.folder(app, env) / "admin.sock"
+        if not sock.exists():
+            raise ExternalError(f"the router of {app}.{env} is not running (no {sock})")
+        try:
+            async with _client(sock, ADMIN_TIMEOUT) as client:
+                return await client.request(method, path, json=body)
+        except httpx.TimeoutException as exc:
+            raise ExternalError(f"the router of {app}.{env} did not answer {path}") from exc
+        except (httpx.HTTPError, OSError) as exc:
+            raise ExternalError(f"cannot reach the router of {app}.{env}: {exc}") from exc
+
+    @staticmethod
+    def _check(app: str, env: str, response: httpx.Response) -> None:
+        if response.status_code != 200:
+            raise ExternalError(
+                f"the router of {app}.{env} answered {response.status_code}: {response.text[:200]}"
+            )
+
+    @staticmethod
+    def _write_json(path: Path, data: dict[str, Any]) -> None:
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(json.dumps(data, indent=1) + "\n")
+        os.replace(tmp, path)
+
+
+def _client(sock: Path, timeout: float) -> httpx.AsyncClient:
+    return httpx.AsyncClient(
+        transport=httpx.AsyncHTTPTransport(uds=str(sock)),
+        base_url="http://router",
+        timeout=timeout,
+    )
+
+
+async def _accepts(host: str, port: int) -> bool:
+    """True when ``host:port`` accepts a TCP connection."""
+    try:
+        _, writer = await asyncio.wait_for(asyncio.open_connection(host.strip("[]"), port), 1.0)
+    except (OSError, TimeoutError):
+        return False
+    writer.close()
+    with contextlib.suppress(OSError):
+        await writer.wait_closed()
+    return True
