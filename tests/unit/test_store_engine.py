@@ -98,6 +98,8 @@ def test_translation_keeps_parameters_and_password_out() -> None:
     assert "DETAIL" not in str(error)
     operational = sa.exc.OperationalError("SELECT 1", {}, Exception("server closed"))
     assert isinstance(translate.translate(operational, url, "read"), TransientError)
+    unbound = sa.exc.StatementError("bad value", "INSERT ...", {"token": "hunter2"}, TypeError("x"))
+    assert "hunter2" not in str(translate.translate(unbound, url, "save"))
     other = sa.exc.ProgrammingError("SELECT 1", {}, Exception("syntax"))
     assert type(translate.translate(other, url, "read")) is ExternalError
 

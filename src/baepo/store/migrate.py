@@ -11,6 +11,9 @@ nothing left to do.
 
 from __future__ import annotations
 
+import functools
+import threading
+
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
@@ -24,6 +27,9 @@ from baepo.store import translate
 
 SCRIPT_LOCATION = "baepo.store:migrations"
 
+# Alembic keeps the running migration in module globals (``alembic.context``): one at a time.
+_RUNNING = threading.Lock()
+
 
 def alembic_config(connection: Connection | None = None) -> Config:
     """An Alembic config for the shipped scripts, bound to ``connection`` if given."""
@@ -34,9 +40,15 @@ def alembic_config(connection: Connection | None = None) -> Config:
     return config
 
 
+@functools.cache
+def scripts() -> ScriptDirectory:
+    """The migration scripts shipped with baepo."""
+    return ScriptDirectory.from_config(alembic_config())
+
+
 def head_revision() -> str:
     """The schema revision this version of baepo needs."""
-    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    head = scripts().get_current_head()
     if head is None:  # pragma: no cover - the package always ships revisions
         raise StateError("no schema migrations are installed with baepo")
     return head
@@ -50,7 +62,7 @@ def current_revision(connection: Connection) -> str | None:
 def schema_revision(engine: Engine) -> str | None:
     """The database's schema revision (None when empty). Raises ExternalError if unreachable."""
     with (
-        translate.errors(engine.url, "read the schema revision of"),
+        translate.errors(engine.url, "read the schema revision"),
         engine.connect() as connection,
     ):
         return current_revision(connection)
@@ -64,28 +76,31 @@ def upgrade(engine: Engine) -> str:
     """
     head = head_revision()
     url = store_engine.redact(engine.url)
-    with translate.errors(engine.url, "migrate"):
-        with engine.connect() as connection:
-            current = current_revision(connection)
-        if current == head:
-            return head
-        _check_known(current, url)
-        with store_engine.write_engine(engine).connect() as connection, connection.begin():
-            store_engine.lock(connection, "baepo", "migrate")
-            _check_known(current_revision(connection), url)
-            try:
-                command.upgrade(alembic_config(connection), "head")
-            except CommandError as exc:
-                raise StateError(f"cannot migrate {url}: {exc}") from exc
+    with translate.errors(engine.url, "open the database"), engine.connect() as connection:
+        current = current_revision(connection)
+    if current == head:
+        return head
+    _check_known(current, url)
+    with (
+        translate.errors(engine.url, "migrate the schema"),
+        _RUNNING,
+        store_engine.write_engine(engine).connect() as connection,
+        connection.begin(),
+    ):
+        store_engine.lock(connection, "baepo", "migrate")
+        _check_known(current_revision(connection), url)
+        try:
+            command.upgrade(alembic_config(connection), "head")
+        except CommandError as exc:
+            raise StateError(f"cannot migrate {url}: {exc}") from exc
     return head
 
 
 def _check_known(revision: str | None, url: str) -> None:
     if revision is None:
         return
-    script = ScriptDirectory.from_config(alembic_config())
     try:
-        script.get_revision(revision)
+        scripts().get_revision(revision)
     except CommandError as exc:
         raise StateError(
             f"database {url} has schema revision {revision!r}, unknown to this baepo "

@@ -20,7 +20,10 @@ RETRY_DELAY_S = 1.0
 
 def driver_message(exc: BaseException) -> str:
     """The first line of the driver's message for ``exc`` (no SQL, no parameters)."""
-    origin = exc.orig if isinstance(exc, sa_exc.DBAPIError) else exc
+    # A StatementError's own text holds the SQL and its parameters: use the cause only.
+    origin: BaseException = exc
+    if isinstance(exc, sa_exc.StatementError) and exc.orig is not None:
+        origin = exc.orig
     text = str(origin).strip().splitlines()
     return text[0] if text else type(origin).__name__
 
@@ -32,14 +35,14 @@ def translate(exc: sa_exc.SQLAlchemyError, url: URL, action: str) -> BaepoError:
         detail = detail.replace(str(url.password), "***")
     where = url.render_as_string(hide_password=True)
     if isinstance(exc, sa_exc.IntegrityError):
-        return StateError(f"cannot {action} {where}: conflicting change ({detail})")
+        return StateError(f"cannot {action} ({where}): conflicting change ({detail})")
     if isinstance(exc, sa_exc.OperationalError):
         return TransientError(
-            f"cannot {action} {where}: {detail}",
+            f"cannot {action} ({where}): {detail}",
             delay=RETRY_DELAY_S,
             hint="check that the database is reachable and not locked by another program",
         )
-    return ExternalError(f"cannot {action} {where}: {detail}")
+    return ExternalError(f"cannot {action} ({where}): {detail}")
 
 
 @contextlib.contextmanager
