@@ -10,7 +10,9 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import subprocess
 import sys
+import textwrap
 import threading
 import time
 import urllib.request
@@ -217,6 +219,27 @@ def test_a_new_platform_object_readopts_running_instances(
         assert [i.id for i in await again.list_instances(APP, ENV)] == [second.id]
 
     run(scenario())
+
+
+def test_instances_outlive_the_process_that_started_them(platform: LocalPlatform) -> None:
+    code = textwrap.dedent(
+        f"""
+        import asyncio, sys
+        from pathlib import Path
+        sys.path.insert(0, {str(Path(__file__).parent)!r})
+        from test_local_platform import sample_spec
+        from baepo.platforms.local.platform import LocalPlatform
+        local = LocalPlatform(Path({str(platform.state_dir)!r}))
+        print(asyncio.run(local.start_instance(sample_spec())).id)
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    instance_id = done.stdout.strip()
+    ready = run(wait_instance(platform, instance_id, lambda i: i.ready))
+    assert ready.phase is InstancePhase.RUNNING
+    assert get(ready.address)[1]["instance"] == instance_id
 
 
 def test_readiness_stays_false_when_the_app_is_not_ready(platform: LocalPlatform) -> None:

@@ -30,9 +30,10 @@ import signal
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from baepo.core.model import Instance, InstancePhase
-from baepo.core.ports import InstanceSpec
+from baepo.core.ports import InstanceSpec, Platform
 from baepo.errors import ConfigError
 from baepo.platforms.local import addresses, logs, records
 from baepo.platforms.local.proctable import group_alive
@@ -294,3 +295,9 @@ def _mtime(path: Path) -> float:
         return path.stat().st_mtime
     except OSError:
         return 0.0
+
+
+if TYPE_CHECKING:
+
+    def _implements_the_port(local: LocalPlatform) -> Platform:
+        return local  # mypy checks LocalPlatform against the Platform protocol here

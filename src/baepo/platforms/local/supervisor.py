@@ -97,6 +97,7 @@ class Supervisor:
         try:
             while not self._stopping:
                 began = time.monotonic()
+                self._restart_reason = None  # a request made before this start is fulfilled by it
                 proc = self._start_app()
                 if proc is None:
                     return 1
@@ -144,9 +145,9 @@ class Supervisor:
             records.write_json_atomic(self.directory / records.STATE_FILE, self._state.to_json())
 
     def _sleep(self, seconds: float) -> bool:
-        """Sleep in small steps; False when a stop was asked for meanwhile."""
+        """Sleep in small steps, cut short by a restart request; False when asked to stop."""
         deadline = time.monotonic() + seconds
-        while not self._stopping and time.monotonic() < deadline:
+        while not self._stopping and not self._restart_reason and time.monotonic() < deadline:
             time.sleep(min(POLL, max(0.0, deadline - time.monotonic())))
         return not self._stopping
 
