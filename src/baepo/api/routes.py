@@ -177,10 +177,12 @@ def events(
     env: Env = DEFAULT_ENV,
     after: Annotated[int, Query(ge=0)] = 0,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 200,
+    rollout_id: Annotated[int | None, Query(ge=1)] = None,
 ) -> list[dict[str, Any]]:
-    """History events with id > ``after``, oldest first."""
+    """History events with id > ``after``, oldest first (optionally of one rollout)."""
     store = runtime(request).store
-    return [views.event_view(e) for e in store.list_events(app, env, after=after, limit=limit)]
+    found = store.list_events(app, env, after=after, limit=limit, rollout_id=rollout_id)
+    return [views.event_view(e) for e in found]
 
 
 @router.get("/apps/{app}/logs", tags=["apps"])

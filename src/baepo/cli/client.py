@@ -42,7 +42,19 @@ class Client:
 
     def __init__(self, base_url: str, *, timeout: float = 30.0) -> None:
         self.base_url = base_url
-        self.http = httpx.Client(base_url=base_url, timeout=timeout)
+        # Plain HTTP needs no TLS context, which costs tens of ms at every CLI start.
+        self.http = httpx.Client(
+            base_url=base_url,
+            timeout=timeout,
+            verify=base_url.startswith("https://"),
+            trust_env=False,
+        )
+
+    def healthy(self) -> bool:
+        try:
+            return self.http.get("/api/v1/healthz", timeout=2.0).status_code == 200
+        except httpx.HTTPError:
+            return False
 
     def close(self) -> None:
         self.http.close()
@@ -101,10 +113,11 @@ def _error_from(response: httpx.Response) -> BaepoError:
 
 
 def _healthy(url: str) -> bool:
+    client = Client(url)
     try:
-        return httpx.get(f"{url}/api/v1/healthz", timeout=2.0).status_code == 200
-    except httpx.HTTPError:
-        return False
+        return client.healthy()
+    finally:
+        client.close()
 
 
 def running_server(state_dir: Path) -> dict[str, Any] | None:
@@ -145,14 +158,18 @@ def connect(state_dir: Path, *, start: bool = True, database_url: str | None = N
     url = os.environ.get("BAEPO_SERVER")
     if url:
         return Client(url.rstrip("/"))
-    info = running_server(state_dir)
-    if info is None:
-        if not start:
-            raise ExternalError(
-                f"no baepo server runs for {state_dir}",
-                hint="start one with baepo server start (commands start it when needed)",
-            )
-        info = start_server(state_dir, database_url=database_url)
+    info = _read_server_file(state_dir)
+    if info and pid_alive(int(info.get("pid", 0))):
+        client = Client(str(info["url"]))
+        if client.healthy():
+            return client
+        client.close()
+    if not start:
+        raise ExternalError(
+            f"no baepo server runs for {state_dir}",
+            hint="start one with baepo server start (commands start it when needed)",
+        )
+    info = start_server(state_dir, database_url=database_url)
     return Client(str(info["url"]))
 
 

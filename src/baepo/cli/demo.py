@@ -100,7 +100,16 @@ class Demo:
             if result.get("rollout_id")
             else settled
         )
-        follow(self.api(), "sample", "default", out, done=done, timeout=120, live=self.live)
+        follow(
+            self.api(),
+            "sample",
+            "default",
+            out,
+            done=done,
+            timeout=120,
+            live=self.live,
+            rollout_id=result.get("rollout_id"),
+        )
         outcome = "done"
         if result.get("rollout_id"):
             rollout = self.api().get(f"/api/v1/rollouts/{result['rollout_id']}")

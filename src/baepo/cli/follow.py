@@ -46,13 +46,19 @@ def follow(
     done: Callable[[dict[str, Any]], bool],
     timeout: float | None,
     live: bool,
+    rollout_id: int | None = None,
 ) -> dict[str, Any]:
-    """Poll the app's status until ``done(status)``; show progress; return the last status."""
+    """Poll the app's status until ``done(status)``; show progress; return the last status.
+
+    Events are printed from the start of ``rollout_id`` when given, else from now on.
+    """
     deadline = None if timeout is None else time.monotonic() + timeout
-    last_event = 0
     status: dict[str, Any] = client.get(f"/api/v1/apps/{app}", env=env)
-    if status.get("events"):
-        last_event = status["events"][-1]["id"] or 0
+    last_event = status["events"][-1]["id"] if status.get("events") else 0
+    if rollout_id is not None:
+        first = client.get(f"/api/v1/apps/{app}/events", env=env, rollout_id=rollout_id, limit=1)
+        if first:
+            last_event = first[0]["id"] - 1
 
     def expired() -> bool:
         return deadline is not None and time.monotonic() > deadline

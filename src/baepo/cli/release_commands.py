@@ -56,7 +56,14 @@ def _finish(
     done = rollout_finished(client, result["rollout_id"]) if result.get("rollout_id") else settled
     live = sys.stdout.isatty() and output == Output.text
     status = follow(
-        client, result["app"], result["env"], out, done=done, timeout=timeout, live=live
+        client,
+        result["app"],
+        result["env"],
+        out,
+        done=done,
+        timeout=timeout,
+        live=live,
+        rollout_id=result.get("rollout_id"),
     )
     rollout = None
     if result.get("rollout_id"):

@@ -74,6 +74,7 @@ def start(
         from baepo.api.server import serve
 
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+        logging.getLogger("httpx").setLevel(logging.WARNING)
         serve(directory, host=host, port=port, database_url=database_url)
         return
     from baepo.cli.client import running_server, start_server

@@ -10,7 +10,15 @@ import difflib
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 from baepo.spec.units import CountOrPercent, Duration, resolve_count
 
@@ -196,6 +204,11 @@ class StrategySpec(SpecModel):
         if len(chosen) != 1:
             raise ValueError("choose exactly one strategy: recreate or rolling")
         return self
+
+    @model_serializer(mode="wrap")
+    def _only_chosen(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        return {key: value for key, value in data.items() if value is not None}
 
     @property
     def kind(self) -> Literal["recreate", "rolling"]:

@@ -52,7 +52,4 @@ def proportional_traffic(instances: Iterable[Instance]) -> tuple[Backend, ...]:
 
 def only_revision_traffic(instances: Iterable[Instance], revision: int) -> tuple[Backend, ...]:
     """A routing table sending everything to the ready instances of one revision."""
-    addrs = sorted(i.address for i in ready(instances) if i.revision == revision)
-    if not addrs:
-        return ()
-    return (Backend(revision=revision, weight=100, upstreams=tuple(addrs)),)
+    return proportional_traffic(i for i in instances if i.revision == revision)
