@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 from baepo.platforms.local import logs
@@ -128,3 +129,46 @@ def test_log_tail_keeps_a_partial_line_until_it_is_complete(tmp_path: Path) -> N
         handle.flush()
         assert follower.poll(path) == ["i half done"]
     follower.close()
+
+
+def test_log_tail_survives_its_directory_moving(tmp_path: Path) -> None:
+    live, archived = tmp_path / "instances" / "r1-aaaaaa", tmp_path / "logs" / "r1-aaaaaa"
+    live.mkdir(parents=True)
+    archived.parent.mkdir()
+    log = RotatingLog(live / "output.log", 4096, 1, clock=fixed_clock)
+    follower = logs.LogTail("r1-aaaaaa", live / "output.log", from_end=False)
+    log.write("one")
+    assert follower.poll(live / "output.log") == [f"r1-aaaaaa {STAMP} one"]
+    log.write("two")
+    log.close()
+    live.rename(archived)
+    assert follower.poll(archived / "output.log") == [f"r1-aaaaaa {STAMP} two"]
+    assert follower.poll(archived / "output.log") == []
+    follower.close()
+
+
+def test_follow_yields_new_lines_of_known_and_later_instances(tmp_path: Path) -> None:
+    first, second = tmp_path / "r1-aaaaaa", tmp_path / "r1-bbbbbb"
+    first.mkdir()
+    (first / "output.log").write_text(f"{STAMP} old\n")
+    dirs = [("r1-aaaaaa", first)]
+
+    async def scenario() -> list[str]:
+        seen: list[str] = []
+        stream = logs.follow(lambda: list(dirs), poll_interval=0.01)
+        next_line = asyncio.ensure_future(anext(stream))
+        await asyncio.sleep(0.05)
+        with (first / "output.log").open("a") as handle:
+            handle.write(f"{STAMP} new\n")
+        seen.append(await asyncio.wait_for(next_line, 5))
+        second.mkdir()
+        (second / "output.log").write_text(f"{STAMP} from the start\n")
+        dirs.append(("r1-bbbbbb", second))
+        seen.append(await asyncio.wait_for(anext(stream), 5))
+        await stream.aclose()
+        return seen
+
+    assert asyncio.run(scenario()) == [
+        f"r1-aaaaaa {STAMP} new",
+        f"r1-bbbbbb {STAMP} from the start",
+    ]

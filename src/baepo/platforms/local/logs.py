@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from pathlib import Path
 from typing import BinaryIO
 
@@ -105,7 +105,7 @@ class LogTail:
         ]
 
 
-async def follow(list_dirs: LogDirs, *, poll_interval: float = 0.2) -> AsyncIterator[str]:
+async def follow(list_dirs: LogDirs, *, poll_interval: float = 0.2) -> AsyncGenerator[str, None]:
     """New lines of every instance ``list_dirs`` names, until the caller stops iterating.
 
     Instances known at the start are followed from their current end; instances that appear
