@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import decimal
 import math
 import re
 from typing import Annotated, Any
@@ -28,13 +29,16 @@ def parse_duration(value: Any) -> float:
 
 
 def format_duration(seconds: float) -> str:
-    """The shortest spelling of a duration that parses back to the same value."""
-    if seconds and seconds < 1:
-        return f"{round(seconds * 1000)}ms"
+    """The shortest usual spelling of a duration that parses back to the same value."""
     for unit, size in (("h", 3600), ("m", 60)):
         if seconds >= size and seconds % size == 0:
             return f"{int(seconds // size)}{unit}"
-    return f"{seconds:g}s"
+    if float(seconds).is_integer():
+        return f"{int(seconds)}s"
+    millis = round(seconds * 1000, 6)
+    if seconds < 1 and millis.is_integer():
+        return f"{int(millis)}ms"
+    return f"{decimal.Decimal(repr(float(seconds))):f}s"
 
 
 DURATION_JSON_SCHEMA: dict[str, Any] = {
