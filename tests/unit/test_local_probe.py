@@ -67,3 +67,32 @@ def test_http_probe_on_a_closed_port_fails_with_a_reason() -> None:
     ok, detail = http_probe("127.0.0.1", 1, "/health", 1.0)
     assert not ok
     assert detail.startswith("GET /health: ConnectionRefusedError")
+
+
+def test_probe_loop_can_report_every_failure_while_not_passing() -> None:
+    reports: list[tuple[bool, str]] = []
+    stop = threading.Event()
+    details = iter(["refused", "HTTP 503", "HTTP 200"])
+
+    def prober(host: str, port: int, path: str, timeout: float) -> tuple[bool, str]:
+        detail = next(details, "HTTP 200")
+        return detail == "HTTP 200", detail
+
+    def on_change(passing: bool, detail: str) -> None:
+        reports.append((passing, detail))
+        if passing:
+            stop.set()
+
+    loop = ProbeLoop(
+        "readiness",
+        config(),
+        ("127.0.0.1", 1),
+        initially_passing=False,
+        on_change=on_change,
+        stop=stop,
+        prober=prober,
+        report_failures=True,
+    )
+    loop.start()
+    loop.join(timeout=10)
+    assert reports == [(False, "refused"), (False, "HTTP 503"), (True, "HTTP 200")]

@@ -67,7 +67,9 @@ Prober = Callable[[str, int, str, float], tuple[bool, str]]
 class ProbeLoop(threading.Thread):
     """Probes every ``interval`` after ``initial_delay`` until ``stop`` is set.
 
-    ``on_change(passing, detail)`` is called from this thread when the verdict flips.
+    ``on_change(passing, detail)`` is called from this thread when the verdict flips, and
+    with ``report_failures`` also on every failure while the probe is not passing (so the
+    caller can say why an instance is not ready yet).
     """
 
     def __init__(
@@ -80,6 +82,7 @@ class ProbeLoop(threading.Thread):
         on_change: Callable[[bool, str], None],
         stop: threading.Event,
         prober: Prober = http_probe,
+        report_failures: bool = False,
     ) -> None:
         super().__init__(name=name, daemon=True)
         self.config = config
@@ -88,6 +91,7 @@ class ProbeLoop(threading.Thread):
         self._on_change = on_change
         self._halt = stop
         self._prober = prober
+        self._report_failures = report_failures
 
     def run(self) -> None:
         if self._halt.wait(self.config.initial_delay):
@@ -103,5 +107,7 @@ class ProbeLoop(threading.Thread):
                 if not changed:
                     detail = f"{detail} ({self.tracker.failures} failures in a row)"
                 self._on_change(changed, detail)
+            elif not ok and not self.tracker.passing and self._report_failures:
+                self._on_change(False, detail)
             elapsed = time.monotonic() - began
             self._halt.wait(max(0.0, self.config.interval - elapsed))

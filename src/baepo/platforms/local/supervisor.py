@@ -246,8 +246,9 @@ class Supervisor:
         def readiness_changed(passing: bool, detail: str) -> None:
             if run_over.is_set():
                 return
-            self.note(f"readiness probe {'passed' if passing else 'failed'}: {detail}")
-            self.update(ready=passing)
+            if passing != self.state.ready:
+                self.note(f"readiness probe {'passed' if passing else 'failed'}: {detail}")
+            self.update(ready=passing, message="" if passing else f"not ready: {detail}")
 
         def liveness_changed(passing: bool, detail: str) -> None:
             if run_over.is_set() or passing:
@@ -263,6 +264,7 @@ class Supervisor:
                 initially_passing=False,
                 on_change=readiness_changed,
                 stop=run_over,
+                report_failures=True,
             )
         ]
         if self.spec.liveness is not None:
