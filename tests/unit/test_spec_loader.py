@@ -6,10 +6,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 
 from baepo.errors import ConfigError, Problem
 from baepo.spec import loader
 from baepo.spec.loader import LoadedSpec, find_spec_file, load_spec, parse_spec
+from baepo.spec.reference import EXAMPLES
+from baepo.spec.starter import STARTER_SPEC
 
 BASE = 'app: shop\nrun:\n  command: ["python3", "-m", "shop"]\n'
 
@@ -319,3 +322,10 @@ def test_find_spec_file_with_an_explicit_path(tmp_path: Path) -> None:
     assert find_spec_file(tmp_path, Path("svc")) == tmp_path / "svc" / "baepo.yaml"
     with pytest.raises(ConfigError, match=r"missing\.yaml: no such file"):
         find_spec_file(tmp_path, Path("missing.yaml"))
+
+
+def test_a_dumped_spec_loads_back_the_same() -> None:
+    for text in [STARTER_SPEC, *(example for _title, _words, example in EXAMPLES)]:
+        spec = parse_spec(text)
+        dumped = yaml.safe_dump(spec.model_dump(mode="json"), sort_keys=False)
+        assert parse_spec(dumped) == spec
