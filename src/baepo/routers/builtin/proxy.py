@@ -301,12 +301,22 @@ class ClientConnection(asyncio.Protocol):
     def _send(self, ex: Exchange, up: Upstream) -> None:
         ex.upstream = up
         up.in_flight += 1
-        conn = up.take_idle()
-        if conn is None:
+        idle = up.idle
+        if not idle:
             self.rt.connect(self, ex, up)
-        else:
-            conn.reused = True
-            self._attach(ex, conn)
+            return
+        conn = idle.pop()
+        conn.reused = True
+        # _attach, inlined for the common case.
+        ex.conn = conn
+        conn.attach(self, ex.is_head, self.last)
+        pieces = ex.pieces
+        assert pieces is not None
+        conn.transport.write(pieces[0] if len(pieces) == 1 else b"".join(pieces))  # type: ignore[union-attr]
+        if not ex.idempotent or ex.kept > RETRY_KEEP:
+            ex.pieces = None
+        if self.paused & PAUSE_PENDING:
+            self._resume(PAUSE_PENDING)
 
     def connected(self, ex: Exchange, up: Upstream, conn: UpstreamConnection) -> None:
         """A fresh connection for ``ex`` is ready (called by the runtime's connect task)."""
@@ -318,7 +328,7 @@ class ClientConnection(asyncio.Protocol):
 
     def _attach(self, ex: Exchange, conn: UpstreamConnection) -> None:
         ex.conn = conn
-        conn.attach(self, ex.is_head)
+        conn.attach(self, ex.is_head, _now())
         pieces = ex.pieces
         assert pieces is not None
         conn.transport.write(pieces[0] if len(pieces) == 1 else b"".join(pieces))  # type: ignore[union-attr]
@@ -355,13 +365,18 @@ class ClientConnection(asyncio.Protocol):
         ex = self.cur
         if ex is None or ex.conn is not conn:
             return
-        self._record(ex, conn.status // 100, conn.last)
+        route = ex.route
+        if route is not None:
+            klass = conn.status // 100
+            route.counters.record(klass if 0 < klass < 6 else 5, conn.last - ex.started)
         up = ex.upstream
-        self._release(ex)
-        ex.conn = None
-        reusable = conn.reusable and ex.complete and not ex.upgrade
-        conn.detach()
-        if reusable and up is not None:
+        ex.upstream = ex.conn = None
+        if up is not None:
+            up.in_flight -= 1
+        conn.client = None
+        if conn.head_request:
+            conn.detach()
+        if conn.reusable and ex.complete and not ex.upgrade and up is not None:
             up.release(conn)
         else:
             conn.close()

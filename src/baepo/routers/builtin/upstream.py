@@ -38,13 +38,9 @@ class Upstream:
         self.removed = False
 
     def take_idle(self) -> UpstreamConnection | None:
-        """The most recently used idle connection that is still open, if any."""
+        """The most recently used idle connection, if any (closed ones leave the pool)."""
         idle = self.idle
-        while idle:
-            conn = idle.pop()
-            if not conn.closed:
-                return conn
-        return None
+        return idle.pop() if idle else None
 
     def release(self, conn: UpstreamConnection) -> None:
         """Put a finished connection back in the pool (or close it if the pool is not wanted)."""
@@ -113,11 +109,19 @@ class UpstreamConnection(asyncio.Protocol):
 
     # -- driven by the client side -------------------------------------------------------
 
-    def attach(self, client: ClientConnection, head_request: bool) -> None:
-        """Start serving one exchange for ``client``."""
+    def attach(self, client: ClientConnection, head_request: bool, now: float) -> None:
+        """Start serving one exchange for ``client``.
+
+        A pooled connection finished its last exchange cleanly (``hbuf`` empty, not ``bad``,
+        ``reusable``), so only the per-exchange flags are reset.
+        """
         self.client = client
-        self._reset(head_request)
-        self.last = _now()
+        self.got_bytes = False
+        self.head_done = False
+        self.done = False
+        self.status = 0
+        self.head_request = head_request
+        self.last = now
 
     def detach(self) -> None:
         self.client = None
@@ -187,6 +191,15 @@ class UpstreamConnection(asyncio.Protocol):
 
     def _forward_head(self, client: ClientConnection, data: bytes) -> bool:
         """Forward interim and final heads as they complete; False when the response is bad."""
+        if not self.hbuf and not self.head_request:
+            # Fast path: a whole final head in this chunk.
+            end = data.find(b"\r\n\r\n")
+            if end > 0 and data[9:10] in b"2345" and data[9:12].isdigit():
+                self.head_done = True
+                self.status = int(data[9:12])
+                out = wire.rewrite_response_head(data[: end + 2], client.will_close())
+                client.transport.write(out + data[end + 4 :])  # type: ignore[union-attr]
+                return True
         buf = self.hbuf + data if self.hbuf else data
         while True:
             end = buf.find(b"\r\n\r\n")
@@ -233,6 +246,8 @@ class UpstreamConnection(asyncio.Protocol):
         self.client = None
         if client is not None:
             client.upstream_lost(self)
+        elif self in self.upstream.idle:
+            self.upstream.idle.remove(self)  # the upstream closed it while idle
 
     def pause_writing(self) -> None:
         if self.client is not None:

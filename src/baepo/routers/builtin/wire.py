@@ -32,6 +32,7 @@ _RESPONSE_HOP = re.compile(
     re.IGNORECASE,
 )
 _CONNECTION_VALUES = re.compile(rb"\r\nconnection[ \t]*:([^\r\n]*)", re.IGNORECASE)
+_KEEP_ALIVE = b"\r\nConnection: keep-alive\r\n"
 _PLAIN_TOKENS = frozenset({b"", b"close", b"keep-alive", b"upgrade"})
 
 
@@ -46,6 +47,8 @@ def rewrite_response_head(head: bytes, close: bool) -> bytes:
     ``head`` runs from the status line through the CRLF that ends the last header, without
     the blank line; the result includes the blank line.
     """
+    if _KEEP_ALIVE in head:  # what most servers send: drop it without a regex
+        head = head.replace(_KEEP_ALIVE, b"\r\n", 1)
     lowered = head.lower()
     if b"connection" in lowered or b"keep-alive" in lowered or b"\r\nproxy-" in lowered:
         named = [
