@@ -40,8 +40,8 @@ class Problem:
         if self.line is not None:
             where = f"{where}:{self.line}" if where else f"line {self.line}"
         prefix = f"{where}: " if where else ""
-        loc = self.path or "(top level)"
-        return f"{prefix}{loc}: {self.message}"
+        loc = f"{self.path}: " if self.path else ""
+        return f"{prefix}{loc}{self.message}"
 
 
 class ConfigError(BaepoError):

@@ -146,10 +146,7 @@ def test_crashed_instance_is_restarted(project: SampleProject) -> None:
     project.ok("deploy", "--wait")
     status = project.wait_for(lambda s: serving(s, 1, 2))
     victim = status["instances"][0]
-    app_pid = json.loads(
-        next((project.state_dir / "instances").glob(f"*/{victim['id']}/state.json")).read_text()
-    )["app_pid"]
-    os.kill(app_pid, signal.SIGKILL)
+    os.kill(victim["pid"], signal.SIGKILL)  # the app's process, not its supervisor
     restarted = project.wait_for(
         lambda s: any(
             i["id"] == victim["id"] and i["restarts"] >= 1 and i["ready"] for i in s["instances"]
@@ -248,5 +245,6 @@ def test_bad_input_gets_clear_errors(project: SampleProject) -> None:
     garbage = httpx.post(
         f"{url}/api/v1/deploy", content=b"\xff{", headers={"content-type": "application/json"}
     )
-    assert garbage.status_code == 422
+    assert garbage.status_code == 400
+    assert garbage.headers["content-type"].startswith("application/problem+json")
     assert httpx.get(f"{url}/api/v1/apps/nope").status_code == 404

@@ -29,7 +29,7 @@ def init(
 
     Example: `baepo init --app shop-api`, then edit `run.command` and `health`.
     """
-    from baepo.spec.starter import starter_spec
+    from baepo.spec.starter import app_name_from, starter_spec
 
     path = (file or Path("baepo.yaml")).resolve()
     if path.exists() and not force:
@@ -37,16 +37,9 @@ def init(
             f"{path} already exists",
             problems=[Problem("--file", "choose another file, or pass --force to overwrite")],
         )
-    name = app_name or _app_name(path.parent.name)
+    name = app_name or app_name_from(path.parent.name)
     path.write_text(starter_spec(name))
     out.print(f"wrote {path} for app [bold]{name}[/]; next: edit it, then `baepo deploy --wait`")
-
-
-def _app_name(folder: str) -> str:
-    import re
-
-    name = re.sub(r"[^a-z0-9-]+", "-", folder.lower()).strip("-")[:63]
-    return name or "app"
 
 
 def validate(file: FileOpt = None, output: OutputOpt = Output.text) -> None:

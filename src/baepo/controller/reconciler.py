@@ -48,6 +48,7 @@ class Reconciler:
         self._tables: dict[tuple[str, str], tuple[Backend, ...]] = {}
         self._routers: dict[tuple[str, str], tuple[RouterConfig, float]] = {}
         self._readiness: dict[str, bool] = {}
+        self._seen_apps: set[tuple[str, str]] = set()
         self._revisions: dict[tuple[str, str, int], Revision] = {}
 
     # -- observation -------------------------------------------------------------------
@@ -187,6 +188,9 @@ class Reconciler:
     async def _push_table(self, app: App, table: Sequence[Backend]) -> None:
         key = (app.app, app.env)
         table = tuple(table)
+        if key not in self._tables:
+            # First push since this controller started: the router may already serve it.
+            self._tables[key] = tuple(await self.router.get_backends(app.app, app.env))
         if self._tables.get(key) == table:
             return
         await self.router.set_backends(app.app, app.env, table)
@@ -231,6 +235,15 @@ class Reconciler:
         self._routers[key] = (config, time.monotonic())
 
     async def _note_readiness(self, app: App, instances: Sequence[Instance]) -> None:
+        """Record readiness changes as events (silently learn it on the first pass)."""
+        key = (app.app, app.env)
+        if key not in self._seen_apps:
+            self._seen_apps.add(key)
+            for instance in instances:
+                self._readiness[instance.id] = (
+                    instance.ready and instance.phase == InstancePhase.RUNNING
+                )
+            return
         for instance in instances:
             if instance.phase == InstancePhase.STOPPING:
                 continue

@@ -141,6 +141,10 @@ class Router(Protocol):
         """
         ...
 
+    async def get_backends(self, app: str, env: str) -> list[Backend]:
+        """The routing table the router serves now (empty list when none is set)."""
+        ...
+
     async def in_flight(self, app: str, env: str) -> dict[str, int]:
         """Requests in flight per upstream address (only non-zero ones are listed)."""
         ...
