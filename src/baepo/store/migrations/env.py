@@ -3,8 +3,10 @@
 Called by Alembic, never imported by baepo. ``store.migrate`` runs Alembic programmatically and
 passes its own connection in ``config.attributes["connection"]``, already inside a transaction
 that holds the migration lock; every revision then runs in that one transaction (SQLite and
-PostgreSQL both have transactional DDL). Developers may also run the ``alembic`` command with
-``-x url=...`` (e.g. ``alembic revision --autogenerate``); then a connection is made here.
+PostgreSQL both have transactional DDL). Developers writing a new revision run the ``alembic``
+command with an ini file holding ``script_location = baepo.store:migrations`` and
+``-x url=sqlite:///scratch.db`` (e.g. ``alembic revision --autogenerate -m "..."``); then the
+connection is made here.
 """
 
 from __future__ import annotations
