@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
 from baepo import store
+from baepo.core import ports
 from baepo.core.model import TERMINAL_PHASES, Revision
 from baepo.errors import ConfigError, ExternalError, StateError, TransientError
 from baepo.store import engine, tables, translate
@@ -118,7 +119,8 @@ def test_advisory_keys_are_stable_signed_64_bit() -> None:
 
 
 def test_in_memory_sqlite_store() -> None:
-    with store.open_store("sqlite://") as db:
+    with store.open_store("sqlite://") as opened:
+        db: ports.Store = opened  # mypy checks that SqlStore implements the port
         now = datetime.now(UTC)
         added = db.add_revision(Revision("a", "e", 0, "1", {"k": "v"}, "h", "/", "me", now))
         assert added.number == 1
