@@ -91,6 +91,32 @@ class Exchange:
 class ClientConnection(asyncio.Protocol):
     """An accepted client connection: parses requests, forwards them, answers in order."""
 
+    __slots__ = (
+        "chunked",
+        "conn_value",
+        "cur",
+        "eof",
+        "fwd",
+        "hdrs",
+        "head_bytes",
+        "head_size",
+        "host",
+        "in_head",
+        "last",
+        "parser",
+        "parsing",
+        "paused",
+        "queue",
+        "rt",
+        "stepping",
+        "transport",
+        "tunnel",
+        "upgrade_ex",
+        "upgrade_value",
+        "url",
+        "xff",
+    )
+
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
         self.parser = HttpRequestParser(self)
