@@ -89,11 +89,11 @@ def test_table_swaps_under_load_fail_nothing(
         flipper = threading.Thread(target=flip)
         flipper.start()
         try:
-            seen = asyncio.run(_load(proc.url, 3000, 16))
+            seen = asyncio.run(_load(proc.url, 1500, 12))
         finally:
             done.set()
             flipper.join()
-        assert sum(seen.values()) == 3000
+        assert sum(seen.values()) == 1500
         assert not [k for k in seen if k not in ("a", "b")], seen
         assert seen["a"] > 0
         assert seen["b"] > 0
