@@ -19,11 +19,12 @@ from typing import TYPE_CHECKING
 from httptools import HttpParserError, HttpParserUpgrade, HttpRequestParser
 
 from baepo.routers.builtin import wire
+from baepo.routers.builtin.exchange import Exchange, Reject
 from baepo.routers.builtin.stats import ERROR
 from baepo.routers.builtin.table import pick_least_loaded
 
 if TYPE_CHECKING:
-    from baepo.routers.builtin.runtime import RouteState, Runtime
+    from baepo.routers.builtin.runtime import Runtime
     from baepo.routers.builtin.upstream import Upstream, UpstreamConnection
 
 _now = time.monotonic
@@ -42,50 +43,6 @@ _SPECIAL = dict.fromkeys(wire.HOP_BY_HOP, 0) | {
     b"x-forwarded-proto": 0,
     b"x-forwarded-host": 0,
 }
-
-
-class _Reject(Exception):
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-
-
-class Exchange:
-    """One request from parse to answer. ``pieces`` holds bytes to (re)send, None once gone."""
-
-    __slots__ = (
-        "answered",
-        "chunked",
-        "complete",
-        "conn",
-        "idempotent",
-        "is_head",
-        "keep_alive",
-        "kept",
-        "pieces",
-        "route",
-        "started",
-        "tried",
-        "upgrade",
-        "upstream",
-    )
-
-    def __init__(self, head: bytes, started: float) -> None:
-        self.pieces: list[bytes] | None = [head]
-        self.kept = len(head)
-        self.started = started
-        self.complete = False
-        self.answered = False
-        self.conn: UpstreamConnection | None = None
-        self.upstream: Upstream | None = None
-        self.route: RouteState | None = None
-        self.tried: set[Upstream] | None = None
-        self.chunked = False
-        self.is_head = False
-        self.idempotent = True
-        self.keep_alive = True
-        self.upgrade = False
 
 
 class ClientConnection(asyncio.Protocol):
@@ -169,12 +126,12 @@ class ClientConnection(asyncio.Protocol):
         except HttpParserUpgrade as exc:
             self._upgrade_rest(data[exc.args[0] :])
             return
-        except _Reject as exc:
+        except Reject as exc:
             self._reject(exc.status, exc.message)
             return
         except HttpParserError as exc:
             cause = exc.__context__
-            if isinstance(cause, _Reject):
+            if isinstance(cause, Reject):
                 self._reject(cause.status, cause.message)
             else:
                 self._reject(400, "malformed HTTP request")
@@ -247,11 +204,11 @@ class ClientConnection(asyncio.Protocol):
         self.in_head = False
         self.head_bytes = 0
         if self.head_size > wire.MAX_HEAD:
-            raise _Reject(431, f"request line and headers exceed {wire.MAX_HEAD} bytes")
+            raise Reject(431, f"request line and headers exceed {wire.MAX_HEAD} bytes")
         parser = self.parser
         method = parser.get_method()
         if method == b"CONNECT":
-            raise _Reject(405, "CONNECT is not supported by this reverse proxy")
+            raise Reject(405, "CONNECT is not supported by this reverse proxy")
         hdrs = self.hdrs
         v11 = parser.get_http_version() == "1.1"
         line_end = b" HTTP/1.1\r\n" if v11 else b" HTTP/1.0\r\n"

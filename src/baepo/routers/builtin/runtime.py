@@ -16,7 +16,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from baepo.routers.builtin.proxy import ClientConnection, Exchange
+from baepo.routers.builtin.exchange import Exchange
+from baepo.routers.builtin.proxy import ClientConnection
 from baepo.routers.builtin.stats import RevisionCounters
 from baepo.routers.builtin.table import Route, WeightedCycle, split_address
 from baepo.routers.builtin.upstream import Upstream, UpstreamConnection

@@ -1,0 +1,59 @@
+"""One request's journey through the built-in router (``Exchange``), used by ``proxy``.
+
+An ``Exchange`` lives from the end of a request head to the end of its answer and holds what
+a retry needs: the bytes kept for resending, the upstreams already tried and the chosen route.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from baepo.routers.builtin.runtime import RouteState
+    from baepo.routers.builtin.upstream import Upstream, UpstreamConnection
+
+
+class Reject(Exception):
+    """Raised from a parser callback: answer ``status`` with ``message`` and close."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+class Exchange:
+    """One request from parse to answer. ``pieces`` holds bytes to (re)send, None once gone."""
+
+    __slots__ = (
+        "answered",
+        "chunked",
+        "complete",
+        "conn",
+        "idempotent",
+        "is_head",
+        "keep_alive",
+        "kept",
+        "pieces",
+        "route",
+        "started",
+        "tried",
+        "upgrade",
+        "upstream",
+    )
+
+    def __init__(self, head: bytes, started: float) -> None:
+        self.pieces: list[bytes] | None = [head]
+        self.kept = len(head)
+        self.started = started
+        self.complete = False
+        self.answered = False
+        self.conn: UpstreamConnection | None = None
+        self.upstream: Upstream | None = None
+        self.route: RouteState | None = None
+        self.tried: set[Upstream] | None = None
+        self.chunked = False
+        self.is_head = False
+        self.idempotent = True
+        self.keep_alive = True
+        self.upgrade = False
