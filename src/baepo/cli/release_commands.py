@@ -179,5 +179,9 @@ def down(
 def register(app: typer.Typer) -> None:
     app.command(rich_help_panel="Release")(deploy)
     app.command(rich_help_panel="Release")(undo)
-    app.command("rollback", rich_help_panel="Release", help="Same as `baepo undo`.")(undo)
+    app.command(
+        "rollback",
+        rich_help_panel="Release",
+        help="Same as `baepo undo`. Example: `baepo rollback --to-revision 3 --wait`",
+    )(undo)
     app.command(rich_help_panel="Release")(down)
