@@ -10,7 +10,8 @@ import yaml
 
 from baepo.errors import ConfigError, Problem
 from baepo.spec import loader
-from baepo.spec.loader import LoadedSpec, find_spec_file, load_spec, parse_spec
+from baepo.spec.files import find_spec_file
+from baepo.spec.loader import LoadedSpec, load_spec, parse_spec
 from baepo.spec.reference import EXAMPLES
 from baepo.spec.starter import STARTER_SPEC
 

@@ -65,19 +65,29 @@ class Project:
 
     @cached_property
     def loaded(self) -> LoadedSpec:
-        from baepo.spec.loader import find_spec_file, load_spec
+        from baepo.spec.loader import load_spec
 
-        return load_spec(find_spec_file(Path.cwd(), self.file))
+        return load_spec(self.path)
 
-    @property
+    @cached_property
+    def path(self) -> Path:
+        from baepo.spec.files import find_spec_file
+
+        return find_spec_file(Path.cwd(), self.file).resolve()
+
+    @cached_property
     def app(self) -> str:
-        return self.loaded.spec.app
+        """The app's name: read cheaply when the file plainly names one, else fully validated
+        (so a broken file gets located errors)."""
+        from baepo.spec.files import quick_app_name
+
+        return quick_app_name(self.path) or self.loaded.spec.app
 
     @cached_property
     def state_dir(self) -> Path:
         if self.state_dir_option is not None:
             return self.state_dir_option.resolve()
-        return self.loaded.directory / ".baepo"
+        return self.path.parent / ".baepo"
 
     def client(self, *, start: bool = True) -> Client:
         from baepo.cli.client import connect

@@ -47,7 +47,8 @@ def validate(file: FileOpt = None, output: OutputOpt = Output.text) -> None:
 
     Example: `baepo validate -f deploy/baepo.yaml`
     """
-    from baepo.spec.loader import find_spec_file, load_spec
+    from baepo.spec.files import find_spec_file
+    from baepo.spec.loader import load_spec
 
     loaded = load_spec(find_spec_file(Path.cwd(), file))
     spec = loaded.spec

@@ -26,14 +26,13 @@ from pydantic_core import ErrorDetails
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from baepo.errors import ConfigError, Problem
+from baepo.spec.files import INIT_HINT
 from baepo.spec.models import Spec
 
-SPEC_FILENAMES = ("baepo.yaml", "baepo.yml")
 MAX_SPEC_CHARS = 256_000
 MAX_DEPTH = 64
 MAX_NODES = 20_000
 MAX_PROBLEMS = 50
-INIT_HINT = "run `baepo init` to write one, or pass -f FILE"
 REFERENCE_HINT = "every key is described in docs/spec.md; `baepo schema` prints a JSON Schema"
 
 _MERGE_TAG = "tag:yaml.org,2002:merge"
@@ -52,27 +51,6 @@ class LoadedSpec:
     path: Path
     directory: Path
     text: str
-
-
-def find_spec_file(start: Path, explicit: Path | None) -> Path:
-    """The spec file to use: ``explicit`` (``-f FILE``, or a folder holding one), else
-    ``baepo.yaml`` or ``baepo.yml`` in ``start``. Raises ConfigError when there is none."""
-    if explicit is not None:
-        candidate = explicit if explicit.is_absolute() else start / explicit
-        if candidate.is_dir():
-            return find_spec_file(candidate, None)
-        if not candidate.is_file():
-            raise ConfigError(f"{explicit}: no such file", hint=INIT_HINT)
-        return candidate
-    found = [start / name for name in SPEC_FILENAMES if (start / name).is_file()]
-    if not found:
-        raise ConfigError(f"no baepo.yaml in {start}", hint=INIT_HINT)
-    if len(found) > 1:
-        raise ConfigError(
-            f"both baepo.yaml and baepo.yml are in {start}",
-            hint="remove one, or pass -f FILE",
-        )
-    return found[0]
 
 
 def load_spec(path: Path) -> LoadedSpec:

@@ -20,9 +20,9 @@ from pydantic import (
     model_validator,
 )
 
+from baepo.spec.files import APP_NAME_RE
 from baepo.spec.units import CountOrPercent, Duration, resolve_count
 
-APP_NAME_RE = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
 _LISTEN_RE = re.compile(r"^(?P<host>\[[0-9a-fA-F:]+\]|[A-Za-z0-9.\-]+):(?P<port>\d{1,5})$")
 
 

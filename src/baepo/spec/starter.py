@@ -13,7 +13,7 @@ import json
 import re
 
 from baepo.errors import ConfigError
-from baepo.spec.models import APP_NAME_RE
+from baepo.spec.files import APP_NAME_RE
 
 DEFAULT_COMMAND = ["python3", "-m", "http.server", "{port}", "--bind", "127.0.0.1"]
 
