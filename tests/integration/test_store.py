@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -300,6 +301,20 @@ def test_events_round_trip_in_order_with_filters(db: store.SqlStore) -> None:
         appended[2]
     ]
     assert [e.kind for e in db.list_events("shop", "staging")] == ["elsewhere"]
+    assert db.recent_events("shop", "production", limit=2) == appended[2:]
+    assert db.recent_events("shop", "production", limit=10) == appended
+    assert db.recent_events("shop", "nowhere") == []
+
+
+def test_latest_rollout_is_the_newest_whatever_its_phase(db: store.SqlStore) -> None:
+    assert db.latest_rollout("shop", "production") is None
+    first = db.create_rollout(rollout())
+    assert db.latest_rollout("shop", "production") == first
+    ended = db.save_rollout(replace(first, phase=RolloutPhase.ABORTED))
+    assert db.latest_rollout("shop", "production") == ended
+    second = db.create_rollout(rollout())
+    assert db.latest_rollout("shop", "production") == second
+    assert db.latest_rollout("shop", "staging") is None
 
 
 def test_event_of_unknown_rollout_is_refused(db: store.SqlStore) -> None:

@@ -108,17 +108,15 @@ async def status(app: str, request: Request, env: Env = DEFAULT_ENV) -> dict[str
         raise NotFoundError(
             f"{app} has never been deployed in {env}", hint="deploy it with baepo deploy"
         )
-    active = await asyncio.to_thread(rt.store.active_rollout, app, env)
-    rollouts = await asyncio.to_thread(rt.store.list_rollouts, app, env)
-    events = await asyncio.to_thread(rt.store.list_events, app, env, after=0, limit=100_000)
-    instances = await rt.controller.reconciler.observe(app, env)
-    stable = None
-    if record.stable_revision is not None:
-        stable = await asyncio.to_thread(rt.store.get_revision, app, env, record.stable_revision)
-    target = None
-    if active is not None:
-        target = await asyncio.to_thread(rt.store.get_revision, app, env, active.revision)
-    stats = await rt.router.stats(app, env) if rollouts else []
+    active, last, events, stable, instances = await asyncio.gather(
+        asyncio.to_thread(rt.store.active_rollout, app, env),
+        asyncio.to_thread(rt.store.latest_rollout, app, env),
+        asyncio.to_thread(rt.store.recent_events, app, env, limit=15),
+        _revision_or_none(rt, app, env, record.stable_revision),
+        rt.controller.reconciler.observe(app, env),
+    )
+    target = await _revision_or_none(rt, app, env, active.revision if active else None)
+    stats = await rt.router.stats(app, env) if last else []
     desired = {}
     for revision in (stable, target):
         if revision is not None:
@@ -128,13 +126,13 @@ async def status(app: str, request: Request, env: Env = DEFAULT_ENV) -> dict[str
         "stable": views.revision_view(stable) if stable else None,
         "target": views.revision_view(target) if target else None,
         "rollout": views.rollout_view(active) if active else None,
-        "last_rollout": views.rollout_view(rollouts[-1]) if rollouts else None,
+        "last_rollout": views.rollout_view(last) if last else None,
         "listen": _listen(target or stable),
         "instances": [views.instance_view(i) for i in instances],
         "desired": {str(k): v for k, v in desired.items()},
         "traffic": views.traffic_view(rt.controller.reconciler.table(app, env)),
         "stats": views.stats_view(stats),
-        "events": [views.event_view(e) for e in events[-15:]],
+        "events": [views.event_view(e) for e in events],
     }
 
 
@@ -217,3 +215,9 @@ def _listen(revision: Revision | None) -> str | None:
 def rollout(rollout_id: int, request: Request) -> dict[str, Any]:
     """One rollout by id."""
     return views.rollout_view(runtime(request).store.get_rollout(rollout_id))
+
+
+async def _revision_or_none(rt: Runtime, app: str, env: str, number: int | None) -> Revision | None:
+    if number is None:
+        return None
+    return await asyncio.to_thread(rt.store.get_revision, app, env, number)

@@ -18,7 +18,7 @@ from baepo.cli.client import Client
 from baepo.cli.render import event_text, status_view
 from baepo.errors import ExternalError
 
-POLL_SECONDS = 0.25
+POLL_SECONDS = 0.1
 
 
 def settled(status: dict[str, Any]) -> bool:

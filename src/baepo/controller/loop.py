@@ -27,7 +27,7 @@ class Controller:
 
     def __init__(self, store: Store, platform: Platform, router: Router) -> None:
         self.store = store
-        self.reconciler = Reconciler(store, platform, router)
+        self.reconciler = Reconciler(store, platform, router, wake=self.wake)
         self._wake = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None
@@ -63,6 +63,7 @@ class Controller:
     async def _run(self) -> None:
         while True:
             started = time.monotonic()
+            self._wake.clear()  # a wake-up during the pass triggers the next one at once
             try:
                 busy = await self.run_once()
             except asyncio.CancelledError:
@@ -72,6 +73,5 @@ class Controller:
                 busy = True
             self.passes += 1
             self.last_pass_seconds = time.monotonic() - started
-            self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), BUSY_TICK if busy else IDLE_TICK)

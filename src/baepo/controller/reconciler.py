@@ -38,9 +38,16 @@ class Reconciler:
     """Drives apps toward their desired state through the platform and router ports."""
 
     def __init__(
-        self, store: Store, platform: Platform, router: Router, *, clock: Clock = utcnow
+        self,
+        store: Store,
+        platform: Platform,
+        router: Router,
+        *,
+        clock: Clock = utcnow,
+        wake: Callable[[], None] = lambda: None,
     ) -> None:
         self.store = store
+        self.wake = wake  # asks for another pass at once (e.g. when a stop finished)
         self.platform = platform
         self.router = router
         self.clock = clock
@@ -223,6 +230,7 @@ class Reconciler:
             log.warning("stopping %s failed: %s", instance.id, exc)
         finally:
             self._draining.pop(instance.id, None)
+            self.wake()
 
     async def _ensure_router(self, config: RouterConfig) -> None:
         key = (config.app, config.env)

@@ -207,6 +207,10 @@ class Store(Protocol):
         """Oldest first."""
         ...
 
+    def latest_rollout(self, app: str, env: str) -> Rollout | None:
+        """The most recent rollout of app+env, whatever its phase."""
+        ...
+
     def append_event(self, event: Event) -> Event:
         """Append; returns the event with its ``id``."""
         ...
@@ -221,4 +225,8 @@ class Store(Protocol):
         rollout_id: int | None = None,
     ) -> list[Event]:
         """Events with id > ``after``, oldest first."""
+        ...
+
+    def recent_events(self, app: str, env: str, *, limit: int = 20) -> list[Event]:
+        """The newest ``limit`` events of app+env, oldest first."""
         ...

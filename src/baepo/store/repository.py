@@ -225,6 +225,17 @@ class SqlStore:
             )
             return [row.to_record() for row in rows]
 
+    def latest_rollout(self, app: str, env: str) -> Rollout | None:
+        """The most recent rollout of app+env, whatever its phase."""
+        with self._reading("read the latest rollout") as session:
+            row = session.scalars(
+                sa.select(RolloutRow)
+                .where(RolloutRow.app == app, RolloutRow.env == env)
+                .order_by(RolloutRow.id.desc())
+                .limit(1)
+            ).first()
+            return row.to_record() if row else None
+
     # -- events -----------------------------------------------------------------------------
 
     def append_event(self, event: Event) -> Event:
@@ -261,6 +272,17 @@ class SqlStore:
             statement = statement.where(EventRow.rollout_id == rollout_id)
         with self._reading("list events") as session:
             return [row.to_record() for row in session.scalars(statement)]
+
+    def recent_events(self, app: str, env: str, *, limit: int = 20) -> list[Event]:
+        """The newest ``limit`` events of app+env, oldest first."""
+        statement = (
+            sa.select(EventRow)
+            .where(EventRow.app == app, EventRow.env == env)
+            .order_by(EventRow.id.desc())
+            .limit(max(limit, 0))
+        )
+        with self._reading("list recent events") as session:
+            return [row.to_record() for row in session.scalars(statement)][::-1]
 
     # -- transactions -----------------------------------------------------------------------
 
