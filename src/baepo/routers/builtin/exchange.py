@@ -1,7 +1,8 @@
-"""One request's journey through the built-in router (``Exchange``), used by ``proxy``.
+"""One request's journey through the built-in router (``Exchange``).
 
-An ``Exchange`` lives from the end of a request head to the end of its answer and holds what
-a retry needs: the bytes kept for resending, the upstreams already tried and the chosen route.
+Made by ``client`` when a request head is parsed and driven by ``forwarding`` until its answer
+ends, it holds what a retry needs: the bytes kept for resending, the upstreams already tried
+and the chosen route.
 """
 
 from __future__ import annotations

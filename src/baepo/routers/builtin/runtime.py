@@ -4,7 +4,7 @@
 and swaps them in as one attribute (the next request sees the new table, in-flight ones keep
 theirs). It also connects to upstreams (the only task per request, and only when no pooled
 connection is idle), sweeps timeouts a few times a second, and drains on shutdown. Callers:
-``server`` (lifecycle), ``admin`` (apply, snapshots), ``proxy`` (pick, connect, alternative).
+``server`` (lifecycle), ``admin`` (apply, snapshots), ``forwarding`` (pick, connect, alternative).
 """
 
 from __future__ import annotations
@@ -16,8 +16,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from baepo.routers.builtin.client import ClientConnection
 from baepo.routers.builtin.exchange import Exchange
-from baepo.routers.builtin.proxy import ClientConnection
+from baepo.routers.builtin.forwarding import Forwarder
 from baepo.routers.builtin.stats import RevisionCounters
 from baepo.routers.builtin.table import Route, WeightedCycle, split_address
 from baepo.routers.builtin.upstream import Upstream, UpstreamConnection
@@ -120,12 +121,12 @@ class Runtime:
 
     # -- upstream connections ------------------------------------------------------------
 
-    def connect(self, client: ClientConnection, ex: Exchange, up: Upstream) -> None:
+    def connect(self, client: Forwarder, ex: Exchange, up: Upstream) -> None:
         task = asyncio.get_running_loop().create_task(self._connect(client, ex, up))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _connect(self, client: ClientConnection, ex: Exchange, up: Upstream) -> None:
+    async def _connect(self, client: Forwarder, ex: Exchange, up: Upstream) -> None:
         loop = asyncio.get_running_loop()
         timeout = self.limits.connect_timeout
         try:

@@ -1,7 +1,7 @@
 """The router process: command line, listening sockets, signals and graceful shutdown.
 
 ``python -m baepo.routers.builtin --listen HOST:PORT --admin SOCK --state FILE`` runs ``main``.
-It loads the saved table, listens for clients (``proxy``) and for the admin API (``admin``),
+It loads the saved table, listens for clients (``client``) and for the admin API (``admin``),
 and on SIGTERM/SIGINT stops accepting, lets in-flight requests finish (at most ``--grace``
 seconds) and exits 0. Exit code 3 means it could not listen. Started by ``adapter``.
 """
@@ -21,7 +21,7 @@ from pathlib import Path
 
 from baepo.routers.builtin import state
 from baepo.routers.builtin.admin import AdminServer
-from baepo.routers.builtin.proxy import ClientConnection
+from baepo.routers.builtin.client import ClientConnection
 from baepo.routers.builtin.runtime import Limits, Runtime
 from baepo.routers.builtin.table import split_address
 

@@ -3,8 +3,10 @@
 ``UpstreamConnection`` is the asyncio protocol of one connection to an app instance. While it
 serves an exchange it parses the response with httptools only to find where it ends (so the
 connection can be reused) and forwards the bytes to the client as they arrive, rewriting only
-the response head (hop-by-hop headers). A 101 turns it into a blind byte pipe. Callers:
-``proxy.ClientConnection`` (attach, send, events back) and ``runtime.Runtime`` (pools, sweeps).
+the response head (hop-by-hop headers); a final head that arrives whole in one read (nearly
+every response) is rewritten and sent with the bytes after it in one write. A 101 turns it
+into a blind byte pipe. Callers: ``forwarding.Forwarder``, the base of
+``client.ClientConnection`` (attach, send, events back) and ``runtime.Runtime`` (pools, sweeps).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from httptools import HttpParserError, HttpParserUpgrade, HttpResponseParser
 from baepo.routers.builtin import wire
 
 if TYPE_CHECKING:
-    from baepo.routers.builtin.proxy import ClientConnection
+    from baepo.routers.builtin.forwarding import Forwarder
 
 _now = time.monotonic
 MAX_IDLE_PER_UPSTREAM = 128
@@ -62,7 +64,7 @@ class Upstream:
 
 
 class UpstreamConnection(asyncio.Protocol):
-    """One connection to an upstream; serves one exchange at a time for a ClientConnection."""
+    """One connection to an upstream; serves one exchange at a time for a client connection."""
 
     __slots__ = (
         "bad",
@@ -87,7 +89,7 @@ class UpstreamConnection(asyncio.Protocol):
     def __init__(self, upstream: Upstream) -> None:
         self.upstream = upstream
         self.transport: asyncio.Transport | None = None
-        self.client: ClientConnection | None = None
+        self.client: Forwarder | None = None
         self.parser = HttpResponseParser(self)
         self.closed = False
         self.idle_since = 0.0
@@ -109,7 +111,7 @@ class UpstreamConnection(asyncio.Protocol):
 
     # -- driven by the client side -------------------------------------------------------
 
-    def attach(self, client: ClientConnection, head_request: bool, now: float) -> None:
+    def attach(self, client: Forwarder, head_request: bool, now: float) -> None:
         """Start serving one exchange for ``client``.
 
         A pooled connection finished its last exchange cleanly (``hbuf`` empty, not ``bad``,
@@ -181,6 +183,20 @@ class UpstreamConnection(asyncio.Protocol):
             return
         if self.head_done:
             client.transport.write(data)  # type: ignore[union-attr]
+        elif (
+            not self.hbuf
+            and not self.head_request
+            and (end := data.find(b"\r\n\r\n")) > 0
+            and data[9:10] in b"2345"
+            and data[9:12].isdigit()
+        ):
+            # Fast path: a whole final head in this chunk (nearly every response).
+            self.head_done = True
+            self.status = int(data[9:12])
+            ex = client.cur
+            close = ex is None or not ex.keep_alive or ex.upgrade or client.eof or client.rt.closing
+            out = wire.rewrite_response_head(data[: end + 2], close)
+            client.transport.write(out + data[end + 4 :])  # type: ignore[union-attr]
         elif not self._forward_head(client, data):
             return
         if upgraded and self.status == 101:
@@ -189,17 +205,11 @@ class UpstreamConnection(asyncio.Protocol):
         elif self.done or (self.head_request and self.head_done):
             client.response_done(self)
 
-    def _forward_head(self, client: ClientConnection, data: bytes) -> bool:
-        """Forward interim and final heads as they complete; False when the response is bad."""
-        if not self.hbuf and not self.head_request:
-            # Fast path: a whole final head in this chunk.
-            end = data.find(b"\r\n\r\n")
-            if end > 0 and data[9:10] in b"2345" and data[9:12].isdigit():
-                self.head_done = True
-                self.status = int(data[9:12])
-                out = wire.rewrite_response_head(data[: end + 2], client.will_close())
-                client.transport.write(out + data[end + 4 :])  # type: ignore[union-attr]
-                return True
+    def _forward_head(self, client: Forwarder, data: bytes) -> bool:
+        """Forward interim and final heads as they complete; False when the response is bad.
+
+        Used when a head is split over reads, follows 1xx answers or answers a HEAD request.
+        """
         buf = self.hbuf + data if self.hbuf else data
         while True:
             end = buf.find(b"\r\n\r\n")

@@ -1,7 +1,8 @@
 """HTTP/1.1 wire details of the built-in router: hop-by-hop headers, head rewriting, canned answers.
 
-Used by ``proxy`` (request heads towards upstreams, error answers to clients) and ``upstream``
-(response heads towards clients). Pure functions over bytes; stdlib only.
+Used by ``client`` (request heads towards upstreams), ``forwarding`` (error answers to
+clients) and ``upstream`` (response heads towards clients). Pure functions over bytes; stdlib
+only.
 """
 
 from __future__ import annotations

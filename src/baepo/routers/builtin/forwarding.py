@@ -1,30 +1,31 @@
-"""Client side of the built-in router: one ``ClientConnection`` per accepted TCP connection.
+"""Forwarding half of a client connection: exchanges in flight, upstream events, endings.
 
-It parses requests with httptools, rewrites the head for the upstream (hop-by-hop headers,
-``X-Forwarded-*``), picks a revision and an upstream from the runtime's table, and streams the
-body on. Pipelined requests are queued and answered in order; router-generated answers (502,
-503, 504, 400, 431) come from ``wire``. Retries: a request is sent again only when nothing was
-received for it and either nothing was sent (connect failure) or it is idempotent and kept.
-No task or timer is created per request; ``runtime.Runtime`` sweeps timeouts. Callers:
-``runtime`` (accepts connections, sweeps) and ``upstream.UpstreamConnection`` (events).
+``Forwarder`` is the base class of ``client.ClientConnection``. It holds what an exchange
+needs once its request head is parsed: the current ``Exchange`` and the pipelined ones behind
+it, picking an upstream, sending and re-sending request bytes, the events an
+``upstream.UpstreamConnection`` reports back (response done, upgraded, lost, broken), retries,
+router-generated answers (from ``wire``) and timeouts. Retries: a request is sent again only
+when nothing was received for it and either nothing was sent (connect failure) or it is
+idempotent and kept. No task or timer is created per request; ``runtime.Runtime`` calls
+``sweep`` a few times a second. Callers: ``client`` (parsing side), ``upstream`` (events),
+``runtime`` (connect results, sweeps).
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from bisect import bisect_left
 from collections import deque
 from typing import TYPE_CHECKING
 
-from httptools import HttpParserError, HttpParserUpgrade, HttpRequestParser
-
 from baepo.routers.builtin import wire
-from baepo.routers.builtin.exchange import Exchange, Reject
-from baepo.routers.builtin.stats import ERROR
+from baepo.routers.builtin.exchange import Exchange
+from baepo.routers.builtin.stats import BOUNDS, ERROR
 from baepo.routers.builtin.table import pick_least_loaded
 
 if TYPE_CHECKING:
-    from baepo.routers.builtin.runtime import Runtime
+    from baepo.routers.builtin.runtime import RouteState, Runtime
     from baepo.routers.builtin.upstream import Upstream, UpstreamConnection
 
 _now = time.monotonic
@@ -32,246 +33,34 @@ RETRY_KEEP = 64 * 1024  # request bytes kept to resend an idempotent request
 PENDING_LIMIT = 1024 * 1024  # body bytes buffered while connecting before reading pauses
 PAUSE_PIPELINE, PAUSE_UPSTREAM, PAUSE_PENDING = 1, 2, 4
 
-# on_header dispatch: 0 drop, 1 connection, 2 upgrade, 3 x-forwarded-for, 4 host,
-# 5 transfer-encoding. Names not listed are forwarded as they are.
-_SPECIAL = dict.fromkeys(wire.HOP_BY_HOP, 0) | {
-    b"connection": 1,
-    b"upgrade": 2,
-    b"x-forwarded-for": 3,
-    b"host": 4,
-    b"transfer-encoding": 5,
-    b"x-forwarded-proto": 0,
-    b"x-forwarded-host": 0,
-}
 
+class Forwarder(asyncio.Protocol):
+    """The forwarding state of one client connection (see ``client.ClientConnection``)."""
 
-class ClientConnection(asyncio.Protocol):
-    """An accepted client connection: parses requests, forwards them, answers in order."""
-
-    __slots__ = (
-        "chunked",
-        "conn_value",
-        "cur",
-        "eof",
-        "fwd",
-        "hdrs",
-        "head_bytes",
-        "head_size",
-        "host",
-        "in_head",
-        "last",
-        "parser",
-        "parsing",
-        "paused",
-        "queue",
-        "rt",
-        "stepping",
-        "transport",
-        "tunnel",
-        "upgrade_ex",
-        "upgrade_value",
-        "url",
-        "xff",
-    )
+    __slots__ = ("cur", "eof", "last", "paused", "queue", "rt", "stepping", "transport", "tunnel")
 
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
-        self.parser = HttpRequestParser(self)
         self.transport: asyncio.Transport | None = None
-        self.fwd = b""
-        self.url = b""
-        self.hdrs: list[bytes] = [b""]
-        self.xff: bytes | None = None
-        self.host = b""
-        self.conn_value: bytes | None = None
-        self.upgrade_value = b""
-        self.chunked = False
-        self.head_size = 0
-        self.head_bytes = 0
-        self.in_head = True
         self.cur: Exchange | None = None
-        self.parsing: Exchange | None = None
         self.queue: deque[Exchange] = deque()
-        self.upgrade_ex: Exchange | None = None
         self.tunnel: UpstreamConnection | None = None
         self.last = _now()
         self.paused = 0
         self.eof = False
         self.stepping = False
 
-    # -- asyncio callbacks ---------------------------------------------------------------
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-        peer = transport.get_extra_info("peername")
-        ip = (peer[0] if isinstance(peer, tuple) else "unknown").encode()
-        self.fwd = b"X-Forwarded-Proto: http\r\nX-Forwarded-For: " + ip
-        self.rt.clients.add(self)
-        if self.rt.closing:
-            transport.close()
-
-    def data_received(self, data: bytes) -> None:
-        self.last = _now()
-        if self.tunnel is not None:
-            self.tunnel.transport.write(data)  # type: ignore[union-attr]
-            return
-        if self.upgrade_ex is not None:
-            self._push(self.upgrade_ex, data)
-            return
-        if self.in_head:
-            self.head_bytes += len(data)
-        try:
-            self.parser.feed_data(data)
-        except HttpParserUpgrade as exc:
-            self._upgrade_rest(data[exc.args[0] :])
-            return
-        except Reject as exc:
-            self._reject(exc.status, exc.message)
-            return
-        except HttpParserError as exc:
-            cause = exc.__context__
-            if isinstance(cause, Reject):
-                self._reject(cause.status, cause.message)
-            else:
-                self._reject(400, "malformed HTTP request")
-            return
-        if self.in_head and self.head_bytes > wire.MAX_HEAD:
-            self._reject(431, f"request line and headers exceed {wire.MAX_HEAD} bytes")
-
-    def _upgrade_rest(self, rest: bytes) -> None:
-        """Bytes after an upgrade request's head go to the upstream as they are."""
-        if self.upgrade_ex is not None and rest:
-            self._push(self.upgrade_ex, rest)
-
-    def eof_received(self) -> bool | None:
-        if self.cur is None or self.tunnel is not None:
-            return None
-        self.eof = True  # half-closed after sending a request: answer it, then close
-        return True
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.rt.clients.discard(self)
-        self.queue.clear()
-        if self.tunnel is not None:
-            self.tunnel.close()
-            self.tunnel = None
-        ex = self.cur
-        self.cur = None
-        if ex is not None:
-            if ex.conn is not None:
-                ex.conn.abort()
-                ex.conn = None
-            self._release(ex)
-
-    def pause_writing(self) -> None:
-        conn = self.tunnel or (self.cur.conn if self.cur is not None else None)
-        if conn is not None and conn.transport is not None:
-            conn.transport.pause_reading()
-
-    def resume_writing(self) -> None:
-        conn = self.tunnel or (self.cur.conn if self.cur is not None else None)
-        if conn is not None and conn.transport is not None:
-            conn.transport.resume_reading()
-
-    # -- httptools callbacks -------------------------------------------------------------
-
-    def on_url(self, url: bytes) -> None:
-        self.url += url
-        self.head_size += len(url)
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self.head_size += len(name) + len(value) + 4
-        lname = name.lower()
-        kind = _SPECIAL.get(lname)
-        if kind is None:
-            if not lname.startswith(b"proxy-"):
-                self.hdrs += (name, b": ", value, b"\r\n")
-        elif kind == 4:
-            self.host = value
-            self.hdrs += (name, b": ", value, b"\r\n")
-        elif kind == 1:
-            self.conn_value = value if self.conn_value is None else self.conn_value + b"," + value
-        elif kind == 3:
-            self.xff = value if self.xff is None else self.xff + b", " + value
-        elif kind == 5:
-            self.chunked = value.rstrip().lower().endswith(b"chunked")
-            self.hdrs += (name, b": ", value, b"\r\n")
-        elif kind == 2:
-            self.upgrade_value = value
-
-    def on_headers_complete(self) -> None:
-        self.in_head = False
-        self.head_bytes = 0
-        if self.head_size > wire.MAX_HEAD:
-            raise Reject(431, f"request line and headers exceed {wire.MAX_HEAD} bytes")
-        parser = self.parser
-        method = parser.get_method()
-        if method == b"CONNECT":
-            raise Reject(405, "CONNECT is not supported by this reverse proxy")
-        hdrs = self.hdrs
-        v11 = parser.get_http_version() == "1.1"
-        line_end = b" HTTP/1.1\r\n" if v11 else b" HTTP/1.0\r\n"
-        hdrs[0] = method + b" " + (self.url or b"/") + line_end
-        if self.conn_value is not None:
-            self._drop_named(hdrs, self.conn_value)
-        if self.xff is None:
-            hdrs.append(self.fwd)
-        else:
-            hdrs.append(self.fwd.replace(b"For: ", b"For: " + self.xff + b", ", 1))
-        if self.host:
-            hdrs += (b"\r\nX-Forwarded-Host: ", self.host)
-        upgrade = parser.should_upgrade()
-        if upgrade:
-            hdrs += (b"\r\nConnection: upgrade\r\nUpgrade: ", self.upgrade_value)
-        hdrs.append(b"\r\n\r\n")
-        ex = Exchange(b"".join(hdrs), self.last)
-        ex.keep_alive = v11 and parser.should_keep_alive()
-        ex.chunked = self.chunked
-        ex.is_head = method == b"HEAD"
-        ex.idempotent = method in wire.IDEMPOTENT
-        ex.upgrade = upgrade
-        self.hdrs = [b""]
-        self.url = b""
-        self.host = b""
-        self.xff = self.conn_value = None
-        self.chunked = False
-        self.head_size = 0
-        self.parsing = ex
-        if upgrade:
-            self.upgrade_ex = ex
-        if self.cur is None:
-            self.cur = ex
-            self._start(ex)
-        else:
-            self.queue.append(ex)
-            self._pause(PAUSE_PIPELINE)
-
-    def on_body(self, body: bytes) -> None:
-        ex = self.parsing
-        if ex is not None and not ex.answered:
-            self._push(ex, wire.chunk(body) if ex.chunked else body)
-
-    def on_message_complete(self) -> None:
-        ex = self.parsing
-        self.parsing = None
-        self.in_head = True
-        if ex is None:
-            return
-        ex.complete = True
-        if ex.answered:
-            if ex is self.cur:
-                self._finish(ex)
-        elif ex.chunked:
-            self._push(ex, wire.LAST_CHUNK)
-
-    # -- forwarding ----------------------------------------------------------------------
+    # -- sending requests ----------------------------------------------------------------
 
     def _start(self, ex: Exchange) -> None:
         route = self.rt.cycle.next()
         if route is None:
             self._answer(ex, 503, "no instance is ready to serve this request")
-            return
+        else:
+            self._route(ex, route)
+
+    def _route(self, ex: Exchange, route: RouteState) -> None:
+        """Send ``ex`` to an upstream of ``route`` (the least loaded, ties round-robin)."""
         ex.route = route
         ups = route.upstreams
         if len(ups) == 1:
@@ -290,7 +79,6 @@ class ClientConnection(asyncio.Protocol):
             return
         conn = idle.pop()
         conn.reused = True
-        # _attach, inlined for the common case.
         ex.conn = conn
         conn.attach(self, ex.is_head, self.last)
         pieces = ex.pieces
@@ -307,9 +95,6 @@ class ClientConnection(asyncio.Protocol):
             up.release(conn)
             return
         conn.reused = False
-        self._attach(ex, conn)
-
-    def _attach(self, ex: Exchange, conn: UpstreamConnection) -> None:
         ex.conn = conn
         conn.attach(self, ex.is_head, _now())
         pieces = ex.pieces
@@ -321,6 +106,7 @@ class ClientConnection(asyncio.Protocol):
             self._resume(PAUSE_PENDING)
 
     def _push(self, ex: Exchange, data: bytes) -> None:
+        """Body bytes of ``ex``: to its upstream if connected, kept while a retry is possible."""
         conn = ex.conn
         if conn is not None:
             conn.transport.write(data)  # type: ignore[union-attr]
@@ -345,25 +131,40 @@ class ClientConnection(asyncio.Protocol):
         return ex is None or not ex.keep_alive or ex.upgrade or self.eof or self.rt.closing
 
     def response_done(self, conn: UpstreamConnection) -> None:
+        """The response on ``conn`` ended: count it, pool the connection, start the next one."""
         ex = self.cur
         if ex is None or ex.conn is not conn:
             return
         route = ex.route
         if route is not None:
+            # RevisionCounters.record, inlined: this runs once per request.
             klass = conn.status // 100
-            route.counters.record(klass if 0 < klass < 6 else 5, conn.last - ex.started)
+            latency = conn.last - ex.started
+            counters = route.counters
+            counters.requests += 1
+            counters.status[klass if 0 < klass < 6 else 5] += 1
+            counters.buckets[bisect_left(BOUNDS, latency)] += 1
+            counters.latency_sum += latency
         up = ex.upstream
         ex.upstream = ex.conn = None
-        if up is not None:
-            up.in_flight -= 1
         conn.client = None
         if conn.head_request:
             conn.detach()
-        if conn.reusable and ex.complete and not ex.upgrade and up is not None:
-            up.release(conn)
-        else:
+        if up is None:
             conn.close()
-        self._finish(ex)
+        else:
+            up.in_flight -= 1
+            if conn.reusable and ex.complete and not ex.upgrade:
+                up.release(conn)
+            else:
+                conn.close()
+        # _finish, with the common case (keep-alive, nothing queued) first.
+        self.cur = None
+        if ex.keep_alive and ex.complete and not (ex.upgrade or self.eof or self.rt.closing):
+            if self.queue and not self.stepping:
+                self._next()
+        else:
+            self._close()
 
     def upgraded(self, conn: UpstreamConnection) -> None:
         ex = self.cur
@@ -372,7 +173,10 @@ class ClientConnection(asyncio.Protocol):
         self._record(ex, 1, conn.last)
         ex.pieces = None
         self.tunnel = conn
-        self.upgrade_ex = None
+        self._tunnel_started()
+
+    def _tunnel_started(self) -> None:
+        """Hook for the parsing side: request bytes now go through the tunnel unparsed."""
 
     def upstream_lost(self, conn: UpstreamConnection) -> None:
         if self.tunnel is conn:
@@ -498,8 +302,11 @@ class ClientConnection(asyncio.Protocol):
         if not ex.keep_alive or not ex.complete or ex.upgrade or self.eof or self.rt.closing:
             self._close()
             return
-        if self.stepping:
-            return
+        if not self.stepping:
+            self._next()
+
+    def _next(self) -> None:
+        """Start the pipelined requests queued behind the one that just ended, in order."""
         self.stepping = True
         try:
             queue = self.queue
@@ -538,15 +345,3 @@ class ClientConnection(asyncio.Protocol):
         self.paused &= ~flag
         if was and not self.paused and self.transport is not None:
             self.transport.resume_reading()
-
-    @staticmethod
-    def _drop_named(hdrs: list[bytes], value: bytes) -> None:
-        """Remove headers the client named in its Connection header (rare slow path)."""
-        named = set(wire.connection_tokens(value)) - {b"", b"close", b"keep-alive", b"upgrade"}
-        if not named:
-            return
-        kept = [hdrs[0]]
-        for i in range(1, len(hdrs), 4):
-            if hdrs[i].lower() not in named:
-                kept += hdrs[i : i + 4]
-        hdrs[:] = kept
