@@ -23,6 +23,7 @@ from baepo.routers.builtin import wire
 from baepo.routers.builtin.exchange import Exchange
 from baepo.routers.builtin.stats import BOUNDS, ERROR
 from baepo.routers.builtin.table import pick_least_loaded
+from baepo.routers.builtin.upstream import MAX_IDLE_PER_UPSTREAM
 
 if TYPE_CHECKING:
     from baepo.routers.builtin.runtime import RouteState, Runtime
@@ -154,8 +155,17 @@ class Forwarder(asyncio.Protocol):
             conn.close()
         else:
             up.in_flight -= 1
-            if conn.reusable and ex.complete and not ex.upgrade:
-                up.release(conn)
+            idle = up.idle
+            if (
+                conn.reusable
+                and ex.complete
+                and not ex.upgrade
+                and not up.removed
+                and not conn.closed
+                and len(idle) < MAX_IDLE_PER_UPSTREAM
+            ):
+                conn.idle_since = conn.last  # Upstream.release, inlined
+                idle.append(conn)
             else:
                 conn.close()
         # _finish, with the common case (keep-alive, nothing queued) first.

@@ -34,6 +34,7 @@ _RESPONSE_HOP = re.compile(
 )
 _CONNECTION_VALUES = re.compile(rb"\r\nconnection[ \t]*:([^\r\n]*)", re.IGNORECASE)
 _KEEP_ALIVE = b"\r\nConnection: keep-alive\r\n"
+_KEEP_ALIVE_CUT = len(_KEEP_ALIVE) - 2  # keep its final CRLF
 _PLAIN_TOKENS = frozenset({b"", b"close", b"keep-alive", b"upgrade"})
 
 
@@ -48,8 +49,11 @@ def rewrite_response_head(head: bytes, close: bool) -> bytes:
     ``head`` runs from the status line through the CRLF that ends the last header, without
     the blank line; the result includes the blank line.
     """
-    if _KEEP_ALIVE in head:  # what most servers send: drop it without a regex
-        head = head.replace(_KEEP_ALIVE, b"\r\n", 1)
+    at = head.find(_KEEP_ALIVE)
+    if at >= 0:  # what most servers send: drop it without a regex
+        head = head[:at] + head[at + _KEEP_ALIVE_CUT :]
+    if _RESPONSE_HOP.search(head) is None:  # one scan; bytes "in" checks cost more each
+        return head + (b"Connection: close\r\n\r\n" if close else b"\r\n")
     lowered = head.lower()
     if b"connection" in lowered or b"keep-alive" in lowered or b"\r\nproxy-" in lowered:
         named = [
