@@ -12,6 +12,7 @@ accepted connection), ``runtime`` (connect results, sweeps, drain) and ``upstrea
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from typing import TYPE_CHECKING
 
@@ -36,6 +37,21 @@ _SPECIAL = dict.fromkeys(wire.HOP_BY_HOP, 0) | {
     b"x-forwarded-host": 0,
 }
 now = time.monotonic
+
+# The overwhelmingly common request, whole in one read with nothing after it: a bodiless
+# GET/HEAD/OPTIONS/DELETE over HTTP/1.1 whose first header is Host, then only headers that
+# pass through unchanged, in the canonical "Name: value" form. Anything else (other
+# methods, any body framing, Connection, Upgrade, X-Forwarded-*, hop-by-hop or Proxy-*
+# headers, unusual spacing or characters, pipelined bytes) goes through httptools. The
+# pattern accepts a subset of what llhttp accepts, so a request it matches is valid.
+_VALUE = rb"[!-~](?:[ \t!-~]*[!-~])?"
+_SIMPLE = re.compile(
+    rb"(GET|HEAD|OPTIONS|DELETE) /[A-Za-z0-9\-._~!$&'()*+,;=:@/?%]* HTTP/1\.1\r\n"
+    rb"[Hh]ost: (" + _VALUE + rb")\r\n"
+    rb"(?:(?!(?i:host|connection|upgrade|x-forwarded-|transfer-encoding|content-length"
+    rb"|keep-alive|proxy-|te:))[!#$%&'*+\-.^_`|~0-9A-Za-z]+: " + _VALUE + rb"\r\n)*\r\n"
+).fullmatch
+SIMPLE_MAX = 16 * 1024
 _LINE_11 = b" HTTP/1.1\r\n"
 _LINE_10 = b" HTTP/1.0\r\n"
 
@@ -91,6 +107,17 @@ class ClientConnection(Forwarder):
 
     def data_received(self, data: bytes) -> None:
         self.last = now()
+        if (
+            self.cur is None
+            and self.in_head
+            and not self.head_bytes
+            and self.upgrade_ex is None
+            and len(data) <= SIMPLE_MAX
+        ):
+            simple = _SIMPLE(data)
+            if simple is not None:
+                self._simple_request(simple[1], simple[2], data)
+                return
         if self.tunnel is not None:
             self.tunnel.transport.write(data)  # type: ignore[union-attr]
             return
@@ -237,7 +264,24 @@ class ClientConnection(Forwarder):
             self._pause(PAUSE_PIPELINE)
             return
         self.cur = ex
-        # _start and _send, inlined for the common case: one upstream, an idle connection.
+        self._dispatch(ex)
+
+    def _simple_request(self, method: bytes, host: bytes, data: bytes) -> None:
+        """A whole request that ``_SIMPLE`` matched: forward its head as it came, plus ours.
+
+        The bytes sent upstream are the ones the parser callbacks would have built: the
+        request line and every header line unchanged, then the ``X-Forwarded-*`` headers.
+        """
+        ex = Exchange(
+            data[:-2] + self.fwd + b"\r\nX-Forwarded-Host: " + host + b"\r\n\r\n", self.last
+        )
+        ex.complete = True
+        ex.is_head = method == b"HEAD"
+        self.cur = ex
+        self._dispatch(ex)
+
+    def _dispatch(self, ex: Exchange) -> None:
+        """Send the current exchange: _start and _send, inlined for the common case."""
         route = self.rt.cycle.next()
         if route is None:
             self._answer(ex, 503, "no instance is ready to serve this request")
