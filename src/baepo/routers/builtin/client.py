@@ -40,16 +40,25 @@ now = time.monotonic
 
 # The overwhelmingly common request, whole in one read with nothing after it: a bodiless
 # GET/HEAD/OPTIONS/DELETE over HTTP/1.1 whose first header is Host, then only headers that
-# pass through unchanged, in the canonical "Name: value" form. Anything else (other
-# methods, any body framing, Connection, Upgrade, X-Forwarded-*, hop-by-hop or Proxy-*
-# headers, unusual spacing or characters, pipelined bytes) goes through httptools. The
-# pattern accepts a subset of what llhttp accepts, so a request it matches is valid.
+# pass through unchanged, in the canonical "Name: value" form, and at most one
+# "Connection: keep-alive" (dropped, as the parser path drops it). Anything else (other
+# methods, any body framing, other Connection values, Upgrade, X-Forwarded-*, hop-by-hop or
+# Proxy-* headers, unusual spacing or characters, pipelined bytes) goes through httptools.
+# The pattern accepts a subset of what llhttp accepts, so a request it matches is valid.
 _VALUE = rb"[!-~](?:[ \t!-~]*[!-~])?"
+_PLAIN_LINE = (
+    rb"(?:(?!(?i:host|connection|upgrade|x-forwarded-|transfer-encoding|content-length"
+    rb"|keep-alive|proxy-|te:))[!#$%&'*+\-.^_`|~0-9A-Za-z]+: " + _VALUE + rb"\r\n)*"
+)
 _SIMPLE = re.compile(
     rb"(GET|HEAD|OPTIONS|DELETE) /[A-Za-z0-9\-._~!$&'()*+,;=:@/?%]* HTTP/1\.1\r\n"
-    rb"[Hh]ost: (" + _VALUE + rb")\r\n"
-    rb"(?:(?!(?i:host|connection|upgrade|x-forwarded-|transfer-encoding|content-length"
-    rb"|keep-alive|proxy-|te:))[!#$%&'*+\-.^_`|~0-9A-Za-z]+: " + _VALUE + rb"\r\n)*\r\n"
+    rb"[Hh]ost: ("
+    + _VALUE
+    + rb")\r\n"
+    + _PLAIN_LINE
+    + rb"([Cc]onnection: (?i:keep-alive)\r\n)?"
+    + _PLAIN_LINE
+    + rb"\r\n"
 ).fullmatch
 SIMPLE_MAX = 16 * 1024
 _LINE_11 = b" HTTP/1.1\r\n"
@@ -116,7 +125,7 @@ class ClientConnection(Forwarder):
         ):
             simple = _SIMPLE(data)
             if simple is not None:
-                self._simple_request(simple[1], simple[2], data)
+                self._simple_request(simple, data)
                 return
         if self.tunnel is not None:
             self.tunnel.transport.write(data)  # type: ignore[union-attr]
@@ -266,17 +275,23 @@ class ClientConnection(Forwarder):
         self.cur = ex
         self._dispatch(ex)
 
-    def _simple_request(self, method: bytes, host: bytes, data: bytes) -> None:
+    def _simple_request(self, simple: re.Match[bytes], data: bytes) -> None:
         """A whole request that ``_SIMPLE`` matched: forward its head as it came, plus ours.
 
         The bytes sent upstream are the ones the parser callbacks would have built: the
-        request line and every header line unchanged, then the ``X-Forwarded-*`` headers.
+        request line and every header line unchanged but ``Connection: keep-alive``, then
+        the ``X-Forwarded-*`` headers.
         """
+        if simple[3] is None:
+            head = data[:-2]
+        else:
+            start, end = simple.span(3)
+            head = data[:start] + data[end:-2]
         ex = Exchange(
-            data[:-2] + self.fwd + b"\r\nX-Forwarded-Host: " + host + b"\r\n\r\n", self.last
+            head + self.fwd + b"\r\nX-Forwarded-Host: " + simple[2] + b"\r\n\r\n", self.last
         )
         ex.complete = True
-        ex.is_head = method == b"HEAD"
+        ex.is_head = simple[1] == b"HEAD"
         self.cur = ex
         self._dispatch(ex)
 
