@@ -1,12 +1,14 @@
 """Client side of the built-in router: one ``ClientConnection`` per accepted TCP connection.
 
 It parses requests with httptools and rewrites each head for the upstream (hop-by-hop headers
-out, ``X-Forwarded-For`` appended, ``X-Forwarded-Proto``/``-Host`` set), turns it into an
-``exchange.Exchange`` and hands it to the forwarding half it inherits (``forwarding``), which
-picks an upstream and answers in order. Body bytes follow as they are parsed (chunked bodies
-re-chunked); after an upgrade the bytes go to the upstream unparsed. Requests that cannot be
-parsed or forwarded get 400, 405 or 431 from ``wire``. Callers: ``server`` (creates one per
-accepted connection), ``runtime`` (connect results, sweeps, drain) and ``upstream`` (events).
+out, ``X-Forwarded-For`` appended, ``X-Forwarded-Proto``/``-Host`` set); a simple request that
+arrives whole (``_SIMPLE``) is forwarded as it came plus those headers, without the parser's
+per-header callbacks. Either way the request becomes an ``exchange.Exchange`` handed to the
+forwarding half this class inherits (``forwarding``), which picks an upstream and answers in
+order. Body bytes follow as they are parsed (chunked bodies re-chunked); after an upgrade the
+bytes go to the upstream unparsed. Requests that cannot be parsed or forwarded get 400, 405
+or 431 from ``wire``. Callers: ``server`` (creates one per accepted connection), ``runtime``
+(connect results, sweeps, drain) and ``upstream`` (events).
 """
 
 from __future__ import annotations
