@@ -15,8 +15,9 @@ import yaml
 
 from baepo.errors import ConfigError, Problem
 from baepo.spec.loader import parse_spec
-from baepo.spec.models import Spec, StrategySpec
+from baepo.spec.models import Spec
 from baepo.spec.reference import FieldRef, field_kind, iter_fields, nested_model
+from baepo.spec.strategies import StrategySpec
 
 BASE: dict[str, Any] = {"app": "shop", "run": {"command": ["python3", "-m", "shop"]}}
 FIELDS = list(iter_fields())
@@ -25,6 +26,7 @@ BAD_VALUES: dict[str, tuple[Any, str]] = {
     "duration": ("soon", "expected a duration"),
     "count": ("lots", "expected a count"),
     "int": ("three", "expected an integer, got 'three'"),
+    "bool": ("maybe", "expected true or false, got 'maybe'"),
     "str": (["a", "b"], "expected a string, got a list"),
     "list": ("oops", "expected a list"),
     "dict": ("oops", "expected a mapping of keys, got 'oops'"),
@@ -100,7 +102,7 @@ def out_of_bounds(ref: FieldRef) -> list[tuple[Any, str]]:
     if kind == "count":
         cases += [(-1, "0 or more, got -1"), ("101%", "got '101%'"), ("1.5", "got '1.5'")]
         cases += [(True, "expected a count"), (2.5, "got 2.5")]
-    if kind == "list":
+    if kind == "list" and annotated_types.MinLen in bounds:
         cases.append(([], "at least 1 item"))
     return cases
 

@@ -224,14 +224,14 @@ def test_unknown_strategy_names_get_a_suggestion() -> None:
     problem = only(BASE + "strategy: rollin\n")
     assert problem.path == "strategy"
     assert "did you mean 'rolling'?" in problem.message
-    assert "expected one of recreate, rolling" in only(BASE + "strategy: {canary: {}}\n").message
+    assert "unknown key 'canari'" in only(BASE + "strategy: {canari: {}}\n").message
 
 
 def test_a_strategy_is_a_name_or_a_mapping_with_one_of_them() -> None:
     assert parse_spec(BASE + "strategy: recreate\n").strategy.kind == "recreate"
     assert parse_spec(BASE + "strategy:\n  rolling:\n").strategy.kind == "rolling"
     assert only(BASE + "strategy: {rolling: , recreate: }\n").message == (
-        "choose exactly one strategy: recreate or rolling"
+        "choose exactly one strategy: recreate, rolling, canary, blue_green"
     )
 
 

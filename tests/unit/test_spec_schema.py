@@ -108,7 +108,7 @@ def test_the_schema_accepts_the_sample_specs(text: str) -> None:
         {"app": "shop", "run": {"command": []}},
         {"app": "Shop", "run": {"command": ["x"]}},
         {"app": "shop", "run": {"command": ["x"]}, "replicas": 101},
-        {"app": "shop", "run": {"command": ["x"]}, "strategy": "canary"},
+        {"app": "shop", "run": {"command": ["x"]}, "strategy": "canari"},
         {"app": "shop", "run": {"command": ["x"]}, "strategy": {}},
         {"app": "shop", "run": {"command": ["x"]}, "strategy": {"rolling": {}, "recreate": {}}},
         {"app": "shop", "run": {"command": ["x"]}, "strategy": {"rolling": {"max_surge": "101%"}}},
@@ -170,7 +170,7 @@ def test_every_field_is_described_and_durations_say_how_to_write_them() -> None:
 def test_a_strategy_can_be_written_as_a_name() -> None:
     strategy = spec_json_schema()["properties"]["strategy"]
     names = [choice for choice in strategy["anyOf"] if choice.get("type") == "string"]
-    assert names[0]["enum"] == ["recreate", "rolling"]
+    assert names[0]["enum"] == ["recreate", "rolling", "canary", "blue_green"]
 
 
 def test_x_keys_are_allowed_at_the_top_level_only() -> None:

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from baepo.errors import ConfigError
 from baepo.spec.loader import parse_spec
-from baepo.spec.models import RollingSpec
+from baepo.spec.strategies import RollingSpec
 from baepo.spec.units import format_duration, parse_duration, resolve_count
 
 BASE = "app: shop\nrun:\n  command: [x]\n"

@@ -409,6 +409,8 @@ def _translate(error: ErrorDetails, data: Any, root: Node, loader: _SpecLoader) 
             message += f'; quote it: "{node.value}"'
         elif is_key:
             message += "; quote it"
+    elif kind in ("bool_type", "bool_parsing"):
+        message = f"expected true or false, got {got}"
     elif kind == "list_type":
         message = f'expected a list such as ["a", "b"], got {got}'
     elif kind in ("dict_type", "model_type", "model_attributes_type"):

@@ -6,30 +6,21 @@ Callers: ``spec.loader`` (parse a file), the controller and strategies (read res
 
 from __future__ import annotations
 
-import difflib
 import re
-from typing import Annotated, Any, Literal
+from typing import Annotated
 
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Field,
-    SerializerFunctionWrapHandler,
     field_validator,
-    model_serializer,
-    model_validator,
 )
 
+from baepo.spec.base import LISTEN_RE, SpecModel, check_listen
 from baepo.spec.files import APP_NAME_RE
-from baepo.spec.units import CountOrPercent, Duration, resolve_count
-
-_LISTEN_RE = re.compile(r"^(?P<host>\[[0-9a-fA-F:]+\]|[A-Za-z0-9.\-]+):(?P<port>\d{1,5})$")
-
-
-class SpecModel(BaseModel):
-    """Base for every spec section: unknown keys are errors, values are immutable."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+from baepo.spec.strategies import (
+    RollingSpec,
+    StrategySpec,
+)
+from baepo.spec.units import Duration
 
 
 class RunSpec(SpecModel):
@@ -130,89 +121,19 @@ class RouterSpec(SpecModel):
     @field_validator("listen")
     @classmethod
     def _listen_address(cls, value: str) -> str:
-        match = _LISTEN_RE.match(value)
-        if not match or not 0 < int(match.group("port")) < 65536:
-            raise ValueError("expected host:port, e.g. 127.0.0.1:8080")
-        return value
+        return check_listen(value)
 
     @property
     def host(self) -> str:
-        match = _LISTEN_RE.match(self.listen)
+        match = LISTEN_RE.match(self.listen)
         assert match
         return match.group("host").strip("[]")
 
     @property
     def port(self) -> int:
-        match = _LISTEN_RE.match(self.listen)
+        match = LISTEN_RE.match(self.listen)
         assert match
         return int(match.group("port"))
-
-
-class RecreateSpec(SpecModel):
-    """Stop every old instance, then start the new ones. Has downtime; use for dev or singletons."""
-
-
-class RollingSpec(SpecModel):
-    """Replace instances a few at a time, as a Kubernetes Deployment does."""
-
-    max_surge: CountOrPercent = Field(
-        default="25%",
-        description=(
-            "How many instances may run above `replicas` during the update "
-            "(a count, or a percentage of replicas rounded up)."
-        ),
-    )
-    max_unavailable: CountOrPercent = Field(
-        default="25%",
-        description=(
-            "How many of `replicas` may be not ready during the update "
-            "(a count, or a percentage of replicas rounded down)."
-        ),
-    )
-
-    def resolve(self, replicas: int) -> tuple[int, int]:
-        """``(surge, unavailable)`` as instance counts for ``replicas``; never both zero."""
-        surge = resolve_count(self.max_surge, replicas, round_up=True)
-        unavailable = resolve_count(self.max_unavailable, replicas, round_up=False)
-        if surge == 0 and unavailable == 0:
-            surge = 1
-        return surge, unavailable
-
-
-class StrategySpec(SpecModel):
-    """Exactly one strategy. Written as a name (`rolling`) or a mapping (`rolling: {...}`)."""
-
-    recreate: RecreateSpec | None = Field(default=None, description="Stop all, then start all.")
-    rolling: RollingSpec | None = Field(default=None, description="Replace a few at a time.")
-
-    @model_validator(mode="before")
-    @classmethod
-    def _from_name(cls, data: Any) -> Any:
-        if isinstance(data, str):
-            if data in ("recreate", "rolling"):
-                return {data: {}}
-            close = difflib.get_close_matches(data, ["recreate", "rolling"], n=1)
-            advice = f"did you mean {close[0]!r}? " if close else ""
-            raise ValueError(f"unknown strategy {data!r}; {advice}expected recreate or rolling")
-        if isinstance(data, dict):
-            return {key: ({} if value is None else value) for key, value in data.items()}
-        return data
-
-    @model_validator(mode="after")
-    def _exactly_one(self) -> StrategySpec:
-        chosen = [name for name in ("recreate", "rolling") if getattr(self, name) is not None]
-        if len(chosen) != 1:
-            raise ValueError("choose exactly one strategy: recreate or rolling")
-        return self
-
-    @model_serializer(mode="wrap")
-    def _only_chosen(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        data: dict[str, Any] = handler(self)
-        return {key: value for key, value in data.items() if value is not None}
-
-    @property
-    def kind(self) -> Literal["recreate", "rolling"]:
-        return "recreate" if self.recreate is not None else "rolling"
 
 
 class RestartSpec(SpecModel):

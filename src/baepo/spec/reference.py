@@ -21,8 +21,9 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 from pydantic.functional_validators import BeforeValidator
 
-from baepo.spec.models import Spec, StrategySpec
+from baepo.spec.models import Spec
 from baepo.spec.starter import STARTER_SPEC
+from baepo.spec.strategies import StrategySpec
 from baepo.spec.units import format_duration, parse_duration
 
 DEFAULT_OUTPUT = Path("docs/spec.md")
@@ -64,7 +65,7 @@ def nested_model(field: FieldInfo) -> type[BaseModel] | None:
 
 
 def field_kind(field: FieldInfo) -> str:
-    """One word for what a field holds: model, duration, count, int, str, list, dict."""
+    """One word for what a field holds: model, duration, count, int, bool, str, list, dict."""
     if nested_model(field) is not None:
         return "model"
     for meta in field.metadata:
@@ -74,7 +75,7 @@ def field_kind(field: FieldInfo) -> str:
     if origin in (list, dict):
         return str(origin.__name__)
     members = [a for a in get_args(field.annotation) if a is not type(None)] or [field.annotation]
-    return "int" if members[0] is int else "str"
+    return {int: "int", bool: "bool"}.get(members[0], "str")
 
 
 def describe_type(field: FieldInfo) -> str:
@@ -82,7 +83,7 @@ def describe_type(field: FieldInfo) -> str:
     kind = field_kind(field)
     nested = nested_model(field)
     if nested is StrategySpec:
-        words = "`recreate` or `rolling`, or a mapping with one of them"
+        words = "a strategy name, or a mapping with one strategy"
     elif nested is not None:
         words = "mapping"
     else:
@@ -92,6 +93,7 @@ def describe_type(field: FieldInfo) -> str:
             "list": "list of strings",
             "dict": "mapping of strings",
             "int": "integer",
+            "bool": "true or false",
             "str": "string",
         }[kind]
     bounds = []

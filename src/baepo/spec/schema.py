@@ -13,7 +13,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from baepo.spec.models import Spec, StrategySpec
+from baepo.spec.models import Spec
+from baepo.spec.strategies import StrategySpec
 from baepo.spec.units import DURATION_JSON_SCHEMA, format_duration
 
 SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
