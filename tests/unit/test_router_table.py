@@ -15,6 +15,7 @@ from baepo.routers.builtin import wire
 from baepo.routers.builtin.stats import RevisionCounters
 from baepo.routers.builtin.table import (
     Route,
+    Table,
     TableError,
     WeightedCycle,
     parse_table,
@@ -28,7 +29,8 @@ def test_parse_table_accepts_a_valid_table() -> None:
     routes = parse_table(
         {"backends": [{"revision": 2, "weight": 5, "upstreams": ["127.0.0.1:80", "[::1]:81"]}]}
     )
-    assert routes == [Route(2, 5, ("127.0.0.1:80", "[::1]:81"))]
+    assert routes == Table((Route(2, 5, ("127.0.0.1:80", "[::1]:81")),))
+    assert not routes.has_rules
 
 
 @pytest.mark.parametrize(

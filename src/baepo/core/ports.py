@@ -101,14 +101,47 @@ class Backend:
 
 
 @dataclass(frozen=True)
+class Sticky:
+    """Sticky sessions: each client gets a bucket 0..99 from a cookie or a header's hash.
+
+    Exactly one of ``cookie`` and ``header`` is set. Revisions own contiguous bucket ranges
+    sized by their weights, newest revision first, so a rising canary weight keeps every
+    client already on the canary there. With ``cookie`` the router sets
+    ``NAME=<bucket>`` on the first response to a client without a valid one.
+    """
+
+    cookie: str | None = None
+    header: str | None = None
+
+
+@dataclass(frozen=True)
+class HeaderRoute:
+    """Requests whose ``header`` equals ``value`` go to ``revision`` whatever the weights.
+
+    The header name is matched case-insensitively, the value exactly. The route applies
+    while the revision has ready upstreams in the table (its weight may be 0); otherwise the
+    request is routed as if the rule did not exist. Header routes win over sticky buckets.
+    """
+
+    header: str
+    value: str
+    revision: int
+
+
+@dataclass(frozen=True)
 class RouterConfig:
-    """Everything the router needs for one app+environment."""
+    """Everything the router needs for one listener of one app+environment.
+
+    An app+environment has the ``"main"`` listener and may have others (a blue-green
+    preview address); each is its own router with its own table.
+    """
 
     app: str
     env: str
     listen: str
     upstream_timeout: float
     idle_timeout: float
+    listener: str = "main"
 
 
 @dataclass(frozen=True)
@@ -124,37 +157,62 @@ class RevisionStats:
 
 
 class Router(Protocol):
-    """Routes an app's traffic over ready instances, by weight between revisions."""
+    """Routes an app's traffic over ready instances, by weight between revisions.
+
+    Every method takes the listener (default ``"main"``); listeners of one app+environment
+    are independent: their own process, address, table, rules and counters.
+    """
 
     async def ensure_running(self, config: RouterConfig) -> None:
-        """Start the router process for app+env if it is not running; adopt it if it is.
+        """Start the router of ``config.listener`` if it is not running; adopt it if it is.
 
-        Idempotent. A running router whose listen address differs is restarted. Returns once
-        the router accepts connections (at most 5 s) or raises ExternalError.
+        Idempotent. A running router whose listen address differs is restarted (it keeps
+        its table and rules). Returns once the router accepts connections (at most 5 s) or
+        raises ExternalError.
         """
         ...
 
-    async def set_backends(self, app: str, env: str, backends: Sequence[Backend]) -> None:
-        """Replace the whole routing table in one atomic step; applied to the next request.
+    async def set_backends(
+        self,
+        app: str,
+        env: str,
+        backends: Sequence[Backend],
+        *,
+        sticky: Sticky | None = None,
+        header_routes: Sequence[HeaderRoute] = (),
+        listener: str = "main",
+    ) -> None:
+        """Replace the whole routing table and its rules in one atomic step.
 
-        Idempotent. In-flight requests to removed upstreams finish undisturbed.
+        Applied to the next request; in-flight requests keep the upstream they have, and
+        those to removed upstreams finish undisturbed. Idempotent: setting the table already
+        served changes nothing. Rules left out are cleared. Raises ConfigError naming the
+        field when the router rejects the table (nothing is applied then).
         """
         ...
 
-    async def get_backends(self, app: str, env: str) -> list[Backend]:
+    async def get_backends(self, app: str, env: str, *, listener: str = "main") -> list[Backend]:
         """The routing table the router serves now (empty list when none is set)."""
         ...
 
-    async def in_flight(self, app: str, env: str) -> dict[str, int]:
+    async def in_flight(self, app: str, env: str, *, listener: str = "main") -> dict[str, int]:
         """Requests in flight per upstream address (only non-zero ones are listed)."""
         ...
 
-    async def stats(self, app: str, env: str) -> list[RevisionStats]:
+    async def stats(self, app: str, env: str, *, listener: str = "main") -> list[RevisionStats]:
         """Per-revision counters. Empty when the router is not running."""
         ...
 
-    async def stop(self, app: str, env: str) -> None:
-        """Stop the router process. Idempotent."""
+    async def stop(self, app: str, env: str, *, listener: str = "main") -> None:
+        """Stop that listener's router process (it drains in-flight requests first).
+
+        Idempotent: a listener that is not running is a no-op. Other listeners of the same
+        app+environment keep running; ``listeners`` finds them for clean-up.
+        """
+        ...
+
+    async def listeners(self, app: str, env: str) -> list[str]:
+        """Names of the listeners of app+env whose router is running, ``"main"`` first. Fast."""
         ...
 
 

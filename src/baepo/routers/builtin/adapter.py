@@ -1,6 +1,8 @@
 """``BuiltinRouter``: the controller's side of the built-in router (``core.ports.Router``).
 
-One router process per app+environment, with its files in ``state_dir/routers/{app}.{env}/``:
+One router process per listener of an app+environment, with its files in
+``state_dir/routers/{app}.{env}/`` for the ``"main"`` listener and
+``state_dir/routers/{app}.{env}.{listener}/`` for others (a blue-green preview address):
 ``router.pid``, ``admin.sock``, ``table.json``, ``router.log`` and ``config.json``. The process
 is started detached (``shell.process.spawn_detached``) so it outlives the controller, adopted
 when it is already running, and driven over its admin socket with httpx. httpx and OS errors
@@ -13,6 +15,7 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import signal
 import time
 from collections.abc import Sequence
@@ -21,63 +24,27 @@ from typing import Any
 
 import httpx
 
-from baepo.core.ports import Backend, RevisionStats, RouterConfig
+from baepo.core.ports import Backend, HeaderRoute, RevisionStats, RouterConfig, Sticky
 from baepo.errors import ConfigError, ExternalError
+from baepo.routers.builtin.payloads import (
+    MODULE,
+    backends_json,
+    parse_rules,
+    parse_stats,
+    router_argv,
+)
 from baepo.shell import process
 
-MODULE = "baepo.routers.builtin"
 START_TIMEOUT = 5.0
 ADMIN_TIMEOUT = 5.0
 DEFAULT_CONNECT_TIMEOUT = 5.0
 STOP_GRACE = 10.0
-
-
-def router_argv(folder: Path, config: RouterConfig, connect_timeout: float) -> list[str]:
-    """The command that runs the router process for ``config`` with its files in ``folder``."""
-    return process.python_module_argv(
-        MODULE,
-        "--listen",
-        config.listen,
-        "--admin",
-        str(folder / "admin.sock"),
-        "--state",
-        str(folder / "table.json"),
-        "--upstream-timeout",
-        f"{config.upstream_timeout:g}",
-        "--idle-timeout",
-        f"{config.idle_timeout:g}",
-        "--connect-timeout",
-        f"{connect_timeout:g}",
-    )
-
-
-def backends_json(backends: Sequence[Backend]) -> dict[str, Any]:
-    """The body of ``PUT /backends``."""
-    return {
-        "backends": [
-            {"revision": b.revision, "weight": b.weight, "upstreams": list(b.upstreams)}
-            for b in backends
-        ]
-    }
-
-
-def parse_stats(data: dict[str, Any]) -> list[RevisionStats]:
-    """``GET /stats`` -> RevisionStats, one per revision ever routed to."""
-    return [
-        RevisionStats(
-            revision=int(item["revision"]),
-            requests=int(item["requests"]),
-            status={str(k): int(v) for k, v in item["status"].items()},
-            latency_buckets={str(k): int(v) for k, v in item["latency_buckets"].items()},
-            latency_sum=float(item["latency_sum"]),
-            in_flight=int(item["in_flight"]),
-        )
-        for item in data.get("revisions", [])
-    ]
+MAIN = "main"
+LISTENER_RE = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
 
 
 class BuiltinRouter:
-    """Runs and drives one built-in router process per app+environment."""
+    """Runs and drives one built-in router process per listener of an app+environment."""
 
     def __init__(
         self,
@@ -90,15 +57,46 @@ class BuiltinRouter:
         self.connect_timeout = connect_timeout
         self.start_timeout = start_timeout
 
-    def folder(self, app: str, env: str) -> Path:
-        """Where the router of app+env keeps its pid, socket, table, log and config."""
-        return self.state_dir / "routers" / f"{app}.{env}"
+    def folder(self, app: str, env: str, listener: str = MAIN) -> Path:
+        """Where a listener's router keeps its pid, socket, table, log and config."""
+        if listener == MAIN:
+            return self.state_dir / "routers" / f"{app}.{env}"
+        if not LISTENER_RE.fullmatch(listener):
+            raise ConfigError(
+                f"listener: {listener!r} must be lower-case letters, digits and inner dashes"
+            )
+        return self.state_dir / "routers" / f"{app}.{env}.{listener}"
+
+    async def listeners(self, app: str, env: str) -> list[str]:
+        """Listeners of app+env whose router process is running, ``"main"`` first."""
+        found: list[str] = []
+        if self._running_pid(self.folder(app, env)) is not None:
+            found.append(MAIN)
+        prefix = f"{app}.{env}."
+        try:
+            folders = sorted((self.state_dir / "routers").iterdir())
+        except OSError:
+            return found
+        for folder in folders:
+            name = folder.name[len(prefix) :]
+            if not folder.name.startswith(prefix) or not LISTENER_RE.fullmatch(name):
+                continue
+            try:
+                config = json.loads((folder / "config.json").read_text())
+            except (OSError, ValueError):
+                continue
+            if config.get("app", app) != app or config.get("env", env) != env:
+                continue  # another environment whose name has a dot
+            if self._running_pid(folder) is not None:
+                found.append(name)
+        return found
 
     # -- lifecycle -----------------------------------------------------------------------
 
     async def ensure_running(self, config: RouterConfig) -> None:
-        """Start, adopt or restart (when listen address or timeouts changed) the router."""
-        folder = self.folder(config.app, config.env)
+        """Start, adopt or restart (when listen address or timeouts changed) the router of
+        ``config.listener``. Idempotent; a restarted router keeps its table and rules."""
+        folder = self.folder(config.app, config.env, config.listener)
         try:
             folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -108,15 +106,18 @@ class BuiltinRouter:
         if pid is not None:
             info = await self._health_soon(folder, pid)
             if info is not None and all(info.get(k) == v for k, v in wanted.items()):
-                self._write_json(folder / "config.json", wanted | {"pid": pid})
+                self._write_json(folder / "config.json", self._record(config) | {"pid": pid})
                 return
             # The old process stops listening at once and drains in the background.
             await self._terminate(pid, wait=1.0)
         await self._start(folder, config, wanted)
 
-    async def stop(self, app: str, env: str) -> None:
-        """SIGTERM the router (it drains in-flight requests), then SIGKILL. Idempotent."""
-        folder = self.folder(app, env)
+    async def stop(self, app: str, env: str, *, listener: str = MAIN) -> None:
+        """SIGTERM that listener's router (it drains in-flight requests), then SIGKILL.
+
+        Idempotent; other listeners keep running.
+        """
+        folder = self.folder(app, env, listener)
         pid = self._running_pid(folder)
         if pid is not None:
             await self._terminate(pid)
@@ -124,48 +125,80 @@ class BuiltinRouter:
             with contextlib.suppress(OSError):
                 (folder / name).unlink()
 
-    async def health(self, app: str, env: str) -> dict[str, Any] | None:
+    async def health(self, app: str, env: str, *, listener: str = MAIN) -> dict[str, Any] | None:
         """The router's ``/healthz`` (pid, listen, timeouts, uptime), or None if it is down."""
-        return await self._health(self.folder(app, env))
+        return await self._health(self.folder(app, env, listener))
 
     # -- table and stats -----------------------------------------------------------------
 
-    async def set_backends(self, app: str, env: str, backends: Sequence[Backend]) -> None:
-        """Replace the routing table in one step. Idempotent."""
-        response = await self._call(app, env, "PUT", "/backends", backends_json(backends))
+    async def set_backends(
+        self,
+        app: str,
+        env: str,
+        backends: Sequence[Backend],
+        *,
+        sticky: Sticky | None = None,
+        header_routes: Sequence[HeaderRoute] = (),
+        listener: str = MAIN,
+    ) -> None:
+        """Replace the routing table and its rules in one step; applied to the next request.
+
+        Idempotent (the router ignores the table it already serves). A rejected table
+        raises ConfigError naming the field, and the router keeps the previous one.
+        """
+        body = backends_json(backends, sticky, header_routes)
+        response = await self._call(app, env, listener, "PUT", "/backends", body)
         if response.status_code == 400:
             message = response.json().get("error", response.text)
-            raise ConfigError(f"router of {app}.{env} rejected the table: {message}")
-        self._check(app, env, response)
+            raise ConfigError(
+                f"router of {self._name(app, env, listener)} rejected the table: {message}"
+            )
+        self._check(app, env, listener, response)
 
-    async def get_backends(self, app: str, env: str) -> list[Backend]:
+    async def get_backends(self, app: str, env: str, *, listener: str = MAIN) -> list[Backend]:
         """The table the router is serving."""
-        response = await self._call(app, env, "GET", "/backends")
-        self._check(app, env, response)
+        response = await self._call(app, env, listener, "GET", "/backends")
+        self._check(app, env, listener, response)
         return [
             Backend(int(b["revision"]), int(b["weight"]), tuple(b["upstreams"]))
             for b in response.json()["backends"]
         ]
 
-    async def in_flight(self, app: str, env: str) -> dict[str, int]:
+    async def get_rules(
+        self, app: str, env: str, *, listener: str = MAIN
+    ) -> tuple[Sticky | None, tuple[HeaderRoute, ...]]:
+        """The sticky rule and header routes the router applies now."""
+        response = await self._call(app, env, listener, "GET", "/backends")
+        self._check(app, env, listener, response)
+        return parse_rules(response.json())
+
+    async def in_flight(self, app: str, env: str, *, listener: str = MAIN) -> dict[str, int]:
         """Requests in flight per upstream (non-zero only); empty when the router is down."""
         try:
-            response = await self._call(app, env, "GET", "/inflight")
+            response = await self._call(app, env, listener, "GET", "/inflight")
         except ExternalError:
             return {}
-        self._check(app, env, response)
+        self._check(app, env, listener, response)
         return {k: int(v) for k, v in response.json()["upstreams"].items() if v}
 
-    async def stats(self, app: str, env: str) -> list[RevisionStats]:
+    async def stats(self, app: str, env: str, *, listener: str = MAIN) -> list[RevisionStats]:
         """Per-revision counters since the router started; empty when it is down."""
         try:
-            response = await self._call(app, env, "GET", "/stats")
+            response = await self._call(app, env, listener, "GET", "/stats")
         except ExternalError:
             return []
-        self._check(app, env, response)
+        self._check(app, env, listener, response)
         return parse_stats(response.json())
 
     # -- internals -----------------------------------------------------------------------
+
+    @staticmethod
+    def _name(app: str, env: str, listener: str) -> str:
+        return f"{app}.{env}" if listener == MAIN else f"{app}.{env} (listener {listener})"
+
+    @staticmethod
+    def _record(config: RouterConfig) -> dict[str, Any]:
+        return {"app": config.app, "env": config.env, "listener": config.listener}
 
     def _wanted(self, config: RouterConfig) -> dict[str, Any]:
         return {
@@ -180,7 +213,8 @@ class BuiltinRouter:
         offset = log.stat().st_size if log.exists() else 0
         argv = router_argv(folder, config, self.connect_timeout)
         pid = process.spawn_detached(argv, cwd=folder, output=log)
-        self._write_json(folder / "config.json", wanted | {"pid": pid, "argv": argv})
+        record = self._record(config) | wanted | {"pid": pid, "argv": argv}
+        self._write_json(folder / "config.json", record)
         (folder / "router.pid").write_text(f"{pid}\n")
         host, _, port = config.listen.rpartition(":")
         deadline = time.monotonic() + self.start_timeout
@@ -188,7 +222,8 @@ class BuiltinRouter:
             process.reap_children()
             if not process.pid_alive(pid):
                 raise ExternalError(
-                    f"the router of {config.app}.{config.env} could not start: "
+                    f"the router of {self._name(config.app, config.env, config.listener)} "
+                    "could not start: "
                     f"{self._log_reason(log, offset)}",
                     hint=f"see {log}",
                 )
@@ -198,7 +233,8 @@ class BuiltinRouter:
             await asyncio.sleep(0.05)
         await self._terminate(pid)
         raise ExternalError(
-            f"the router of {config.app}.{config.env} did not start within "
+            f"the router of {self._name(config.app, config.env, config.listener)} "
+            "did not start within "
             f"{self.start_timeout:g} s",
             hint=f"see {log}",
         )
@@ -275,24 +311,26 @@ class BuiltinRouter:
         return data
 
     async def _call(
-        self, app: str, env: str, method: str, path: str, body: Any = None
+        self, app: str, env: str, listener: str, method: str, path: str, body: Any = None
     ) -> httpx.Response:
-        sock = self.folder(app, env) / "admin.sock"
+        sock = self.folder(app, env, listener) / "admin.sock"
+        name = self._name(app, env, listener)
         if not sock.exists():
-            raise ExternalError(f"the router of {app}.{env} is not running (no {sock})")
+            raise ExternalError(f"the router of {name} is not running (no {sock})")
         try:
             async with _client(sock, ADMIN_TIMEOUT) as client:
                 return await client.request(method, path, json=body)
         except httpx.TimeoutException as exc:
-            raise ExternalError(f"the router of {app}.{env} did not answer {path}") from exc
+            raise ExternalError(f"the router of {name} did not answer {path}") from exc
         except (httpx.HTTPError, OSError) as exc:
-            raise ExternalError(f"cannot reach the router of {app}.{env}: {exc}") from exc
+            raise ExternalError(f"cannot reach the router of {name}: {exc}") from exc
 
-    @staticmethod
-    def _check(app: str, env: str, response: httpx.Response) -> None:
+    @classmethod
+    def _check(cls, app: str, env: str, listener: str, response: httpx.Response) -> None:
         if response.status_code != 200:
             raise ExternalError(
-                f"the router of {app}.{env} answered {response.status_code}: {response.text[:200]}"
+                f"the router of {cls._name(app, env, listener)} answered "
+                f"{response.status_code}: {response.text[:200]}"
             )
 
     @staticmethod

@@ -1,9 +1,10 @@
 """The router's admin interface: HTTP/1.1 + JSON on a unix socket (owner-only permissions).
 
-``PUT /backends`` replaces the table (validated by ``table.parse_table``, saved by ``state``,
-applied by ``runtime``), ``GET /backends``, ``GET /stats``, ``GET /inflight``, ``GET /healthz``.
-Small, bounded and independent of the proxy's hot path; the client is
-``adapter.BuiltinRouter`` (httpx over the socket). Started by ``server``.
+``PUT /backends`` replaces the table and its rules (body ``{"backends": [...], "sticky": {...} |
+null, "header_routes": [...]}``, validated by ``table.parse_table``, saved by ``state``, applied
+by ``runtime``; the table already served is a no-op), ``GET /backends``, ``GET /stats``, ``GET
+/inflight``, ``GET /healthz``. Small, bounded and independent of the proxy's hot path; the
+client is ``adapter.BuiltinRouter`` (httpx over the socket). Started by ``server``.
 """
 
 from __future__ import annotations
@@ -105,7 +106,7 @@ class AdminServer:
         rt = self.rt
         if path == "/backends":
             if method == "GET":
-                return 200, table_json(rt.routes) | {"version": rt.version}
+                return 200, table_json(rt.table) | {"version": rt.version}
             if method == "PUT":
                 return self._put_backends(body)
             return 405, {"error": "use GET or PUT on /backends"}
@@ -126,16 +127,18 @@ class AdminServer:
         except ValueError as exc:
             return 400, {"error": f"body: not valid JSON ({exc})"}
         try:
-            routes = parse_table(data)
+            table = parse_table(data)
         except TableError as exc:
             return 400, {"error": str(exc)}
+        if table == self.rt.table:
+            return 200, table_json(table) | {"version": self.rt.version}  # already served
         try:
-            state.save_table(self.state_path, routes)
+            state.save_table(self.state_path, table)
         except OSError as exc:
             return 500, {"error": f"cannot save the table to {self.state_path}: {exc}"}
-        self.rt.apply(routes)
-        log.info("table version %d: %s", self.rt.version, json.dumps(table_json(routes)))
-        return 200, table_json(routes) | {"version": self.rt.version}
+        self.rt.apply(table)
+        log.info("table version %d: %s", self.rt.version, json.dumps(table_json(table)))
+        return 200, table_json(table) | {"version": self.rt.version}
 
     @staticmethod
     async def _send(

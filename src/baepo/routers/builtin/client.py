@@ -299,7 +299,8 @@ class ClientConnection(Forwarder):
 
     def _dispatch(self, ex: Exchange) -> None:
         """Send the current exchange: _start and _send, inlined for the common case."""
-        route = self.rt.cycle.next()
+        rt = self.rt
+        route = rt.cycle.next() if rt.rules is None else self._choose(ex, rt.rules)
         if route is None:
             self._answer(ex, 503, "no instance is ready to serve this request")
             return

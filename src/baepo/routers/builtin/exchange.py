@@ -31,6 +31,7 @@ class Exchange:
         "chunked",
         "complete",
         "conn",
+        "cookie",
         "idempotent",
         "is_head",
         "keep_alive",
@@ -58,3 +59,4 @@ class Exchange:
         self.idempotent = True
         self.keep_alive = True
         self.upgrade = False
+        self.cookie: bytes | None = None  # a Set-Cookie line for the response (sticky rules)

@@ -1,14 +1,14 @@
 """Forwarding half of a client connection: exchanges in flight, upstream events, endings.
 
-``Forwarder`` is the base class of ``client.ClientConnection``. It holds what an exchange
-needs once its request head is parsed: the current ``Exchange`` and the pipelined ones behind
-it, picking an upstream, sending and re-sending request bytes, the events an
-``upstream.UpstreamConnection`` reports back (response done, upgraded, lost, broken), retries,
-router-generated answers (from ``wire``) and timeouts. Retries: a request is sent again only
-when nothing was received for it and either nothing was sent (connect failure) or it is
-idempotent and kept. No task or timer is created per request; ``runtime.Runtime`` calls
-``sweep`` a few times a second. Callers: ``client`` (parsing side), ``upstream`` (events),
-``runtime`` (connect results, sweeps).
+``Forwarder`` is the base class of ``client.ClientConnection``. It holds what an exchange needs
+once its request head is parsed: the current ``Exchange`` and the pipelined ones behind it,
+picking an upstream (by weight, or through ``rules.Matcher`` when the table has rules), sending
+and re-sending request bytes, the events an ``upstream.UpstreamConnection`` reports back
+(response done, upgraded, lost, broken), retries, router-generated answers (from ``wire``) and
+timeouts. Retries: a request is sent again only when nothing was received for it and either
+nothing was sent (connect failure) or it is idempotent and kept. No task or timer is created per
+request; ``runtime.Runtime`` calls ``sweep`` a few times a second. Callers: ``client`` (parsing
+side), ``upstream`` (events), ``runtime`` (connect results, sweeps).
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from baepo.routers.builtin.table import pick_least_loaded
 from baepo.routers.builtin.upstream import MAX_IDLE_PER_UPSTREAM
 
 if TYPE_CHECKING:
+    from baepo.routers.builtin.rules import Matcher
     from baepo.routers.builtin.runtime import RouteState, Runtime
     from baepo.routers.builtin.upstream import Upstream, UpstreamConnection
 
@@ -54,11 +55,19 @@ class Forwarder(asyncio.Protocol):
     # -- sending requests ----------------------------------------------------------------
 
     def _start(self, ex: Exchange) -> None:
-        route = self.rt.cycle.next()
+        rt = self.rt
+        route = rt.cycle.next() if rt.rules is None else self._choose(ex, rt.rules)
         if route is None:
             self._answer(ex, 503, "no instance is ready to serve this request")
         else:
             self._route(ex, route)
+
+    def _choose(self, ex: Exchange, rules: Matcher[RouteState]) -> RouteState | None:
+        """The route by the table's rules (header routes, sticky bucket, then weights)."""
+        pieces = ex.pieces
+        assert pieces is not None  # a new exchange holds its head
+        route, ex.cookie = rules.choose(pieces[0], self.rt.cycle.next)
+        return route
 
     def _route(self, ex: Exchange, route: RouteState) -> None:
         """Send ``ex`` to an upstream of ``route`` (the least loaded, ties round-robin)."""

@@ -1,10 +1,11 @@
 """The running state of one router process: the current table, upstreams, counters, clients.
 
-``Runtime.apply`` compiles validated routes into ``RouteState`` objects and a ``WeightedCycle``
-and swaps them in as one attribute (the next request sees the new table, in-flight ones keep
-theirs). It also connects to upstreams (the only task per request, and only when no pooled
-connection is idle), sweeps timeouts a few times a second, and drains on shutdown. Callers:
-``server`` (lifecycle), ``admin`` (apply, snapshots), ``forwarding`` (pick, connect, alternative).
+``Runtime.apply`` compiles a validated table into ``RouteState`` objects, a ``WeightedCycle``
+and, when the table has rules, a ``rules.Matcher``, and swaps them in within one synchronous
+call (the next request sees the new table, in-flight ones keep theirs). It also connects to
+upstreams (the only task per request, and only when no pooled connection is idle), sweeps
+timeouts a few times a second, and drains on shutdown. Callers: ``server`` (lifecycle),
+``admin`` (apply, snapshots), ``forwarding`` (pick, connect, alternative).
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ from typing import Any
 from baepo.routers.builtin.client import ClientConnection
 from baepo.routers.builtin.exchange import Exchange
 from baepo.routers.builtin.forwarding import Forwarder
+from baepo.routers.builtin.rules import COUNT_NAMES, Matcher
 from baepo.routers.builtin.stats import RevisionCounters
-from baepo.routers.builtin.table import Route, WeightedCycle, split_address
+from baepo.routers.builtin.table import Route, Table, WeightedCycle, split_address
 from baepo.routers.builtin.upstream import Upstream, UpstreamConnection
 
 log = logging.getLogger("baepo.router")
@@ -57,9 +59,13 @@ class Runtime:
 
     def __init__(self, limits: Limits) -> None:
         self.limits = limits
+        self.table = Table()
         self.routes: list[Route] = []
         self.states: list[RouteState] = []
         self.cycle: WeightedCycle[RouteState] = WeightedCycle([], [])
+        # None when the table has no rules: the request path then only asks ``cycle``.
+        self.rules: Matcher[RouteState] | None = None
+        self.rule_counts = [0] * len(COUNT_NAMES)
         self.upstreams: dict[str, Upstream] = {}
         self.counters: dict[int, RevisionCounters] = {}
         self.clients: set[ClientConnection] = set()
@@ -71,8 +77,14 @@ class Runtime:
 
     # -- table ---------------------------------------------------------------------------
 
-    def apply(self, routes: Sequence[Route]) -> None:
-        """Swap in a new table; close idle connections to upstreams no longer listed."""
+    def apply(self, table: Table | Sequence[Route]) -> None:
+        """Swap in a new table and its rules; close idle connections to upstreams no longer
+        listed. Synchronous: no request is routed between the first and the last assignment,
+        so the next request sees the whole new table and in-flight ones keep what they hold.
+        """
+        if not isinstance(table, Table):
+            table = Table(tuple(table))
+        routes = table.routes
         wanted: dict[str, Upstream] = {}
         states: list[RouteState] = []
         for route in routes:
@@ -99,10 +111,15 @@ class Runtime:
                 wanted.setdefault(address, up)
         weights = [s.weight if s.upstreams else 0 for s in states]
         cycle = WeightedCycle(states, weights)
+        rules = None
+        if table.has_rules:
+            rules = Matcher(table.sticky, table.header_routes, states, weights, self.rule_counts)
         self.upstreams = wanted
+        self.table = table
         self.routes = list(routes)
         self.states = states
-        self.cycle = cycle  # the one assignment the next request sees
+        self.rules = rules
+        self.cycle = cycle
         self.version += 1
 
     def alternative(
@@ -188,7 +205,8 @@ class Runtime:
             counters.snapshot(in_flight.get(revision, 0))
             for revision, counters in sorted(self.counters.items())
         ]
-        return {"revisions": revisions, "unrouted": self.unrouted}
+        rules = dict(zip(COUNT_NAMES, self.rule_counts, strict=True))
+        return {"revisions": revisions, "unrouted": self.unrouted, "rules": rules}
 
     def in_flight(self) -> dict[str, int]:
         return {address: up.in_flight for address, up in self.upstreams.items()}

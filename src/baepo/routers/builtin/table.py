@@ -6,12 +6,14 @@ chosen revision with ``pick_least_loaded``. Validation (``parse_table``) is used
 server and the state file loader and names the offending field. No I/O; stdlib only, because
 the router process imports it.
 
-Later extensions (header matches, sticky sessions by cookie or header hash) add fields to
-``Route`` and a matching step before the weighted pick; the cycle itself does not change.
+A table may also carry rules (``Table.sticky``, ``Table.header_routes``), validated here
+and compiled by ``rules.Matcher``: a matching step before the weighted pick, which itself
+does not change.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from math import gcd
@@ -22,6 +24,25 @@ MAX_ROUTES = 256
 MAX_UPSTREAMS = 1024
 # Above this cycle length the schedule is computed on the fly instead of precomputed.
 MAX_SCHEDULE = 10_000
+MAX_HEADER_ROUTES = 64
+MAX_VALUE = 1024
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,128}")
+_VALUE = re.compile(r"[!-~](?:[ \t!-~]*[!-~])?")
+# Names the router rewrites or drops before forwarding: routing on them cannot work.
+_RESERVED = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "te",
+        "upgrade",
+        "transfer-encoding",
+        "content-length",
+        "x-forwarded-for",
+        "x-forwarded-proto",
+        "x-forwarded-host",
+    }
+)
 
 T = TypeVar("T")
 
@@ -40,6 +61,101 @@ class Route:
 
     def to_json(self) -> dict[str, Any]:
         return {"revision": self.revision, "weight": self.weight, "upstreams": list(self.upstreams)}
+
+
+@dataclass(frozen=True)
+class StickyRule:
+    """Exactly one of ``cookie`` (a cookie name) and ``header`` (a header name) is set."""
+
+    cookie: str | None = None
+    header: str | None = None
+
+    def to_json(self) -> dict[str, str]:
+        return {"cookie": self.cookie} if self.cookie is not None else {"header": self.header or ""}
+
+
+@dataclass(frozen=True)
+class HeaderRule:
+    """Requests whose ``header`` (any case) equals ``value`` (exactly) go to ``revision``."""
+
+    header: str
+    value: str
+    revision: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {"header": self.header, "value": self.value, "revision": self.revision}
+
+
+@dataclass(frozen=True)
+class Table:
+    """A whole routing table: weighted routes and the optional rules applied before them."""
+
+    routes: tuple[Route, ...] = ()
+    sticky: StickyRule | None = None
+    header_routes: tuple[HeaderRule, ...] = ()
+
+    @property
+    def has_rules(self) -> bool:
+        return self.sticky is not None or bool(self.header_routes)
+
+
+def _header_name(value: object, where: str) -> str:
+    if not isinstance(value, str) or not _TOKEN.fullmatch(value):
+        raise TableError(f"{where}: must be a header name (letters, digits and !#$%&'*+-.^_`|~)")
+    if value.lower() in _RESERVED or value.lower().startswith("proxy-"):
+        raise TableError(f"{where}: {value!r} is set or dropped by the router; use another header")
+    return value
+
+
+def parse_sticky(data: object) -> StickyRule | None:
+    """``{"cookie": NAME}`` or ``{"header": NAME}`` (or null); raise TableError naming a field."""
+    if data is None:
+        return None
+    if not isinstance(data, dict):
+        raise TableError("sticky: must be an object with 'cookie' or 'header'")
+    unknown = sorted(set(data) - {"cookie", "header"})
+    if unknown:
+        raise TableError(f"sticky.{unknown[0]}: unknown field (expected 'cookie' or 'header')")
+    if len(data) != 1:
+        raise TableError("sticky: give exactly one of 'cookie' and 'header'")
+    if "cookie" in data:
+        name = data["cookie"]
+        if not isinstance(name, str) or not _TOKEN.fullmatch(name):
+            raise TableError("sticky.cookie: must be a cookie name (letters, digits and -._~)")
+        return StickyRule(cookie=name)
+    return StickyRule(header=_header_name(data["header"], "sticky.header"))
+
+
+def parse_header_routes(data: object, revisions: set[int]) -> tuple[HeaderRule, ...]:
+    """A list of header routes to revisions listed in the table; raise TableError naming a field."""
+    if data is None:
+        return ()
+    if not isinstance(data, list):
+        raise TableError("header_routes: must be a list")
+    if len(data) > MAX_HEADER_ROUTES:
+        raise TableError(f"header_routes: at most {MAX_HEADER_ROUTES} entries")
+    rules: list[HeaderRule] = []
+    for i, item in enumerate(data):
+        where = f"header_routes[{i}]"
+        if not isinstance(item, dict):
+            raise TableError(f"{where}: must be an object with header, value and revision")
+        unknown = sorted(set(item) - {"header", "value", "revision"})
+        if unknown:
+            raise TableError(f"{where}.{unknown[0]}: unknown field")
+        header = _header_name(item.get("header"), f"{where}.header")
+        value = item.get("value")
+        if not isinstance(value, str) or len(value) > MAX_VALUE or not _VALUE.fullmatch(value):
+            raise TableError(
+                f"{where}.value: must be 1..{MAX_VALUE} visible ASCII characters "
+                "(inner spaces allowed)"
+            )
+        revision = item.get("revision")
+        if not isinstance(revision, int) or isinstance(revision, bool):
+            raise TableError(f"{where}.revision: must be an integer")
+        if revision not in revisions:
+            raise TableError(f"{where}.revision: revision {revision} is not in backends")
+        rules.append(HeaderRule(header, value, revision))
+    return tuple(rules)
 
 
 def split_address(address: str) -> tuple[str, int]:
@@ -64,13 +180,16 @@ def _strict_int(value: object) -> int | None:
     return None
 
 
-def parse_table(data: object) -> list[Route]:
-    """Validate ``{"backends": [...]}`` and return the routes; raise TableError naming a field."""
+def parse_table(data: object) -> Table:
+    """Validate ``{"backends": [...], "sticky"?, "header_routes"?}``; raise TableError naming
+    the field."""
     if not isinstance(data, dict):
         raise TableError("body: must be a JSON object with a 'backends' list")
-    unknown = sorted(set(data) - {"backends"})
+    unknown = sorted(set(data) - {"backends", "sticky", "header_routes"})
     if unknown:
-        raise TableError(f"{unknown[0]}: unknown field (expected only 'backends')")
+        raise TableError(
+            f"{unknown[0]}: unknown field (expected 'backends', 'sticky', 'header_routes')"
+        )
     items = data.get("backends")
     if not isinstance(items, list):
         raise TableError("backends: must be a list")
@@ -105,12 +224,19 @@ def parse_table(data: object) -> list[Route]:
             except ValueError as exc:
                 raise TableError(f"{where}.upstreams[{j}]: {exc}") from None
         routes.append(Route(revision, weight, tuple(dict.fromkeys(upstreams))))
-    return routes
+    sticky = parse_sticky(data.get("sticky"))
+    header_routes = parse_header_routes(data.get("header_routes"), seen)
+    return Table(tuple(routes), sticky, header_routes)
 
 
-def table_json(routes: Sequence[Route]) -> dict[str, Any]:
-    """The JSON form ``parse_table`` accepts."""
-    return {"backends": [route.to_json() for route in routes]}
+def table_json(table: Table) -> dict[str, Any]:
+    """The JSON form ``parse_table`` accepts (``sticky`` null and ``header_routes`` empty
+    when the table has no rules)."""
+    return {
+        "backends": [route.to_json() for route in table.routes],
+        "sticky": table.sticky.to_json() if table.sticky is not None else None,
+        "header_routes": [rule.to_json() for rule in table.header_routes],
+    }
 
 
 def smooth_schedule(weights: Sequence[int]) -> list[int]:

@@ -3,10 +3,11 @@
 ``UpstreamConnection`` is the asyncio protocol of one connection to an app instance. While it
 serves an exchange it parses the response with httptools only to find where it ends (so the
 connection can be reused) and forwards the bytes to the client as they arrive, rewriting only
-the response head (hop-by-hop headers); a final head that arrives whole in one read (nearly
-every response) is rewritten and sent with the bytes after it in one write. A 101 turns it
-into a blind byte pipe. Callers: ``forwarding.Forwarder``, the base of
-``client.ClientConnection`` (attach, send, events back) and ``runtime.Runtime`` (pools, sweeps).
+the response head (hop-by-hop headers; a sticky rule's ``Set-Cookie``); a final head that
+arrives whole in one read (nearly every response) is rewritten and sent with the bytes after it
+in one write. A 101 turns it into a blind byte pipe. Callers: ``forwarding.Forwarder``, the base
+of ``client.ClientConnection`` (attach, send, events back) and ``runtime.Runtime`` (pools,
+sweeps).
 """
 
 from __future__ import annotations
@@ -196,6 +197,8 @@ class UpstreamConnection(asyncio.Protocol):
             ex = client.cur
             close = ex is None or not ex.keep_alive or ex.upgrade or client.eof or client.rt.closing
             out = wire.rewrite_response_head(data[: end + 2], close)
+            if ex is not None and ex.cookie is not None:
+                out = out[:-2] + ex.cookie + b"\r\n"
             client.transport.write(out + data[end + 4 :])  # type: ignore[union-attr]
         elif not self._forward_head(client, data):
             return
@@ -237,6 +240,9 @@ class UpstreamConnection(asyncio.Protocol):
                     self.hbuf = b""
                     return True
                 continue
+            ex = client.cur
+            if ex is not None and ex.cookie is not None:
+                out = out[:-2] + ex.cookie + b"\r\n"
             self.hbuf = b""
             self.head_done = True
             self.status = status

@@ -1,0 +1,85 @@
+"""What ``adapter.BuiltinRouter`` sends to and reads from a router process: pure functions.
+
+The router's command line (``router_argv``), the body of ``PUT /backends`` with its rules
+(``backends_json``) and the parsing of ``GET /backends`` rules and ``GET /stats`` into the
+port's dataclasses. No I/O, so tests compare them by equality. Caller: ``adapter``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from baepo.core.ports import Backend, HeaderRoute, RevisionStats, RouterConfig, Sticky
+from baepo.shell import process
+
+MODULE = "baepo.routers.builtin"
+
+
+def router_argv(folder: Path, config: RouterConfig, connect_timeout: float) -> list[str]:
+    """The command that runs the router process for ``config`` with its files in ``folder``."""
+    return process.python_module_argv(
+        MODULE,
+        "--listen",
+        config.listen,
+        "--admin",
+        str(folder / "admin.sock"),
+        "--state",
+        str(folder / "table.json"),
+        "--upstream-timeout",
+        f"{config.upstream_timeout:g}",
+        "--idle-timeout",
+        f"{config.idle_timeout:g}",
+        "--connect-timeout",
+        f"{connect_timeout:g}",
+    )
+
+
+def backends_json(
+    backends: Sequence[Backend],
+    sticky: Sticky | None = None,
+    header_routes: Sequence[HeaderRoute] = (),
+) -> dict[str, Any]:
+    """The body of ``PUT /backends``: the table and its rules (null/empty when there are none)."""
+    rule: dict[str, str | None] | None = None
+    if sticky is not None:
+        rule = {"cookie": sticky.cookie} if sticky.cookie is not None else {}
+        if sticky.header is not None:
+            rule["header"] = sticky.header
+    return {
+        "backends": [
+            {"revision": b.revision, "weight": b.weight, "upstreams": list(b.upstreams)}
+            for b in backends
+        ],
+        "sticky": rule,
+        "header_routes": [
+            {"header": r.header, "value": r.value, "revision": r.revision} for r in header_routes
+        ],
+    }
+
+
+def parse_rules(data: dict[str, Any]) -> tuple[Sticky | None, tuple[HeaderRoute, ...]]:
+    """The rules in a ``GET /backends`` answer."""
+    rule = data.get("sticky")
+    sticky = Sticky(rule.get("cookie"), rule.get("header")) if rule else None
+    routes = tuple(
+        HeaderRoute(str(r["header"]), str(r["value"]), int(r["revision"]))
+        for r in data.get("header_routes", [])
+    )
+    return sticky, routes
+
+
+def parse_stats(data: dict[str, Any]) -> list[RevisionStats]:
+    """``GET /stats`` -> RevisionStats, one per revision ever routed to."""
+    return [
+        RevisionStats(
+            revision=int(item["revision"]),
+            requests=int(item["requests"]),
+            status={str(k): int(v) for k, v in item["status"].items()},
+            latency_buckets={str(k): int(v) for k, v in item["latency_buckets"].items()},
+            latency_sum=float(item["latency_sum"]),
+            in_flight=int(item["in_flight"]),
+        )
+        for item in data.get("revisions", [])
+    ]
