@@ -8,11 +8,13 @@ returns and applies its actions. Callers: the controller.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
 from baepo.core.model import Instance, InstancePhase, Rollout, RolloutPhase
 from baepo.spec.models import Spec
+from baepo.strategies.canary import canary_step
 from baepo.strategies.plan import Plan, live, ready
 from baepo.strategies.recreate import recreate_step
 from baepo.strategies.rolling import converge, is_complete
@@ -38,7 +40,8 @@ def plan_rollout(
     status = dict(rollout.status)
     marker = progress_marker(target, instances)
     progressed = status.get("marker") != marker
-    if progressed or "last_progress_at" not in status:
+    waiting_on_purpose = rollout.phase == RolloutPhase.PAUSED or "pause_until" in status
+    if progressed or waiting_on_purpose or "last_progress_at" not in status:
         status["marker"] = marker
         status["last_progress_at"] = now.isoformat()
 
@@ -60,8 +63,18 @@ def plan_rollout(
         message = f"revision {target} is serving on {spec.replicas} ready instances"
         return Plan(traffic=plan.traffic, phase=RolloutPhase.HEALTHY, message=message), status
 
+    if spec.strategy.canary is not None and rollout.stable_revision is not None:
+        plan, status = canary_step(
+            spec, spec.strategy.canary, rollout.stable_revision, target, rollout.phase,
+            status, instances, now,
+        )  # fmt: skip
+        if plan.phase == rollout.phase:
+            plan = replace(plan, phase=None)
+        return replace(plan, progressed=progressed), status
     if spec.strategy.kind == "recreate":
         step = recreate_step(target, spec.replicas, instances)
+    elif spec.strategy.rolling is None:  # a first deploy of a progressive strategy
+        step = converge(target, spec.replicas, spec.replicas, 0, instances)
     else:
         assert spec.strategy.rolling is not None
         surge, unavailable = spec.strategy.rolling.resolve(spec.replicas)
