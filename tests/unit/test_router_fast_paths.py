@@ -18,7 +18,7 @@ import pytest
 from baepo.routers.builtin import client as client_module
 from baepo.routers.builtin.client import ClientConnection
 from baepo.routers.builtin.runtime import Limits, Runtime
-from baepo.routers.builtin.table import Route
+from baepo.routers.builtin.table import HeaderRule, Route, StickyRule, Table
 from baepo.routers.builtin.upstream import UpstreamConnection
 
 OK = b"HTTP/1.1 200 OK\r\nServer: t\r\nContent-Length: 5\r\nConnection: keep-alive\r\n\r\nhello"
@@ -57,9 +57,9 @@ class Recorder(asyncio.Transport):
 class Harness:
     """One client connection and one pooled upstream connection, both on recorders."""
 
-    def __init__(self) -> None:
+    def __init__(self, table: Table | None = None) -> None:
         self.rt = Runtime(Limits())
-        self.rt.apply([Route(1, 100, ("127.0.0.1:9",))])
+        self.rt.apply(table or [Route(1, 100, ("127.0.0.1:9",))])
         up = self.rt.states[0].upstreams[0]
         self.up_conn = UpstreamConnection(up)
         self.up_transport = Recorder()
@@ -101,8 +101,14 @@ def pieces(data: bytes, whole: bool) -> Iterator[bytes]:
         yield data[end:]
 
 
-def run(request: bytes, response: bytes, whole_request: bool, whole_response: bool) -> Any:
-    h = Harness()
+def run(
+    request: bytes,
+    response: bytes,
+    whole_request: bool,
+    whole_response: bool,
+    table: Table | None = None,
+) -> Any:
+    h = Harness(table)
     h.send(request, whole_request)
     h.answer(response, whole_response)
     return h.outcome()
@@ -219,3 +225,48 @@ def test_connection_close_request_closes_after_the_answer() -> None:
     h.answer(OK, True)
     assert b"Connection: close\r\n" in h.client_transport.out
     assert h.client_transport.closed
+
+
+STICKY = Table((Route(1, 100, ("127.0.0.1:9",)),), StickyRule(cookie="bucket"))
+CANARY = Table(
+    (Route(1, 100, ("127.0.0.1:9",)),), header_routes=(HeaderRule("X-Canary", "always", 1),)
+)
+
+
+def test_without_rules_the_matcher_is_never_asked() -> None:
+    h = Harness()
+    assert h.rt.rules is None
+    for request in SIMPLE[:3] + GENERAL[:3]:
+        h.send(request, True)
+        h.answer(OK, True)
+    assert h.rt.stats()["rules"] == dict.fromkeys(
+        ("header_routed", "sticky_routed", "weighted", "cookies_set"), 0
+    )
+    assert b"Set-Cookie" not in h.client_transport.out
+
+
+@pytest.mark.parametrize("response", RESPONSES)
+@pytest.mark.parametrize("request_bytes", [SIMPLE[0], SIMPLE[4], GENERAL[0], GENERAL[9]])
+def test_sticky_cookie_is_set_alike_on_fast_and_general_paths(
+    request_bytes: bytes, response: bytes
+) -> None:
+    fast = run(request_bytes, response, True, True, STICKY)
+    general = run(request_bytes, response, False, False, STICKY)
+    assert fast == general
+    head = fast[1].split(b"\r\n\r\n", 1)[0] if not response.startswith(b"HTTP/1.1 100") else b""
+    if head:
+        assert b"\r\nSet-Cookie: bucket=0; Path=/; HttpOnly; SameSite=Lax" in head
+
+
+def test_rules_read_headers_on_both_paths() -> None:
+    with_cookie = b"GET / HTTP/1.1\r\nHost: h\r\nCookie: a=1; bucket=42\r\n\r\n"
+    for whole in (True, False):
+        h = Harness(STICKY)
+        h.send(with_cookie, whole)
+        h.answer(OK, True)
+        assert b"Set-Cookie" not in h.client_transport.out
+        assert h.rt.stats()["rules"]["sticky_routed"] == 1
+        h = Harness(CANARY)
+        h.send(b"GET / HTTP/1.1\r\nHost: h\r\nx-canary: always\r\n\r\n", whole)
+        h.answer(OK, True)
+        assert h.rt.stats()["rules"]["header_routed"] == 1
