@@ -291,10 +291,11 @@ class RouterProcess:
             transport=httpx.HTTPTransport(uds=str(self.admin)), base_url="http://router"
         )
 
-    def put(self, *backends: tuple[int, int, list[str]]) -> None:
+    def put(self, *backends: tuple[int, int, list[str]], **rules: Any) -> None:
+        """Set the table; ``rules`` are ``sticky=`` and ``header_routes=`` as in the body."""
         body = {"backends": [{"revision": r, "weight": w, "upstreams": u} for r, w, u in backends]}
         with self.admin_client() as client:
-            response = client.put("/backends", json=body)
+            response = client.put("/backends", json=body | rules)
         assert response.status_code == 200, response.text
 
     def get(self, path: str) -> Any:

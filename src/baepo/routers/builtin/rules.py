@@ -84,7 +84,7 @@ class Matcher(Generic[T]):
     kept across table changes (indices ``HEADER_ROUTED`` .. ``COOKIES_SET``).
     """
 
-    __slots__ = ("cookie", "counts", "find_bucket", "owners", "ranges", "routes", "turn")
+    __slots__ = ("cookie", "counts", "find_bucket", "owners", "ranges", "routes", "turns")
 
     def __init__(
         self,
@@ -120,7 +120,7 @@ class Matcher(Generic[T]):
             ).search
         elif sticky is not None and sticky.header is not None:
             self.find_bucket = _header_pattern(sticky.header, rb"([^\r\n]*?)")
-        self.turn = 0
+        self.turns: dict[int, int] = {}
 
     def choose(self, head: bytes, pick: Callable[[], T | None]) -> tuple[T | None, bytes | None]:
         """The route for a request with ``head`` (``None``: nothing can serve it) and the
@@ -148,7 +148,8 @@ class Matcher(Generic[T]):
         if span is None or span[0] == span[1]:
             return picked, None  # a share too small to own a bucket: no promise to keep
         first, end = span
-        bucket = first + self.turn % (end - first)
-        self.turn += 1
+        turn = self.turns.get(picked.revision, 0)
+        self.turns[picked.revision] = turn + 1
+        bucket = first + turn % (end - first)  # each revision's buckets in turn: evenly spread
         counts[COOKIES_SET] += 1
         return picked, set_cookie_line(self.cookie, bucket)
