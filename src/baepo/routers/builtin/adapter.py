@@ -5,7 +5,7 @@ One router process per listener of an app+environment, with its files in
 ``state_dir/routers/{app}.{env}.{listener}/`` for others (a blue-green preview address):
 ``router.pid``, ``admin.sock``, ``table.json``, ``router.log`` and ``config.json``. The process
 is started detached (``shell.process.spawn_detached``) so it outlives the controller, adopted
-when it is already running, and driven over its admin socket with httpx. httpx and OS errors
+when it is already running, and driven over its admin socket (``admin_call``). Socket errors
 become ``ExternalError``/``ConfigError`` here. Callers: the controller, via the registry.
 """
 
@@ -22,10 +22,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from baepo.core.ports import Backend, HeaderRoute, RevisionStats, RouterConfig, Sticky
 from baepo.errors import ConfigError, ExternalError
+from baepo.routers.builtin import admin_call
 from baepo.routers.builtin.payloads import (
     MODULE,
     backends_json,
@@ -301,32 +300,28 @@ class BuiltinRouter:
         if not sock.exists():
             return None
         try:
-            async with _client(sock, 1.0) as client:
-                response = await client.get("/healthz")
-        except (httpx.HTTPError, OSError):
+            response = await admin_call.call(sock, "GET", "/healthz", timeout=1.0)
+            data: dict[str, Any] = response.json()
+        except (OSError, TimeoutError, ValueError, admin_call.AdminProtocolError):
             return None
-        if response.status_code != 200:
-            return None
-        data: dict[str, Any] = response.json()
-        return data
+        return data if response.status_code == 200 else None
 
     async def _call(
         self, app: str, env: str, listener: str, method: str, path: str, body: Any = None
-    ) -> httpx.Response:
+    ) -> admin_call.AdminResponse:
         sock = self.folder(app, env, listener) / "admin.sock"
         name = self._name(app, env, listener)
         if not sock.exists():
             raise ExternalError(f"the router of {name} is not running (no {sock})")
         try:
-            async with _client(sock, ADMIN_TIMEOUT) as client:
-                return await client.request(method, path, json=body)
-        except httpx.TimeoutException as exc:
+            return await admin_call.call(sock, method, path, body, timeout=ADMIN_TIMEOUT)
+        except TimeoutError as exc:
             raise ExternalError(f"the router of {name} did not answer {path}") from exc
-        except (httpx.HTTPError, OSError) as exc:
+        except (OSError, admin_call.AdminProtocolError) as exc:
             raise ExternalError(f"cannot reach the router of {name}: {exc}") from exc
 
     @classmethod
-    def _check(cls, app: str, env: str, listener: str, response: httpx.Response) -> None:
+    def _check(cls, app: str, env: str, listener: str, response: admin_call.AdminResponse) -> None:
         if response.status_code != 200:
             raise ExternalError(
                 f"the router of {cls._name(app, env, listener)} answered "
@@ -338,15 +333,6 @@ class BuiltinRouter:
         tmp = path.with_name(f".{path.name}.tmp")
         tmp.write_text(json.dumps(data, indent=1) + "\n")
         os.replace(tmp, path)
-
-
-def _client(sock: Path, timeout: float) -> httpx.AsyncClient:
-    # Plain HTTP over a unix socket: building the default TLS context would cost ~35 ms a call.
-    return httpx.AsyncClient(
-        transport=httpx.AsyncHTTPTransport(uds=str(sock), verify=False),
-        base_url="http://router",
-        timeout=timeout,
-    )
 
 
 async def _accepts(host: str, port: int) -> bool:

@@ -39,6 +39,7 @@ class AdminServer:
         self.info = info
         self.started = time.monotonic()
         self.server: asyncio.AbstractServer | None = None
+        self.changing = asyncio.Lock()
 
     async def start(self, path: Path) -> None:
         if path.exists() or path.is_symlink():
@@ -97,18 +98,18 @@ class AdminServer:
             await self._send(writer, 413, {"error": f"body must be 0..{MAX_BODY} bytes"}, True)
             return False
         body = await asyncio.wait_for(reader.readexactly(length), READ_TIMEOUT) if length else b""
-        status, payload = self.handle(method, target.split("?", 1)[0], body)
+        status, payload = await self.handle(method, target.split("?", 1)[0], body)
         await self._send(writer, status, payload, close)
         return not close
 
-    def handle(self, method: str, path: str, body: bytes) -> tuple[int, dict[str, Any]]:
+    async def handle(self, method: str, path: str, body: bytes) -> tuple[int, dict[str, Any]]:
         """Route one admin request; returns (status, JSON payload)."""
         rt = self.rt
         if path == "/backends":
             if method == "GET":
                 return 200, table_json(rt.table) | {"version": rt.version}
             if method == "PUT":
-                return self._put_backends(body)
+                return await self._put_backends(body)
             return 405, {"error": "use GET or PUT on /backends"}
         if method != "GET":
             return 405, {"error": f"use GET on {path}"}
@@ -121,7 +122,7 @@ class AdminServer:
             return 200, self.info() | {"uptime": uptime, "table_version": rt.version}
         return 404, {"error": f"no such resource {path!r}"}
 
-    def _put_backends(self, body: bytes) -> tuple[int, dict[str, Any]]:
+    async def _put_backends(self, body: bytes) -> tuple[int, dict[str, Any]]:
         try:
             data = json.loads(body)
         except ValueError as exc:
@@ -130,13 +131,16 @@ class AdminServer:
             table = parse_table(data)
         except TableError as exc:
             return 400, {"error": str(exc)}
-        if table == self.rt.table:
-            return 200, table_json(table) | {"version": self.rt.version}  # already served
-        try:
-            state.save_table(self.state_path, table)
-        except OSError as exc:
-            return 500, {"error": f"cannot save the table to {self.state_path}: {exc}"}
-        self.rt.apply(table)
+        # One change at a time, so the file always holds the table served last.
+        async with self.changing:
+            if table == self.rt.table:
+                return 200, table_json(table) | {"version": self.rt.version}  # already served
+            try:
+                # Saved before it is applied; the fsync runs beside the proxy, not in its way.
+                await asyncio.to_thread(state.save_table, self.state_path, table)
+            except OSError as exc:
+                return 500, {"error": f"cannot save the table to {self.state_path}: {exc}"}
+            self.rt.apply(table)
         log.info("table version %d: %s", self.rt.version, json.dumps(table_json(table)))
         return 200, table_json(table) | {"version": self.rt.version}
 
