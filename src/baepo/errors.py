@@ -84,6 +84,10 @@ class StateError(BaepoError):
     title = "state conflict"
 
 
+class ConflictError(StateError):
+    """A compare-and-set write lost to another writer: read again and retry."""
+
+
 class RolloutFailed(BaepoError):
     """A rollout ended failed, aborted or rolled back."""
 

@@ -23,6 +23,7 @@ from baepo.api.app import create_app
 from baepo.api.runtime import Runtime
 from baepo.controller.loop import Controller
 from baepo.controller.releases import Releases
+from baepo.controller.steering import Steering
 from baepo.platforms.local.platform import LocalPlatform
 from baepo.routers.builtin.adapter import BuiltinRouter
 from baepo.store import open_store, sqlite_url
@@ -34,7 +35,8 @@ def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Client]:
     store = open_store(sqlite_url(state / "state.db"))
     platform, router = LocalPlatform(state), BuiltinRouter(state)
     controller = Controller(store, platform, router)
-    runtime = Runtime(state, store, platform, router, controller, Releases(store, lambda: None))
+    releases, steering = Releases(store, lambda: None), Steering(store, lambda: None)
+    runtime = Runtime(state, store, platform, router, controller, releases, steering)
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     config = uvicorn.Config(create_app(runtime), lifespan="off", log_level="critical")
@@ -64,7 +66,17 @@ json_values = st.recursive(
     max_leaves=12,
 )
 fields = st.sampled_from(
-    ["spec_yaml", "spec_path", "env", "version", "message", "actor", "supersede", "to_revision"]
+    [
+        "spec_yaml",
+        "spec_path",
+        "env",
+        "version",
+        "message",
+        "actor",
+        "supersede",
+        "to_revision",
+        "full",
+    ]
 )
 bodies = st.dictionaries(fields, json_values, max_size=6) | json_values
 

@@ -14,7 +14,8 @@ from harness import SampleProject, serving
 
 COMMANDS = [
     ["init"], ["validate"], ["schema"], ["deploy"], ["undo"], ["rollback"], ["down"],
-    ["status"], ["history"], ["logs"], ["demo"], ["server", "start"], ["server", "stop"],
+    ["status"], ["history"], ["logs"], ["demo"], ["promote"], ["pause"], ["resume"],
+    ["abort"], ["retry"], ["server", "start"], ["server", "stop"],
     ["server", "status"],
 ]  # fmt: skip
 

@@ -16,8 +16,9 @@ from fastapi.responses import StreamingResponse
 
 from baepo.api import views
 from baepo.api.runtime import Runtime
-from baepo.api.schemas import DeployBody, DownBody, UndoBody
-from baepo.controller.releases import DeployRequest, Outcome
+from baepo.api.schemas import DeployBody, DownBody, SteerBody, UndoBody
+from baepo.controller.operations import Outcome
+from baepo.controller.releases import DeployRequest
 from baepo.core.model import DEFAULT_ENV, Revision
 from baepo.errors import ConfigError, NotFoundError, Problem
 from baepo.spec.loader import parse_spec
@@ -93,6 +94,37 @@ def down(app: str, body: DownBody, request: Request) -> dict[str, Any]:
     return outcome_view(runtime(request).releases.down(app, body.env, body.actor))
 
 
+@router.post("/apps/{app}/promote", tags=["steering"])
+def promote(app: str, body: SteerBody, request: Request) -> dict[str, Any]:
+    """Go past the current step (a pause, an analysis); with ``full``, to the end."""
+    steering = runtime(request).steering
+    return outcome_view(steering.promote(app, body.env, body.actor, full=body.full))
+
+
+@router.post("/apps/{app}/pause", tags=["steering"])
+def pause(app: str, body: SteerBody, request: Request) -> dict[str, Any]:
+    """Hold the rollout where it is until resumed."""
+    return outcome_view(runtime(request).steering.pause(app, body.env, body.actor))
+
+
+@router.post("/apps/{app}/resume", tags=["steering"])
+def resume(app: str, body: SteerBody, request: Request) -> dict[str, Any]:
+    """Continue a rollout held with pause."""
+    return outcome_view(runtime(request).steering.resume(app, body.env, body.actor))
+
+
+@router.post("/apps/{app}/abort", tags=["steering"])
+def abort(app: str, body: SteerBody, request: Request) -> dict[str, Any]:
+    """All traffic back to stable at once; the new revision stops after a delay."""
+    return outcome_view(runtime(request).steering.abort(app, body.env, body.actor))
+
+
+@router.post("/apps/{app}/retry", tags=["steering"])
+def retry(app: str, body: SteerBody, request: Request) -> dict[str, Any]:
+    """Start an aborted or rolled back rollout again from its first step."""
+    return outcome_view(runtime(request).steering.retry(app, body.env, body.actor))
+
+
 @router.get("/apps", tags=["apps"])
 def list_apps(request: Request) -> list[dict[str, Any]]:
     """Every app and environment this server knows."""
@@ -126,6 +158,7 @@ async def status(app: str, request: Request, env: Env = DEFAULT_ENV) -> dict[str
         "stable": views.revision_view(stable) if stable else None,
         "target": views.revision_view(target) if target else None,
         "rollout": views.rollout_view(active) if active else None,
+        "canary": views.steps_view(target, active) if target and active else None,
         "last_rollout": views.rollout_view(last) if last else None,
         "listen": _listen(target or stable),
         "instances": [views.instance_view(i) for i in instances],

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from baepo.controller.loop import Controller
 from baepo.controller.releases import Releases
+from baepo.controller.steering import Steering
 from baepo.core.ports import Platform, Router, Store
 
 
@@ -22,4 +23,5 @@ class Runtime:
     router: Router
     controller: Controller
     releases: Releases
+    steering: Steering
     pid: int = field(default_factory=os.getpid)

@@ -38,3 +38,11 @@ class UndoBody(Body):
 class DownBody(Body):
     env: str = Field(default=DEFAULT_ENV, pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")
     actor: str = Field(default="unknown", min_length=1, max_length=200)
+
+
+class SteerBody(Body):
+    """Promote, pause, resume, abort or retry the rollout of an app in one environment."""
+
+    env: str = Field(default=DEFAULT_ENV, pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")
+    actor: str = Field(default="unknown", min_length=1, max_length=200)
+    full: bool = Field(default=False, description="promote: skip every remaining step.")

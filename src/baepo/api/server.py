@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import socket
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,6 +26,7 @@ from baepo.api.app import create_app
 from baepo.api.runtime import Runtime
 from baepo.controller.loop import Controller
 from baepo.controller.releases import Releases
+from baepo.controller.steering import Steering
 from baepo.errors import ConfigError, ExternalError, Problem, StateError
 from baepo.registry import make_platform, make_router
 from baepo.store import open_store, redact, sqlite_url
@@ -101,8 +103,10 @@ def serve(
         platform = make_platform("local", state_dir)
         router = make_router("builtin", state_dir)
         controller = Controller(store, platform, router)
-        releases = Releases(store, controller.wake)
-        runtime = Runtime(state_dir, store, platform, router, controller, releases)
+        lock = threading.Lock()
+        releases = Releases(store, controller.wake, lock=lock)
+        steering = Steering(store, controller.wake, lock=lock)
+        runtime = Runtime(state_dir, store, platform, router, controller, releases, steering)
         sock = _bind(host, port)
         bound_host, bound_port = sock.getsockname()[:2]
         api_url = f"http://{_url_host(bound_host)}:{bound_port}"

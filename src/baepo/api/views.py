@@ -109,3 +109,27 @@ def stats_view(stats: Sequence[RevisionStats]) -> list[dict[str, Any]]:
         }
         for s in stats
     ]
+
+
+def steps_view(revision: Revision, rollout: Rollout) -> dict[str, Any] | None:
+    """A canary rollout's steps with the current one marked, and its weight."""
+    from baepo.spec.models import Spec
+
+    canary = Spec.model_validate(revision.config).strategy.canary
+    if canary is None:
+        return None
+    current = int(rollout.status.get("step", 0))
+    steps = [
+        {
+            "index": index,
+            "description": step.describe(),
+            "state": "done" if index < current else "current" if index == current else "pending",
+        }
+        for index, step in enumerate(canary.steps)
+    ]
+    return {
+        "steps": steps,
+        "step": current,
+        "weight": int(rollout.status.get("weight", 0)),
+        "promoting": current >= len(canary.steps),
+    }

@@ -67,12 +67,32 @@ def status_view(s: dict[str, Any]) -> RenderableType:
         parts.append(line)
         if rollout.get("message"):
             parts.append(Text(f"  {rollout['message']}", style="dim"))
+    if s.get("canary"):
+        parts.append(steps_text(s["canary"]))
     parts.append(revisions_table(s))
     if s.get("instances"):
         parts.append(instances_table(s["instances"]))
     if s.get("events"):
         parts.append(events_table(s["events"][-8:]))
     return Group(*parts)
+
+
+def steps_text(canary: dict[str, Any]) -> Text:
+    """The canary's steps, one a line, with the current one marked."""
+    text = Text()
+    marks = {
+        "done": ("  ✓ ", "green"),
+        "current": ("  ▶ ", "bold cyan"),
+        "pending": ("    ", "dim"),
+    }
+    for step in canary["steps"]:
+        mark, style = marks[step["state"]]
+        text.append(f"{mark}{step['index'] + 1}. {step['description']}\n", style=style)
+    if canary.get("promoting"):
+        text.append(
+            "  ▶ promoting: scale up, switch all traffic, retire stable\n", style="bold cyan"
+        )
+    return text
 
 
 def revisions_table(s: dict[str, Any]) -> Table:

@@ -110,6 +110,8 @@ class Reconciler:
         )
         if changed:
             rollout = await self._transition(app, rollout, plan, status)
+        for note in plan.notes:
+            await self.event(app, "rollout.step", note, rollout=rollout)
         await self._apply(app, revision, plan)
         return True
 
@@ -146,8 +148,18 @@ class Reconciler:
         return saved
 
     async def _hold(self, app: App, revision: Revision, instances: list[Instance]) -> bool:
-        """No rollout: keep the stable revision at its replicas (self-healing, rollback)."""
+        """No rollout: keep the stable revision at its replicas (self-healing, rollback).
+
+        Instances the last rollout asked to keep warm (an aborted canary for
+        ``abort_scale_down_delay``, the old blue-green side for ``scale_down_delay``) are left
+        running, unrouted, until their time is up.
+        """
         spec = spec_of(revision)
+        last = await asyncio.to_thread(self.store.latest_rollout, app.app, app.env)
+        keep = (last.status.get("keep") if last else None) or {}
+        warm = keep and keep.get("revision") != revision.number
+        if warm and self.clock() < datetime.fromisoformat(keep["until"]):
+            instances = [i for i in instances if i.revision != keep["revision"]]
         plan = converge(
             revision.number,
             spec.replicas,

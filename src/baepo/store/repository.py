@@ -25,7 +25,7 @@ from sqlalchemy.engine import URL, Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from baepo.core.model import TERMINAL_PHASES, App, Event, Revision, Rollout
-from baepo.errors import NotFoundError, StateError
+from baepo.errors import ConflictError, NotFoundError, StateError
 from baepo.store import engine as store_engine
 from baepo.store import migrate, translate
 from baepo.store.tables import AppRow, EventRow, RevisionRow, RolloutRow
@@ -325,8 +325,8 @@ def _rowcount(result: sa.Result[Any]) -> int:
     return typing.cast("sa.CursorResult[Any]", result).rowcount
 
 
-def _conflict(name: str, expected: int, found: int) -> StateError:
-    return StateError(
+def _conflict(name: str, expected: int, found: int) -> ConflictError:
+    return ConflictError(
         f"{name} was changed concurrently: saved with version {expected}, stored version is "
         f"{found}",
         hint="read it again and retry",

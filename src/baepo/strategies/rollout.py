@@ -20,11 +20,12 @@ from baepo.strategies.recreate import recreate_step
 from baepo.strategies.rolling import converge, is_complete
 
 
-def progress_marker(target: int, instances: Sequence[Instance]) -> list[int]:
-    """What counts as progress: more target instances ready, fewer others live."""
+def progress_marker(target: int, instances: Sequence[Instance], waiting: bool) -> list[int]:
+    """What counts as progress: more target instances ready, fewer others live, and entering
+    or leaving a deliberate wait (so time spent paused never counts against the deadline)."""
     new_ready = len([i for i in ready(instances) if i.revision == target])
     others = len([i for i in live(instances) if i.revision != target])
-    return [new_ready, -others]
+    return [new_ready, -others, int(waiting)]
 
 
 def plan_rollout(
@@ -38,10 +39,10 @@ def plan_rollout(
     """
     target = rollout.revision
     status = dict(rollout.status)
-    marker = progress_marker(target, instances)
-    progressed = status.get("marker") != marker
     waiting_on_purpose = rollout.phase == RolloutPhase.PAUSED or "pause_until" in status
-    if progressed or waiting_on_purpose or "last_progress_at" not in status:
+    marker = progress_marker(target, instances, waiting_on_purpose)
+    progressed = status.get("marker") != marker
+    if progressed or "last_progress_at" not in status:
         status["marker"] = marker
         status["last_progress_at"] = now.isoformat()
 
@@ -51,12 +52,18 @@ def plan_rollout(
         return _end(rollout, why), status
 
     idle = (now - datetime.fromisoformat(status["last_progress_at"])).total_seconds()
-    if idle > spec.progress_deadline:
+    if idle > spec.progress_deadline and not waiting_on_purpose:
         why = (
             f"no progress for {idle:.0f}s (progress_deadline {spec.progress_deadline:g}s): "
             f"{marker[0]} of {spec.replicas} new instances ready"
         )
         return _end(rollout, why), status
+
+    if status.get("manual_pause"):
+        who = status.get("paused_by", "a person")
+        message = f"paused by {who}: nothing changes until baepo resume"
+        phase = RolloutPhase.PAUSED if rollout.phase != RolloutPhase.PAUSED else None
+        return Plan(phase=phase, message=message), status
 
     if is_complete(target, spec.replicas, instances):
         plan = converge(target, spec.replicas, 0, 0, instances)

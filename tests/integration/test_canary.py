@@ -1,0 +1,180 @@
+"""Canary rollouts end to end: weights through the real router, steering from the CLI."""
+
+from __future__ import annotations
+
+import http.client
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from harness import SampleProject, serving
+
+from baepo.cli.loadgen import LoadGenerator
+
+pytestmark = pytest.mark.slow
+
+CANARY = (
+    "{canary: {steps: [{set_weight: 5}, {pause: {}}, {set_weight: 25}, {pause: {}}, "
+    "{set_weight: 50}, {pause: {}}, {set_weight: 100}, {pause: {}}], "
+    "abort_scale_down_delay: 2s}}"
+)
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Iterator[SampleProject]:
+    p = SampleProject(tmp_path / "app")
+    try:
+        yield p
+    finally:
+        p.clean_up()
+
+
+def shares(port: int, count: int = 1000) -> Counter[str]:
+    """Versions answering ``count`` sequential requests on one keep-alive connection."""
+    seen: Counter[str] = Counter()
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    for _ in range(count):
+        conn.request("GET", "/")
+        response = conn.getresponse()
+        response.read()
+        assert response.status == 200
+        seen[response.getheader("X-Sample-Version") or "?"] += 1
+    conn.close()
+    return seen
+
+
+def paused_at(weight: int) -> Any:
+    def check(s: dict[str, Any]) -> bool:
+        rollout, canary = s.get("rollout"), s.get("canary")
+        routed = {t["revision"]: t["weight"] for t in s["traffic"]}
+        total = sum(routed.values()) or 1
+        return bool(
+            rollout
+            and canary
+            and rollout["phase"] == "paused"
+            and canary["weight"] == weight
+            and round(100 * routed.get(rollout["revision"], 0) / total) == weight
+        )
+
+    return check
+
+
+def test_full_canary_under_load_matches_weights_and_fails_nothing(project: SampleProject) -> None:
+    project.write("1.0.0", replicas=2)
+    project.ok("deploy", "--wait")
+    project.write("2.0.0", replicas=2, strategy=CANARY)
+    gen = LoadGenerator("127.0.0.1", project.port, rate=60, workers=3, max_seconds=240).start()
+    measured: dict[int, float] = {}
+    try:
+        project.ok("deploy", "--no-wait")
+        for weight in (5, 25, 50, 100):
+            status = project.wait_for(paused_at(weight), what=f"paused at weight {weight}")
+            assert status["canary"]["steps"][status["canary"]["step"]]["state"] == "current"
+            seen = shares(project.port)
+            measured[weight] = 100 * seen["2.0.0"] / sum(seen.values())
+            project.ok("promote")
+        final = project.wait_for(lambda s: serving(s, 2, 2), what="revision 2 serving")
+    finally:
+        report = gen.stop()
+    assert report.failed == 0, report
+    for weight, share in measured.items():
+        assert abs(share - weight) <= 5, measured
+    assert final["last_rollout"]["phase"] == "healthy"
+    steps = [e["message"] for e in project.api("/api/v1/apps/sample/events", limit=500)]
+    assert any("step 1/8: set weight 5%: done" in m for m in steps)
+
+
+def test_abort_sends_everything_to_stable_at_once_and_retry_starts_over(
+    project: SampleProject,
+) -> None:
+    project.write("1.0.0", replicas=2)
+    project.ok("deploy", "--wait")
+    project.write("2.0.0", replicas=2, strategy=CANARY)
+    project.ok("deploy", "--no-wait")
+    project.wait_for(paused_at(5))
+    project.ok("promote")
+    project.wait_for(paused_at(25))
+    gen = LoadGenerator("127.0.0.1", project.port, rate=100, workers=4, max_seconds=120).start()
+    try:
+        time.sleep(1)
+        out = project.ok("abort")
+        assert "serves all traffic" in out
+        aborted = project.wait_for(
+            lambda s: [t["revision"] for t in s["traffic"]] == [1], timeout=10, what="stable only"
+        )
+        # The canary's instances stay up, unrouted, for abort_scale_down_delay.
+        assert any(i["revision"] == 2 for i in aborted["instances"])
+        after = shares(project.port, 300)
+        assert set(after) == {"1.0.0"}
+        project.wait_for(lambda s: serving(s, 1, 2), what="canary instances stopped")
+    finally:
+        report = gen.stop()
+    assert report.failed == 0, report
+    status = project.status()
+    assert status["last_rollout"]["phase"] == "aborted"
+    assert "aborted" in project.ok("status")
+
+    project.ok("retry")
+    restarted = project.wait_for(paused_at(5), what="the retried rollout at its first pause")
+    assert restarted["rollout"]["revision"] == 2
+
+
+def test_pause_holds_and_resume_continues(project: SampleProject) -> None:
+    project.write("1.0.0", replicas=2)
+    project.ok("deploy", "--wait")
+    steps = "{canary: {steps: [{set_weight: 20}, {pause: {duration: 3s}}, {set_weight: 60}]}}"
+    project.write("2.0.0", replicas=2, strategy=steps)
+    project.ok("deploy", "--no-wait")
+    project.wait_for(lambda s: (s.get("canary") or {}).get("weight") == 20)
+    project.ok("pause")
+    held = project.wait_for(lambda s: s["rollout"]["phase"] == "paused")
+    time.sleep(4)  # longer than the timed pause: a held rollout does not move on
+    assert project.status()["canary"]["step"] == held["canary"]["step"]
+    refused = project.baepo("resume", "--env", "default")
+    assert refused.returncode == 0, refused.stderr
+    project.wait_for(lambda s: serving(s, 2, 2), what="revision 2 serving")
+
+
+@pytest.mark.parametrize("pause", ["{duration: 6s}", "{}"])
+def test_server_killed_mid_canary_resumes_at_the_same_step(
+    project: SampleProject, pause: str
+) -> None:
+    project.write("1.0.0", replicas=2)
+    project.ok("deploy", "--wait")
+    steps = f"{{canary: {{steps: [{{set_weight: 30}}, {{pause: {pause}}}, {{set_weight: 60}}]}}}}"
+    project.write("2.0.0", replicas=2, strategy=steps)
+    project.ok("deploy", "--no-wait")
+    before = project.wait_for(
+        lambda s: s.get("rollout") and "pause" in s["rollout"]["message"], what="the pause"
+    )
+    rollout_id = before["rollout"]["id"]
+    gen = LoadGenerator("127.0.0.1", project.port, rate=60, workers=3, max_seconds=120).start()
+    try:
+        project.kill_server()
+        time.sleep(1.5)
+        project.ok("server", "start")
+        after = project.status()
+        assert after["rollout"]["id"] == rollout_id
+        assert after["canary"]["step"] == before["canary"]["step"]
+        assert after["canary"]["weight"] == 30
+        assert {t["revision"]: t["weight"] for t in after["traffic"]} == {1: 70, 2: 30}
+        if pause == "{}":
+            assert after["rollout"]["phase"] == "paused"
+            project.ok("promote")
+        final = project.wait_for(lambda s: serving(s, 2, 2), timeout=60)
+    finally:
+        report = gen.stop()
+    assert report.failed == 0, report
+    if pause != "{}":
+        # The timed pause ended 6 s after it began, not 6 s after the restart.
+        events = project.api("/api/v1/apps/sample/events", limit=500, rollout_id=rollout_id)
+        began = next(e["at"] for e in events if "set weight 30%: done" in e["message"])
+        ended = next(e["at"] for e in events if "pause 6s: done" in e["message"])
+        from datetime import datetime
+
+        waited = (datetime.fromisoformat(ended) - datetime.fromisoformat(began)).total_seconds()
+        assert 5.5 <= waited < 7.5, waited  # a restarted pause would end 8.5 s or more after
+    assert final["last_rollout"]["id"] == rollout_id
