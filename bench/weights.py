@@ -41,6 +41,7 @@ from baepo.routers.builtin.adapter import BuiltinRouter
 TOOLS = {"nginx": "nginx", "wrk": "wrk", "taskset": "util-linux"}
 RESULTS = Path(__file__).parent / "results" / "weights.json"
 REQUEST = b"GET / HTTP/1.1\r\nHost: bench\r\n\r\n"
+KEYS = ("rps", "p50_ms", "p99_ms", "cpu_us_per_request", "cpu_user_us_per_request")
 
 
 def marked_nginx_conf(folder: Path, ports: list[int]) -> str:
@@ -160,6 +161,7 @@ async def changes_under_load(
     routes = [(), (HeaderRoute("X-Canary", "always", 2),)]
     changes = 0
     call_ms: list[float] = []
+    start = time.perf_counter()
     while not wrk.done():
         canary = (changes * 7) % 101
         table = [Backend(1, 100 - canary, (ups[0],)), Backend(2, canary, (ups[1],))]
@@ -173,7 +175,8 @@ async def changes_under_load(
         )
         call_ms.append((time.perf_counter() - t0) * 1000)
         changes += 1
-        await asyncio.sleep(max(0.0, 1 / rate - (time.perf_counter() - t0)))
+        # On a fixed schedule: a slow change is followed at once by the next one.
+        await asyncio.sleep(max(0.0, start + changes / rate - time.perf_counter()))
     result = wrk.result()
     return {
         "seconds": seconds,
@@ -184,7 +187,9 @@ async def changes_under_load(
     }
 
 
-def split_cost(admin: Path, url: str, ups: list[str], runs: int, seconds: int) -> dict[str, Any]:
+def split_cost(
+    admin: Path, url: str, ups: list[str], runs: int, seconds: int, pid: int
+) -> dict[str, Any]:
     """Throughput with one backend vs a 90/10 split (and with rules), interleaved runs."""
     a, b = ups
     tables: dict[str, dict[str, Any]] = {
@@ -205,20 +210,26 @@ def split_cost(admin: Path, url: str, ups: list[str], runs: int, seconds: int) -
         for name, table in tables.items():
             put_table(admin, table)
             run_wrk(url, 1, 50, None)
-            result = run_wrk(url, seconds, 50, None)
+            result = run_wrk(url, seconds, 50, pid)
             samples[name].append(result)
             print(
                 f"run {run + 1} {name:18s} {result['rps']:9.0f} req/s  "
                 f"p50 {result['p50_ms']:.3f} ms  p99 {result['p99_ms']:.3f} ms  "
-                f"failed {result['failed']:.0f}",
+                f"failed {result['failed']:.0f}  "
+                f"router CPU {result['cpu_us_per_request']:.1f} µs/req "
+                f"(user {result['cpu_user_us_per_request']:.1f})",
                 flush=True,
             )
     medians = {
-        name: {key: statistics.median(s[key] for s in runs_) for key in ("rps", "p50_ms", "p99_ms")}
+        name: {key: statistics.median(s[key] for s in runs_) for key in KEYS}
         for name, runs_ in samples.items()
     }
-    single = medians["single"]["rps"]
-    ratios = {name: round(m["rps"] / single, 3) for name, m in medians.items()}
+    single = medians["single"]
+    ratios = {name: round(m["rps"] / single["rps"], 3) for name, m in medians.items()}
+    cpu = {
+        name: round(m["cpu_user_us_per_request"] / single["cpu_user_us_per_request"], 3)
+        for name, m in medians.items()
+    }
     paired = [
         round(s["rps"] / one["rps"], 3)
         for s, one in zip(samples["split_90_10"], samples["single"], strict=True)
@@ -226,6 +237,7 @@ def split_cost(admin: Path, url: str, ups: list[str], runs: int, seconds: int) -
     return {
         "medians": medians,
         "ratios_vs_single": ratios,
+        "user_cpu_per_request_vs_single": cpu,
         "paired_split_ratios": paired,
         "samples": samples,
     }
@@ -252,7 +264,7 @@ async def run_all(args: argparse.Namespace, folder: Path, ups_ports: list[int]) 
         )
         under_load["router_counted"] = routed
         print(f"changes under load: {json.dumps(under_load)}", flush=True)
-        cost = await asyncio.to_thread(split_cost, admin, url, ups, args.runs, args.seconds)
+        cost = await asyncio.to_thread(split_cost, admin, url, ups, args.runs, args.seconds, pid)
     finally:
         await router.stop("bench", "weights")
     return {"change_latency": latency, "changes_under_load": under_load, "split_cost": cost}
@@ -302,7 +314,8 @@ def main() -> int:
     print()
     for goal, ok in goals.items():
         print(f"{'met' if ok else 'MISSED':6s} {goal}")
-    print(f"split ratios vs single backend: {cost['ratios_vs_single']}")
+    print(f"split throughput vs single backend: {cost['ratios_vs_single']}")
+    print(f"split user CPU per request vs single: {cost['user_cpu_per_request_vs_single']}")
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(
         json.dumps(
