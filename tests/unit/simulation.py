@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from baepo.core.model import Instance, InstancePhase, Rollout, RolloutPhase
 from baepo.spec.models import Spec
 from baepo.strategies.plan import Plan, ready
+from baepo.strategies.rollout import plan_rollout
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 _ids = itertools.count()
@@ -82,3 +83,44 @@ def make_rollout(target: int = 2, stable: int | None = 1, strategy: str = "rolli
         started_at=T0,
         updated_at=T0,
     )
+
+
+class Runner:
+    """Runs passes, applying plans to a fake cluster, with a clock moved by hand."""
+
+    def __init__(self, spec: Spec, strategy: str) -> None:
+        self.spec = spec
+        self.cluster = Cluster([instance(1) for _ in range(spec.replicas)])
+        self.rollout: Rollout = make_rollout(strategy=strategy)
+        self.now = T0
+        self.plans: list[Plan] = []
+
+    def step(self) -> Plan:
+        plan, status = plan_rollout(self.rollout, self.spec, self.cluster.instances, self.now)
+        self.rollout = replace(self.rollout, status=status, phase=plan.phase or self.rollout.phase)
+        self.plans.append(plan)
+        if not self.rollout.phase.terminal:
+            self.cluster.apply(plan, self.rollout.revision)
+        self.now += timedelta(seconds=1)
+        return plan
+
+    def until(self, predicate: Any, limit: int = 200) -> Plan:
+        for _ in range(limit):
+            plan = self.step()
+            if predicate(plan, self.rollout):
+                return plan
+        raise AssertionError(f"never reached: {self.rollout}")
+
+    def weight(self) -> int:
+        plan = self.plans[-1]
+        shares = {b.revision: b.weight for b in plan.traffic or ()}
+        total = sum(shares.values()) or 1
+        return round(100 * shares.get(2, 0) / total)
+
+    def promote(self, full: bool = False) -> None:
+        key = "promote_full" if full else "promote_step"
+        self.rollout = replace(
+            self.rollout,
+            status={**self.rollout.status, key: True},
+            phase=RolloutPhase.PROGRESSING,
+        )

@@ -6,13 +6,11 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from simulation import T0, Cluster, instance, make_rollout, make_spec
+from simulation import Runner, instance, make_spec
 
-from baepo.core.model import InstancePhase, Rollout, RolloutPhase
+from baepo.core.model import InstancePhase, RolloutPhase
 from baepo.spec.models import Spec
 from baepo.strategies.canary import canary_replicas, weighted_traffic
-from baepo.strategies.plan import Plan
-from baepo.strategies.rollout import plan_rollout
 
 STEPS = [{"set_weight": 5}, {"pause": {"duration": "30s"}}, {"set_weight": 25}, {"pause": {}},
          {"set_weight": 50}, {"set_weight": 100}]  # fmt: skip
@@ -22,45 +20,8 @@ def canary_spec(steps: list[dict[str, Any]] = STEPS, replicas: int = 4, **extra:
     return make_spec(replicas, {"canary": {"steps": steps, **extra}})
 
 
-class Driver:
-    """Runs passes, applying plans to a fake cluster, with a clock moved by hand."""
-
-    def __init__(self, spec: Spec, stable_count: int | None = None) -> None:
-        self.spec = spec
-        self.cluster = Cluster([instance(1) for _ in range(stable_count or spec.replicas)])
-        self.rollout: Rollout = make_rollout(strategy="canary")
-        self.now = T0
-        self.plans: list[Plan] = []
-
-    def step(self) -> Plan:
-        plan, status = plan_rollout(self.rollout, self.spec, self.cluster.instances, self.now)
-        self.rollout = replace(self.rollout, status=status, phase=plan.phase or self.rollout.phase)
-        self.plans.append(plan)
-        if not self.rollout.phase.terminal:
-            self.cluster.apply(plan, self.rollout.revision)
-        self.now += timedelta(seconds=1)
-        return plan
-
-    def until(self, predicate: Any, limit: int = 200) -> Plan:
-        for _ in range(limit):
-            plan = self.step()
-            if predicate(plan, self.rollout):
-                return plan
-        raise AssertionError(f"never reached: {self.rollout}")
-
-    def weight(self) -> int:
-        plan = self.plans[-1]
-        shares = {b.revision: b.weight for b in plan.traffic or ()}
-        total = sum(shares.values()) or 1
-        return round(100 * shares.get(2, 0) / total)
-
-    def promote(self, full: bool = False) -> None:
-        key = "promote_full" if full else "promote_step"
-        self.rollout = replace(
-            self.rollout,
-            status={**self.rollout.status, key: True},
-            phase=RolloutPhase.PROGRESSING,
-        )
+def driver(spec: Spec) -> Runner:
+    return Runner(spec, "canary")
 
 
 def test_canary_replicas_follow_the_weight_or_an_explicit_scale() -> None:
@@ -83,7 +44,7 @@ def test_weighted_traffic_gives_an_empty_side_nothing() -> None:
 
 
 def test_a_full_canary_walks_its_steps_and_ends_healthy() -> None:
-    d = Driver(canary_spec())
+    d = driver(canary_spec())
     d.until(lambda p, r: d.weight() == 5)
     assert d.cluster.count(2) == 1
     assert d.cluster.count(1) == 4  # stable is not scaled down without dynamic_stable_scale
@@ -108,7 +69,7 @@ def test_a_full_canary_walks_its_steps_and_ends_healthy() -> None:
 
 
 def test_the_weight_is_applied_only_once_canary_instances_are_ready() -> None:
-    d = Driver(canary_spec([{"set_weight": 50}, {"pause": {}}]))
+    d = driver(canary_spec([{"set_weight": 50}, {"pause": {}}]))
     first = d.step()
     assert first.start == 1  # max_surge 25% of 4: one canary instance started at a time
     assert d.weight() == 0  # nothing ready yet: all traffic stays on stable
@@ -117,7 +78,7 @@ def test_the_weight_is_applied_only_once_canary_instances_are_ready() -> None:
 
 
 def test_promote_full_skips_remaining_steps() -> None:
-    d = Driver(canary_spec())
+    d = driver(canary_spec())
     d.until(lambda p, r: d.weight() == 5)
     d.promote(full=True)
     final = d.until(lambda p, r: r.phase.terminal)
@@ -129,7 +90,7 @@ def test_promote_full_skips_remaining_steps() -> None:
 
 
 def test_timed_pause_remaining_time_survives_a_restart() -> None:
-    d = Driver(
+    d = driver(
         canary_spec([{"set_weight": 10}, {"pause": {"duration": "60s"}}, {"set_weight": 20}])
     )
     d.until(lambda p, r: "pause" in p.message)
@@ -144,7 +105,7 @@ def test_timed_pause_remaining_time_survives_a_restart() -> None:
 
 
 def test_dynamic_stable_scale_shrinks_stable_but_keeps_capacity() -> None:
-    d = Driver(canary_spec([{"set_weight": 50}, {"pause": {}}], dynamic_stable_scale=True))
+    d = driver(canary_spec([{"set_weight": 50}, {"pause": {}}], dynamic_stable_scale=True))
     d.until(lambda p, r: r.phase == RolloutPhase.PAUSED)
     for _ in range(5):
         d.step()
@@ -157,7 +118,7 @@ def test_dynamic_stable_scale_shrinks_stable_but_keeps_capacity() -> None:
 
 
 def test_set_canary_scale_runs_instances_without_traffic() -> None:
-    d = Driver(canary_spec([{"set_canary_scale": {"replicas": 2}}, {"pause": {}}]))
+    d = driver(canary_spec([{"set_canary_scale": {"replicas": 2}}, {"pause": {}}]))
     d.until(lambda p, r: r.phase == RolloutPhase.PAUSED)
     for _ in range(3):
         d.step()
@@ -166,7 +127,7 @@ def test_set_canary_scale_runs_instances_without_traffic() -> None:
 
 
 def test_analysis_step_waits_for_a_person() -> None:
-    d = Driver(canary_spec([{"set_weight": 20}, {"analysis": {"templates": ["errors"]}}]))
+    d = driver(canary_spec([{"set_weight": 20}, {"analysis": {"templates": ["errors"]}}]))
     plan = d.until(lambda p, r: r.phase == RolloutPhase.PAUSED)
     assert "baepo promote" in plan.message
     d.promote()
@@ -174,7 +135,7 @@ def test_analysis_step_waits_for_a_person() -> None:
 
 
 def test_a_crashing_canary_rolls_back() -> None:
-    d = Driver(canary_spec())
+    d = driver(canary_spec())
     d.until(lambda p, r: d.cluster.count(2) == 1)
     d.cluster.instances = [
         replace(i, phase=InstancePhase.FAILED, message="exited with code 3")
@@ -190,7 +151,7 @@ def test_paused_rollouts_do_not_hit_the_progress_deadline() -> None:
     spec = canary_spec([{"set_weight": 20}, {"pause": {}}]).model_copy(
         update={"progress_deadline": 10.0}
     )
-    d = Driver(spec)
+    d = driver(spec)
     d.until(lambda p, r: r.phase == RolloutPhase.PAUSED)
     d.now += timedelta(hours=2)
     for _ in range(3):

@@ -76,3 +76,19 @@ def router_config(revision: Revision) -> RouterConfig:
         upstream_timeout=spec.router.upstream_timeout,
         idle_timeout=spec.router.idle_timeout,
     )
+
+
+def preview_config(revision: Revision) -> RouterConfig:
+    """The blue-green preview listener of ``revision`` (its ``preview_listen`` address)."""
+    spec = spec_of(revision)
+    blue_green = spec.strategy.blue_green
+    assert blue_green is not None
+    assert blue_green.preview_listen is not None
+    return RouterConfig(
+        app=revision.app,
+        env=revision.env,
+        listen=blue_green.preview_listen,
+        upstream_timeout=spec.router.upstream_timeout,
+        idle_timeout=spec.router.idle_timeout,
+        listener="preview",
+    )

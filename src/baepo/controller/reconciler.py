@@ -17,9 +17,10 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
-from baepo.controller.desired import instance_spec, router_config, spec_of
+from baepo.controller.desired import instance_spec, preview_config, router_config, spec_of
+from baepo.controller.traffic import MAIN, PREVIEW, Table, Traffic
 from baepo.core.model import App, AppState, Event, Instance, InstancePhase, Revision, Rollout
-from baepo.core.ports import Backend, Platform, Router, RouterConfig, Store
+from baepo.core.ports import Backend, Platform, Router, Store
 from baepo.errors import BaepoError
 from baepo.strategies.plan import Plan
 from baepo.strategies.rolling import converge
@@ -52,8 +53,7 @@ class Reconciler:
         self.router = router
         self.clock = clock
         self._draining: dict[str, asyncio.Task[None]] = {}
-        self._tables: dict[tuple[str, str], tuple[Backend, ...]] = {}
-        self._routers: dict[tuple[str, str], tuple[RouterConfig, float]] = {}
+        self.traffic = Traffic(router)
         self._readiness: dict[str, bool] = {}
         self._seen_apps: set[tuple[str, str]] = set()
         self._revisions: dict[tuple[str, str, int], Revision] = {}
@@ -77,8 +77,8 @@ class Reconciler:
         return self._revisions[key]
 
     def table(self, app: str, env: str) -> tuple[Backend, ...]:
-        """The routing table last pushed for app+env (empty before the first push)."""
-        return self._tables.get((app, env), ())
+        """The main listener's table last pushed for app+env (empty before the first push)."""
+        return self.traffic.table(app, env).backends
 
     # -- the pass ----------------------------------------------------------------------
 
@@ -93,7 +93,7 @@ class Reconciler:
         if target is None:
             return False
         revision = await self.revision(app.app, app.env, target)
-        await self._ensure_router(router_config(revision))
+        await self.traffic.ensure(router_config(revision))
         if rollout is not None:
             return await self._advance(app, rollout, revision, instances)
         return await self._hold(app, revision, instances)
@@ -173,16 +173,15 @@ class Reconciler:
 
     async def _down(self, app: App, instances: list[Instance]) -> bool:
         """``baepo down``: no traffic, no instances, no router; history stays."""
-        key = (app.app, app.env)
-        if instances or self._tables.get(key):
-            await self._push_table(app, ())
+        listeners = self.traffic.running(app.app, app.env)
+        if instances and MAIN in listeners:
+            await self._push(app, Table(), MAIN)
         for instance in instances:
             if instance.phase != InstancePhase.STOPPING:
                 self._stop(app, instance)
-        if not instances and key in self._routers:
-            await self.router.stop(app.app, app.env)
-            self._routers.pop(key, None)
-            self._tables.pop(key, None)
+        if not instances and listeners:
+            for listener in listeners:
+                await self.traffic.stop(app.app, app.env, listener)
             await self.event(app, "app.down", "all instances and the router are stopped")
         return bool(instances)
 
@@ -190,7 +189,12 @@ class Reconciler:
 
     async def _apply(self, app: App, revision: Revision, plan: Plan) -> None:
         if plan.traffic is not None:
-            await self._push_table(app, plan.traffic)
+            await self._push(app, Table(plan.traffic, plan.sticky, plan.header_routes), MAIN)
+        if plan.preview is not None:
+            await self.traffic.ensure(preview_config(revision))
+            await self._push(app, Table(plan.preview), PREVIEW)
+        elif PREVIEW in self.traffic.running(app.app, app.env):
+            await self.traffic.stop(app.app, app.env, PREVIEW)
         instances = {i.id: i for i in await self.platform.list_instances(app.app, app.env)}
         for instance_id in plan.stop:
             if instance_id in instances and instance_id not in self._draining:
@@ -204,18 +208,10 @@ class Reconciler:
                 revision=started.revision,
             )
 
-    async def _push_table(self, app: App, table: Sequence[Backend]) -> None:
-        key = (app.app, app.env)
-        table = tuple(table)
-        if key not in self._tables:
-            # First push since this controller started: the router may already serve it.
-            self._tables[key] = tuple(await self.router.get_backends(app.app, app.env))
-        if self._tables.get(key) == table:
-            return
-        await self.router.set_backends(app.app, app.env, table)
-        self._tables[key] = table
-        shares = ", ".join(f"r{b.revision} x{len(b.upstreams)}" for b in table) or "none"
-        await self.event(app, "traffic.changed", f"routing to ready instances: {shares}")
+    async def _push(self, app: App, table: Table, listener: str) -> None:
+        if await self.traffic.push(app.app, app.env, table, listener):
+            where = "" if listener == MAIN else f" ({listener})"
+            await self.event(app, "traffic.changed", f"routing{where}: {table.describe()}")
 
     def _stop(self, app: App, instance: Instance) -> None:
         self._draining[instance.id] = asyncio.create_task(self._drain_and_stop(app, instance))
@@ -226,7 +222,7 @@ class Reconciler:
             revision = await self.revision(app.app, app.env, instance.revision)
             deadline = time.monotonic() + spec_of(revision).router.drain_timeout
             while time.monotonic() < deadline and instance.phase != InstancePhase.FAILED:
-                in_flight = await self.router.in_flight(app.app, app.env)
+                in_flight = await self.traffic.in_flight(app.app, app.env)
                 if not in_flight.get(instance.address):
                     break
                 await asyncio.sleep(0.05)
@@ -244,21 +240,12 @@ class Reconciler:
             self._draining.pop(instance.id, None)
             self.wake()
 
-    async def _ensure_router(self, config: RouterConfig) -> None:
-        key = (config.app, config.env)
-        known = self._routers.get(key)
-        if known and known[0] == config and time.monotonic() - known[1] < 5.0:
-            return
-        await self.router.ensure_running(config)
-        if known is None or known[0] != config:
-            self._tables.pop(key, None)  # a new or restarted router needs its table again
-        self._routers[key] = (config, time.monotonic())
-
     async def _note_readiness(self, app: App, instances: Sequence[Instance]) -> None:
         """Record readiness changes as events (silently learn it on the first pass)."""
         key = (app.app, app.env)
         if key not in self._seen_apps:
             self._seen_apps.add(key)
+            await self.traffic.adopt(app.app, app.env)
             for instance in instances:
                 self._readiness[instance.id] = (
                     instance.ready and instance.phase == InstancePhase.RUNNING

@@ -9,14 +9,10 @@ guards against other servers. Callers: the API.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from datetime import datetime
 
 from baepo.controller.operations import Operations, Outcome
-from baepo.core.model import (
-    AppState,
-    Revision,
-    RolloutPhase,
-    config_hash,
-)
+from baepo.core.model import App, AppState, Revision, Rollout, RolloutPhase, config_hash
 from baepo.errors import ConfigError, Problem, StateError
 from baepo.spec.models import Spec
 
@@ -147,6 +143,9 @@ class Releases(Operations):
                     f"rollout {active.id} is {active.phase.value}",
                     hint="undo it first (baepo undo), then undo to another revision",
                 )
+            warm = self._still_warm(app, to_revision)
+            if warm is not None:
+                return self._switch_back(app, warm, actor)
             source = self._undo_source(app, to_revision)
             stable = self._revision(app, app.stable_revision)
             if stable is not None and stable.config_hash == source.config_hash:
@@ -168,6 +167,34 @@ class Releases(Operations):
                 )
             )
             return self._roll_out(app, revision, actor)
+
+    def _still_warm(self, app: App, to_revision: int | None) -> Rollout | None:
+        """The last rollout, when it kept the revision to go back to running (blue-green's
+        ``scale_down_delay``) and that time is not over."""
+        last = self.store.latest_rollout(app.app, app.env)
+        keep = (last.status.get("keep") if last else None) or {}
+        if not last or last.phase != RolloutPhase.HEALTHY or not keep:
+            return None
+        if to_revision not in (None, keep["revision"]):
+            return None
+        if self.clock() >= datetime.fromisoformat(keep["until"]):
+            return None
+        return last
+
+    def _switch_back(self, app: App, last: Rollout, actor: str) -> Outcome:
+        """Fast undo: the previous revision is still running, so only traffic moves back."""
+        back = int(last.status["keep"]["revision"])
+        now = self.clock()
+        status = {**last.status, "keep": {"revision": last.revision, "until": now.isoformat()}}
+        self.store.save_rollout(replace(last, status=status, updated_at=now))
+        self._save_app(replace(app, stable_revision=back))
+        message = (
+            f"{actor} undid revision {last.revision}: revision {back} was still warm and "
+            f"serves all traffic again"
+        )
+        self._event(app, "rollout.undone", message, actor, rollout=last)
+        self.wake()
+        return Outcome(app.app, app.env, True, message, back)
 
     def down(self, app_name: str, env: str, actor: str) -> Outcome:
         """Stop serving: abort any rollout, stop instances and router; keep the history."""

@@ -26,7 +26,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from baepo.core.model import Instance, InstancePhase, RolloutPhase
-from baepo.core.ports import Backend
+from baepo.core.ports import Backend, HeaderRoute, Sticky
 from baepo.spec.models import Spec
 from baepo.spec.strategies import CanarySpec
 from baepo.strategies.plan import Plan, live, ready
@@ -58,11 +58,25 @@ def weighted_traffic(
         weights = {stable: 100, canary: 0}
     elif not by_rev[stable]:
         weights = {stable: 0, canary: 100}
+    # A side with ready instances stays in the table even at weight 0: header routes (testers'
+    # `X-Canary: always`) reach it there while ordinary requests do not.
     return tuple(
         Backend(revision=rev, weight=weights[rev], upstreams=tuple(by_rev[rev]))
         for rev in (stable, canary)
-        if by_rev[rev] and weights[rev] > 0
+        if by_rev[rev]
     )
+
+
+def routing_rules(canary: CanarySpec, target: int) -> dict[str, Any]:
+    """The sticky and header-route rules of a canary, for ``Plan``."""
+    sticky = None
+    if canary.sticky is not None:
+        sticky = Sticky(cookie=canary.sticky.cookie, header=canary.sticky.header)
+    routes: tuple[HeaderRoute, ...] = ()
+    if canary.header_route is not None:
+        route = canary.header_route
+        routes = (HeaderRoute(header=route.header, value=route.value, revision=target),)
+    return {"sticky": sticky, "header_routes": routes}
 
 
 def canary_step(

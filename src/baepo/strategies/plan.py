@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from baepo.core.model import Instance, InstancePhase, RolloutPhase
-from baepo.core.ports import Backend
+from baepo.core.ports import Backend, HeaderRoute, Sticky
 
 LIVE_PHASES = frozenset({InstancePhase.STARTING, InstancePhase.RUNNING})
 
@@ -21,6 +21,9 @@ class Plan:
     """The next idempotent actions. Empty lists mean "nothing to do this pass"."""
 
     traffic: tuple[Backend, ...] | None = None  # None: leave the routing table as it is
+    sticky: Sticky | None = None  # rules that travel with ``traffic``
+    header_routes: tuple[HeaderRoute, ...] = ()
+    preview: tuple[Backend, ...] | None = None  # the preview listener's table (blue-green)
     stop: tuple[str, ...] = ()  # instance ids: drain, then stop
     start: int = 0  # new instances of the target revision
     phase: RolloutPhase | None = None  # a transition to persist

@@ -14,7 +14,8 @@ from typing import Any
 
 from baepo.core.model import Instance, InstancePhase, Rollout, RolloutPhase
 from baepo.spec.models import Spec
-from baepo.strategies.canary import canary_step
+from baepo.strategies.bluegreen import blue_green_step
+from baepo.strategies.canary import canary_step, routing_rules
 from baepo.strategies.plan import Plan, live, ready
 from baepo.strategies.recreate import recreate_step
 from baepo.strategies.rolling import converge, is_complete
@@ -73,6 +74,15 @@ def plan_rollout(
     if spec.strategy.canary is not None and rollout.stable_revision is not None:
         plan, status = canary_step(
             spec, spec.strategy.canary, rollout.stable_revision, target, rollout.phase,
+            status, instances, now,
+        )  # fmt: skip
+        if plan.phase == rollout.phase:
+            plan = replace(plan, phase=None)
+        rules = routing_rules(spec.strategy.canary, target)
+        return replace(plan, progressed=progressed, **rules), status
+    if spec.strategy.blue_green is not None and rollout.stable_revision is not None:
+        plan, status = blue_green_step(
+            spec, spec.strategy.blue_green, rollout.stable_revision, target, rollout.phase,
             status, instances, now,
         )  # fmt: skip
         if plan.phase == rollout.phase:
