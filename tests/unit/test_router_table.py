@@ -6,6 +6,7 @@ import subprocess
 import sys
 from collections import Counter
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -154,3 +155,16 @@ def test_router_process_imports_stay_light() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_admin_socket_moves_out_of_folders_too_deep_for_a_unix_socket(tmp_path: Path) -> None:
+    from baepo.routers.builtin.payloads import SUN_PATH_MAX, admin_socket
+
+    shallow = tmp_path / "r"
+    assert admin_socket(shallow) == shallow / "admin.sock"
+    deep = tmp_path / ("x" * 60) / ("y" * 60)
+    sock = admin_socket(deep)
+    assert len(str(sock)) <= SUN_PATH_MAX
+    assert sock == admin_socket(deep)  # adapter and router compute the same place
+    assert sock != admin_socket(tmp_path / ("x" * 60) / ("z" * 60))
+    assert (sock.parent.stat().st_mode & 0o777) == 0o700

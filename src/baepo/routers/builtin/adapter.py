@@ -27,6 +27,7 @@ from baepo.errors import ConfigError, ExternalError
 from baepo.routers.builtin import admin_call
 from baepo.routers.builtin.payloads import (
     MODULE,
+    admin_socket,
     backends_json,
     parse_rules,
     parse_stats,
@@ -120,9 +121,9 @@ class BuiltinRouter:
         pid = self._running_pid(folder)
         if pid is not None:
             await self._terminate(pid)
-        for name in ("router.pid", "admin.sock"):
+        for path in (folder / "router.pid", admin_socket(folder)):
             with contextlib.suppress(OSError):
-                (folder / name).unlink()
+                path.unlink()
 
     async def health(self, app: str, env: str, *, listener: str = MAIN) -> dict[str, Any] | None:
         """The router's ``/healthz`` (pid, listen, timeouts, uptime), or None if it is down."""
@@ -296,7 +297,7 @@ class BuiltinRouter:
             await asyncio.sleep(0.1)
 
     async def _health(self, folder: Path) -> dict[str, Any] | None:
-        sock = folder / "admin.sock"
+        sock = admin_socket(folder)
         if not sock.exists():
             return None
         try:
@@ -309,7 +310,7 @@ class BuiltinRouter:
     async def _call(
         self, app: str, env: str, listener: str, method: str, path: str, body: Any = None
     ) -> admin_call.AdminResponse:
-        sock = self.folder(app, env, listener) / "admin.sock"
+        sock = admin_socket(self.folder(app, env, listener))
         name = self._name(app, env, listener)
         if not sock.exists():
             raise ExternalError(f"the router of {name} is not running (no {sock})")

@@ -7,6 +7,9 @@ port's dataclasses. No I/O, so tests compare them by equality. Caller: ``adapter
 
 from __future__ import annotations
 
+import hashlib
+import os
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -17,6 +20,25 @@ from baepo.shell import process
 MODULE = "baepo.routers.builtin"
 
 
+SUN_PATH_MAX = 107  # bytes a unix socket path may have on Linux (108 with the final NUL)
+
+
+def admin_socket(folder: Path) -> Path:
+    """Where the router of ``folder`` listens for admin calls.
+
+    In the folder itself when the path fits a unix socket address; otherwise (deep project
+    folders) in a private per-user directory under the system's temporary folder, named by a
+    hash of the folder, so adapter and router agree on it without storing it anywhere.
+    """
+    inside = folder / "admin.sock"
+    if len(os.fsencode(inside)) <= SUN_PATH_MAX:
+        return inside
+    digest = hashlib.sha256(os.fsencode(folder.resolve())).hexdigest()[:20]
+    private = Path(tempfile.gettempdir()) / f"baepo-{os.getuid()}"
+    private.mkdir(mode=0o700, exist_ok=True)
+    return private / f"{digest}.sock"
+
+
 def router_argv(folder: Path, config: RouterConfig, connect_timeout: float) -> list[str]:
     """The command that runs the router process for ``config`` with its files in ``folder``."""
     return process.python_module_argv(
@@ -24,7 +46,7 @@ def router_argv(folder: Path, config: RouterConfig, connect_timeout: float) -> l
         "--listen",
         config.listen,
         "--admin",
-        str(folder / "admin.sock"),
+        str(admin_socket(folder)),
         "--state",
         str(folder / "table.json"),
         "--upstream-timeout",

@@ -1,0 +1,90 @@
+"""Blue-green rollouts end to end: the preview on its own address, one switch, instant undo."""
+
+from __future__ import annotations
+
+import http.client
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from harness import SampleProject, free_port, serving
+
+from baepo.cli.loadgen import LoadGenerator
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Iterator[SampleProject]:
+    p = SampleProject(tmp_path / "app")
+    try:
+        yield p
+    finally:
+        p.clean_up()
+
+
+def versions(port: int, count: int) -> Counter[str]:
+    seen: Counter[str] = Counter()
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    for _ in range(count):
+        conn.request("GET", "/")
+        response = conn.getresponse()
+        response.read()
+        assert response.status == 200
+        seen[response.getheader("X-Sample-Version") or "?"] += 1
+    conn.close()
+    return seen
+
+
+def test_preview_then_switch_then_instant_undo_under_load(project: SampleProject) -> None:
+    preview = free_port()
+    strategy = (
+        f'{{blue_green: {{preview_listen: "127.0.0.1:{preview}", auto_promotion_enabled: false, '
+        f"scale_down_delay: 60s}}}}"
+    )
+    project.write("1.0.0", replicas=2, strategy=strategy)
+    project.ok("deploy", "--wait")
+    project.write("2.0.0", replicas=2, strategy=strategy)
+    gen = LoadGenerator("127.0.0.1", project.port, rate=80, workers=4, max_seconds=180).start()
+    try:
+        project.ok("deploy", "--no-wait")
+        waiting = project.wait_for(
+            lambda s: s.get("rollout") and s["rollout"]["phase"] == "paused", what="preview ready"
+        )
+        assert "baepo promote" in waiting["rollout"]["message"]
+        # The preview answers on its own address; production sees only the active side.
+        assert versions(preview, 200) == Counter({"2.0.0": 200})
+        assert versions(project.port, 1000) == Counter({"1.0.0": 1000})
+        project.ok("promote")
+        switched = project.wait_for(
+            lambda s: s["rollout"] is None and s["stable_revision"] == 2, what="the switch"
+        )
+        assert [t["revision"] for t in switched["traffic"]] == [2]
+        assert versions(project.port, 1000) == Counter({"2.0.0": 1000})
+        # The old side is still running, unrouted: undo only switches back.
+        assert sum(i["revision"] == 1 for i in switched["instances"]) == 2
+        started = time.monotonic()
+        out = project.ok("undo")
+        assert "still warm" in out
+        back = project.wait_for(lambda s: serving(s, 1, 2), what="revision 1 serving again")
+        assert time.monotonic() - started < 10
+        assert versions(project.port, 300) == Counter({"1.0.0": 300})
+    finally:
+        report = gen.stop()
+    assert report.failed == 0, report
+    assert back["stable_revision"] == 1
+    # The preview listener is gone once the rollout ended.
+    with pytest.raises(OSError):
+        versions(preview, 1)
+
+
+def test_auto_promotion_switches_on_its_own(project: SampleProject) -> None:
+    strategy = "{blue_green: {auto_promotion_seconds: 1s, scale_down_delay: 1s}}"
+    project.write("1.0.0", replicas=2, strategy=strategy)
+    project.ok("deploy", "--wait")
+    project.write("2.0.0", replicas=2, strategy=strategy)
+    project.ok("deploy", "--wait")
+    final = project.wait_for(lambda s: serving(s, 2, 2), what="old side scaled down")
+    assert final["last_rollout"]["phase"] == "healthy"
