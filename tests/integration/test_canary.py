@@ -178,3 +178,47 @@ def test_server_killed_mid_canary_resumes_at_the_same_step(
         waited = (datetime.fromisoformat(ended) - datetime.fromisoformat(began)).total_seconds()
         assert 5.5 <= waited < 7.5, waited  # a restarted pause would end 8.5 s or more after
     assert final["last_rollout"]["id"] == rollout_id
+
+
+def test_sticky_clients_keep_their_side_and_testers_reach_the_canary(
+    project: SampleProject,
+) -> None:
+    project.write("1.0.0", replicas=2)
+    project.ok("deploy", "--wait")
+    strategy = (
+        "{canary: {steps: [{set_weight: 0}, {pause: {}}, {set_weight: 25}, {pause: {}}, "
+        "{set_weight: 50}, {pause: {}}], sticky: {cookie: baepo_side}, "
+        "header_route: {header: X-Canary, value: always}}}"
+    )
+    project.write("2.0.0", replicas=2, strategy=strategy)
+    project.ok("deploy", "--no-wait")
+    project.wait_for(lambda s: s.get("rollout") and s["rollout"]["phase"] == "paused")
+    # Weight 0: nobody reaches the canary but testers sending the header (once it runs).
+    project.ok("promote")
+    project.wait_for(paused_at(25))
+
+    def ask(conn: http.client.HTTPConnection, headers: dict[str, str]) -> tuple[str, str]:
+        conn.request("GET", "/", headers=headers)
+        response = conn.getresponse()
+        response.read()
+        assert response.status == 200
+        return response.getheader("X-Sample-Version") or "?", response.getheader("Set-Cookie") or ""
+
+    conn = http.client.HTTPConnection("127.0.0.1", project.port, timeout=10)
+    tester = [ask(conn, {"X-Canary": "always"})[0] for _ in range(50)]
+    assert set(tester) == {"2.0.0"}
+    clients: dict[str, str] = {}  # cookie -> side
+    for _ in range(200):
+        version, cookie = ask(conn, {})
+        assert cookie.startswith("baepo_side=")
+        clients[cookie.split(";")[0]] = version
+    on_canary = sum(v == "2.0.0" for v in clients.values())
+    assert 0.15 <= on_canary / len(clients) <= 0.35, on_canary
+    for cookie, side in list(clients.items())[:60]:
+        assert {ask(conn, {"Cookie": cookie})[0] for _ in range(3)} == {side}
+    project.ok("promote")
+    project.wait_for(paused_at(50))
+    for cookie, side in clients.items():
+        if side == "2.0.0":  # canary clients stay on the canary as its weight rises
+            assert ask(conn, {"Cookie": cookie})[0] == "2.0.0"
+    conn.close()

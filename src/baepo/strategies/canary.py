@@ -67,13 +67,17 @@ def weighted_traffic(
     )
 
 
-def routing_rules(canary: CanarySpec, target: int) -> dict[str, Any]:
-    """The sticky and header-route rules of a canary, for ``Plan``."""
+def routing_rules(
+    canary: CanarySpec, target: int, traffic: Sequence[Backend] | None
+) -> dict[str, Any]:
+    """The sticky and header-route rules of a canary, for ``Plan``. A header route is only
+    given while the canary is in the table (it has ready instances)."""
     sticky = None
     if canary.sticky is not None:
         sticky = Sticky(cookie=canary.sticky.cookie, header=canary.sticky.header)
     routes: tuple[HeaderRoute, ...] = ()
-    if canary.header_route is not None:
+    in_table = any(b.revision == target for b in traffic or ())
+    if canary.header_route is not None and in_table:
         route = canary.header_route
         routes = (HeaderRoute(header=route.header, value=route.value, revision=target),)
     return {"sticky": sticky, "header_routes": routes}

@@ -78,7 +78,7 @@ def plan_rollout(
         )  # fmt: skip
         if plan.phase == rollout.phase:
             plan = replace(plan, phase=None)
-        rules = routing_rules(spec.strategy.canary, target)
+        rules = routing_rules(spec.strategy.canary, target, plan.traffic)
         return replace(plan, progressed=progressed, **rules), status
     if spec.strategy.blue_green is not None and rollout.stable_revision is not None:
         plan, status = blue_green_step(
