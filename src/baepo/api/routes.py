@@ -164,7 +164,7 @@ async def status(app: str, request: Request, env: Env = DEFAULT_ENV) -> dict[str
         "instances": [views.instance_view(i) for i in instances],
         "desired": {str(k): v for k, v in desired.items()},
         "traffic": views.traffic_view(rt.controller.reconciler.table(app, env)),
-        "stats": views.stats_view(stats),
+        "stats": views.stats_view(stats, rt.controller.reconciler.sampler.rates(app, env)),
         "events": [views.event_view(e) for e in events],
     }
 

@@ -5,10 +5,11 @@ Callers: ``api.routes``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+from baepo.core.latency import WindowRates
 from baepo.core.model import App, Event, Instance, Revision, Rollout
 from baepo.core.ports import Backend, RevisionStats
 
@@ -98,7 +99,24 @@ def traffic_view(table: Sequence[Backend]) -> list[dict[str, Any]]:
     ]
 
 
-def stats_view(stats: Sequence[RevisionStats]) -> list[dict[str, Any]]:
+def stats_view(
+    stats: Sequence[RevisionStats], rates: Mapping[int, WindowRates]
+) -> list[dict[str, Any]]:
+    """Counters since the router started, and live rates over the last seconds."""
+
+    def live(rate: WindowRates | None) -> dict[str, Any] | None:
+        if rate is None:
+            return None
+        return {
+            "seconds": round(rate.seconds, 1),
+            "requests_per_second": round(rate.requests_per_second, 2),
+            "rate_5xx": rate.rate_5xx,
+            "error_rate": rate.error_rate,
+            "p50_ms": None if rate.p50 is None else round(rate.p50 * 1000, 2),
+            "p95_ms": None if rate.p95 is None else round(rate.p95 * 1000, 2),
+            "p99_ms": None if rate.p99 is None else round(rate.p99 * 1000, 2),
+        }
+
     return [
         {
             "revision": s.revision,
@@ -106,6 +124,7 @@ def stats_view(stats: Sequence[RevisionStats]) -> list[dict[str, Any]]:
             "status": s.status,
             "in_flight": s.in_flight,
             "latency_sum": round(s.latency_sum, 6),
+            "live": live(rates.get(s.revision)),
         }
         for s in stats
     ]

@@ -97,7 +97,8 @@ def steps_text(canary: dict[str, Any]) -> Text:
 
 def revisions_table(s: dict[str, Any]) -> Table:
     table = Table(box=None, pad_edge=False, header_style="bold")
-    for column in ("revision", "ready/desired", "traffic", "requests", "5xx", "errors"):
+    columns = ("revision", "ready/desired", "traffic", "req/s", "5xx", "errors", "p95", "requests")
+    for column in columns:
         table.add_column(column, justify="right" if column != "revision" else "left")
     desired: dict[str, int] = s.get("desired", {})
     revisions = sorted(
@@ -111,16 +112,22 @@ def revisions_table(s: dict[str, Any]) -> Table:
         ready = sum(1 for i in instances if i["ready"])
         mark = " (stable)" if rev == stable else ""
         st = stats.get(rev, {})
-        codes = st.get("status", {})
+        live = st.get("live") or {}
         table.add_row(
             f"r{rev}{mark}",
             f"{ready}/{desired.get(str(rev), 0)}",
             f"{traffic.get(rev, 0):.0f}%",
+            f"{live.get('requests_per_second', 0):.1f}",
+            _percent(live.get("rate_5xx")),
+            _percent(live.get("error_rate")),
+            "-" if live.get("p95_ms") is None else f"{live['p95_ms']:.1f}ms",
             str(st.get("requests", 0)),
-            str(codes.get("5xx", 0)),
-            str(codes.get("error", 0)),
         )
     return table
+
+
+def _percent(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.1f}%"
 
 
 def instances_table(instances: list[dict[str, Any]]) -> Table:

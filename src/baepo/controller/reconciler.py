@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from baepo.controller.desired import instance_spec, preview_config, router_config, spec_of
+from baepo.controller.sampling import Sampler
 from baepo.controller.traffic import MAIN, PREVIEW, Table, Traffic
 from baepo.core.model import App, AppState, Event, Instance, InstancePhase, Revision, Rollout
 from baepo.core.ports import Backend, Platform, Router, Store
@@ -54,6 +55,7 @@ class Reconciler:
         self.clock = clock
         self._draining: dict[str, asyncio.Task[None]] = {}
         self.traffic = Traffic(router)
+        self.sampler = Sampler(router)
         self._readiness: dict[str, bool] = {}
         self._seen_apps: set[tuple[str, str]] = set()
         self._revisions: dict[tuple[str, str, int], Revision] = {}
@@ -94,6 +96,7 @@ class Reconciler:
             return False
         revision = await self.revision(app.app, app.env, target)
         await self.traffic.ensure(router_config(revision))
+        await self.sampler.sample(app.app, app.env)
         if rollout is not None:
             return await self._advance(app, rollout, revision, instances)
         return await self._hold(app, revision, instances)
