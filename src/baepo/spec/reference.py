@@ -185,6 +185,28 @@ EXAMPLES: list[tuple[str, str, str]] = [
         "  env:\n    QUEUE: reports\nstrategy: recreate\n",
     ),
     (
+        "Canary with steps",
+        "5 % of requests go to the new revision, then 25 % after a ten-minute pause, then 50 % "
+        "once a person runs `baepo promote`, then everything. Clients keep their side across "
+        "steps (a cookie), and testers reach the canary at any weight with `X-Canary: always`.",
+        'app: shop-api\nrun:\n  command: ["./shop-api", "--port", "{port}"]\nreplicas: 4\n'
+        "strategy:\n  canary:\n    steps:\n      - set_weight: 5\n      - pause: {duration: 10m}\n"
+        "      - set_weight: 25\n      - pause: {}\n      - set_weight: 50\n"
+        "      - pause: {duration: 5m}\n    sticky: {cookie: shop_side}\n"
+        "    header_route: {header: X-Canary, value: always}\n"
+        "    abort_scale_down_delay: 1m\n",
+    ),
+    (
+        "Blue-green with a preview address",
+        "The new revision answers on port 8081 before it takes any production traffic; "
+        "`baepo promote` switches all of it at once, and the old revision stays warm for five "
+        "minutes so `baepo undo` is instant.",
+        'app: shop-api\nrun:\n  command: ["./shop-api", "--port", "{port}"]\nreplicas: 3\n'
+        'router: {listen: "127.0.0.1:8080"}\nstrategy:\n  blue_green:\n'
+        '    preview_listen: "127.0.0.1:8081"\n    auto_promotion_enabled: false\n'
+        "    scale_down_delay: 5m\n",
+    ),
+    (
         "Health probes",
         "Readiness decides who gets traffic; liveness restarts an instance that hangs. "
         "`initial_delay` gives a slow starter time before its first probe.",
