@@ -35,9 +35,10 @@ def format_duration(seconds: float) -> str:
             return f"{int(seconds // size)}{unit}"
     if float(seconds).is_integer():
         return f"{int(seconds)}s"
-    millis = round(seconds * 1000, 6)
-    if seconds < 1 and millis.is_integer():
-        return f"{int(millis)}ms"
+    if 0 < seconds < 1:
+        millis = f"{round(seconds * 1000)}ms"
+        if parse_duration(millis) == seconds:
+            return millis
     return f"{decimal.Decimal(repr(float(seconds))):f}s"
 
 
