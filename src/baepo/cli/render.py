@@ -19,11 +19,16 @@ PHASE_STYLE = {
     "paused": "yellow",
     "promoting": "cyan",
     "healthy": "green",
+    "promoted": "green",
     "aborted": "red",
     "rolled_back": "red",
     "failed": "bold red",
     "superseded": "dim",
 }
+
+
+# How a finished rollout reads in the history.
+OUTCOME = {"healthy": "promoted"}
 
 
 def phase_text(phase: str) -> Text:
@@ -169,7 +174,9 @@ def history_table(revisions: list[dict[str, Any]]) -> Table:
         table.add_column(column)
     for r in revisions:
         rollout = r.get("rollout") or {}
-        outcome = phase_text(rollout["phase"]) if rollout else Text("-")
+        outcome = (
+            phase_text(OUTCOME.get(rollout["phase"], rollout["phase"])) if rollout else Text("-")
+        )
         if r.get("stable"):
             outcome.append(" (serving)", style="bold green")
         why = r.get("message") or ""

@@ -8,6 +8,7 @@ from __future__ import annotations
 import difflib
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -35,14 +36,20 @@ def status(
 ) -> None:
     """Show the app now: stable revision, rollout in progress, instances, traffic, events.
 
+    With `--watch` the view is redrawn in place until Ctrl-C (with `-o json`: one JSON
+    document per second, a line each).
     Example: `baepo status --watch` while a deploy runs elsewhere; `baepo status -o json | jq`.
     """
     project = Project(file, env, state_dir)
     client = project.client()
+    if watch and output == Output.json:
+        while True:  # one JSON document per line, as the status changes, until Ctrl-C
+            print(json.dumps(client.get(f"/api/v1/apps/{project.app}", env=env)), flush=True)
+            time.sleep(1.0)
     if watch:
         follow(
             client, project.app, env, out, done=lambda _: False, timeout=None,
-            live=sys.stdout.isatty() and output == Output.text,
+            live=sys.stdout.isatty(),
         )  # fmt: skip
         return
     current = client.get(f"/api/v1/apps/{project.app}", env=env)
