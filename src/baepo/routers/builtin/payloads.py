@@ -63,22 +63,29 @@ def backends_json(
     sticky: Sticky | None = None,
     header_routes: Sequence[HeaderRoute] = (),
 ) -> dict[str, Any]:
-    """The body of ``PUT /backends``: the table and its rules (null/empty when there are none)."""
-    rule: dict[str, str | None] | None = None
-    if sticky is not None:
-        rule = {"cookie": sticky.cookie} if sticky.cookie is not None else {}
-        if sticky.header is not None:
-            rule["header"] = sticky.header
-    return {
+    """The body of ``PUT /backends``: the table, and its rules when there are any.
+
+    Rules are left out rather than sent empty, so a router started by an earlier version (one
+    that knows only ``backends``) keeps accepting plain tables after an upgrade.
+    """
+    body: dict[str, Any] = {
         "backends": [
             {"revision": b.revision, "weight": b.weight, "upstreams": list(b.upstreams)}
             for b in backends
         ],
-        "sticky": rule,
-        "header_routes": [
-            {"header": r.header, "value": r.value, "revision": r.revision} for r in header_routes
-        ],
     }
+    if sticky is not None:
+        rule: dict[str, str] = {}
+        if sticky.cookie is not None:
+            rule["cookie"] = sticky.cookie
+        if sticky.header is not None:
+            rule["header"] = sticky.header
+        body["sticky"] = rule
+    if header_routes:
+        body["header_routes"] = [
+            {"header": r.header, "value": r.value, "revision": r.revision} for r in header_routes
+        ]
+    return body
 
 
 def parse_rules(data: dict[str, Any]) -> tuple[Sticky | None, tuple[HeaderRoute, ...]]:
