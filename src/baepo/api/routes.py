@@ -22,6 +22,7 @@ from baepo.controller.releases import DeployRequest
 from baepo.core.model import DEFAULT_ENV, Revision
 from baepo.errors import ConfigError, NotFoundError, Problem
 from baepo.spec.loader import parse_spec
+from baepo.strategies.canary import canary_replicas
 
 router = APIRouter(prefix="/api/v1")
 
@@ -153,12 +154,17 @@ async def status(app: str, request: Request, env: Env = DEFAULT_ENV) -> dict[str
     for revision in (stable, target):
         if revision is not None:
             desired[revision.number] = revision.config.get("replicas", 1)
+    canary = views.steps_view(target, active) if target and active else None
+    if canary is not None and target is not None and active is not None and not canary["promoting"]:
+        desired[target.number] = canary_replicas(
+            int(target.config.get("replicas", 1)), canary["weight"], active.status.get("scale")
+        )
     return {
         **views.app_view(record),
         "stable": views.revision_view(stable) if stable else None,
         "target": views.revision_view(target) if target else None,
         "rollout": views.rollout_view(active) if active else None,
-        "canary": views.steps_view(target, active) if target and active else None,
+        "canary": canary,
         "last_rollout": views.rollout_view(last) if last else None,
         "listen": _listen(target or stable),
         "instances": [views.instance_view(i) for i in instances],
