@@ -24,7 +24,7 @@ ANNOTATIONS = {"$schema", "$id", "$defs", "title", "description", "default", "ex
 ASSERTIONS = {
     "$ref", "type", "properties", "patternProperties", "additionalProperties", "required",
     "anyOf", "enum", "pattern", "minimum", "maximum", "items", "minItems", "minProperties",
-    "maxProperties",
+    "maxProperties", "minLength",
 }  # fmt: skip
 TYPES: dict[str, type | tuple[type, ...]] = {
     "object": dict,
@@ -33,6 +33,7 @@ TYPES: dict[str, type | tuple[type, ...]] = {
     "integer": int,
     "number": (int, float),
     "null": type(None),
+    "boolean": bool,
 }
 
 
@@ -47,12 +48,15 @@ def errors(schema: dict[str, Any], value: Any, root: dict[str, Any], at: str = "
         found.append(f"{at}: matches no choice")
     if "type" in schema:
         wanted = TYPES[schema["type"]]
-        if isinstance(value, bool) or not isinstance(value, wanted):
+        is_bool = isinstance(value, bool)
+        if (is_bool != (wanted is bool)) or not isinstance(value, wanted):
             return [*found, f"{at}: not {schema['type']}"]
     if "enum" in schema and value not in schema["enum"]:
         found.append(f"{at}: not in enum")
     if "pattern" in schema and isinstance(value, str) and not re.search(schema["pattern"], value):
         found.append(f"{at}: pattern")
+    if "minLength" in schema and isinstance(value, str) and len(value) < schema["minLength"]:
+        found.append(f"{at}: minLength")
     if "minimum" in schema and isinstance(value, int | float) and value < schema["minimum"]:
         found.append(f"{at}: minimum")
     if "maximum" in schema and isinstance(value, int | float) and value > schema["maximum"]:
