@@ -6,6 +6,7 @@ Callers: the end-to-end release tests.
 from __future__ import annotations
 
 import contextlib
+import http.client
 import json
 import os
 import shutil
@@ -14,6 +15,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -197,3 +199,19 @@ def serving(status: dict[str, Any], revision: int, replicas: int) -> bool:
         and all(i["revision"] == revision and i["ready"] for i in instances)
         and len(routed) == replicas
     )
+
+
+def versions(port: int, count: int) -> Counter[str]:
+    """Versions answering ``count`` sequential GETs on one keep-alive connection (all 200)."""
+    seen: Counter[str] = Counter()
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        for _ in range(count):
+            conn.request("GET", "/")
+            response = conn.getresponse()
+            response.read()
+            assert response.status == 200, response.status
+            seen[response.getheader("X-Sample-Version") or "?"] += 1
+    finally:
+        conn.close()
+    return seen

@@ -2,40 +2,15 @@
 
 from __future__ import annotations
 
-import http.client
 import time
 from collections import Counter
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-from harness import SampleProject, free_port, serving
+from harness import SampleProject, free_port, serving, versions
 
 from baepo.cli.loadgen import LoadGenerator
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def project(tmp_path: Path) -> Iterator[SampleProject]:
-    p = SampleProject(tmp_path / "app")
-    try:
-        yield p
-    finally:
-        p.clean_up()
-
-
-def versions(port: int, count: int) -> Counter[str]:
-    seen: Counter[str] = Counter()
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    for _ in range(count):
-        conn.request("GET", "/")
-        response = conn.getresponse()
-        response.read()
-        assert response.status == 200
-        seen[response.getheader("X-Sample-Version") or "?"] += 1
-    conn.close()
-    return seen
 
 
 def test_preview_then_switch_then_instant_undo_under_load(project: SampleProject) -> None:

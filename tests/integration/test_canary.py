@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import http.client
 import time
-from collections import Counter
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-from harness import SampleProject, serving
+from harness import SampleProject, serving, versions
 
 from baepo.cli.loadgen import LoadGenerator
 
@@ -21,29 +18,6 @@ CANARY = (
     "{set_weight: 50}, {pause: {}}, {set_weight: 100}, {pause: {}}], "
     "abort_scale_down_delay: 2s}}"
 )
-
-
-@pytest.fixture
-def project(tmp_path: Path) -> Iterator[SampleProject]:
-    p = SampleProject(tmp_path / "app")
-    try:
-        yield p
-    finally:
-        p.clean_up()
-
-
-def shares(port: int, count: int = 1000) -> Counter[str]:
-    """Versions answering ``count`` sequential requests on one keep-alive connection."""
-    seen: Counter[str] = Counter()
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    for _ in range(count):
-        conn.request("GET", "/")
-        response = conn.getresponse()
-        response.read()
-        assert response.status == 200
-        seen[response.getheader("X-Sample-Version") or "?"] += 1
-    conn.close()
-    return seen
 
 
 def paused_at(weight: int) -> Any:
@@ -73,7 +47,7 @@ def test_full_canary_under_load_matches_weights_and_fails_nothing(project: Sampl
         for weight in (5, 25, 50, 100):
             status = project.wait_for(paused_at(weight), what=f"paused at weight {weight}")
             assert status["canary"]["steps"][status["canary"]["step"]]["state"] == "current"
-            seen = shares(project.port)
+            seen = versions(project.port, 1000)
             measured[weight] = 100 * seen["2.0.0"] / sum(seen.values())
             project.ok("promote")
         final = project.wait_for(lambda s: serving(s, 2, 2), what="revision 2 serving")
@@ -107,7 +81,7 @@ def test_abort_sends_everything_to_stable_at_once_and_retry_starts_over(
         )
         # The canary's instances stay up, unrouted, for abort_scale_down_delay.
         assert any(i["revision"] == 2 for i in aborted["instances"])
-        after = shares(project.port, 300)
+        after = versions(project.port, 300)
         assert set(after) == {"1.0.0"}
         project.wait_for(lambda s: serving(s, 1, 2), what="canary instances stopped")
     finally:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -71,15 +70,6 @@ def test_bad_arguments_exit_2(tmp_path: Path) -> None:
     assert baepo("status", "--output", "yaml", cwd=tmp_path).returncode == 2
     assert baepo("deploy", "--timeout", "-1", cwd=tmp_path).returncode == 2
     assert baepo("no-such-command", cwd=tmp_path).returncode == 2
-
-
-@pytest.fixture
-def project(tmp_path: Path) -> Iterator[SampleProject]:
-    p = SampleProject(tmp_path / "app")
-    try:
-        yield p
-    finally:
-        p.clean_up()
 
 
 @pytest.mark.slow

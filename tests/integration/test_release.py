@@ -9,8 +9,6 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -20,15 +18,6 @@ from harness import SampleProject, serving
 from baepo.cli.loadgen import LoadGenerator
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def project(tmp_path: Path) -> Iterator[SampleProject]:
-    p = SampleProject(tmp_path / "app")
-    try:
-        yield p
-    finally:
-        p.clean_up()
 
 
 class CapacitySampler:
