@@ -63,3 +63,17 @@ def test_auto_promotion_switches_on_its_own(project: SampleProject) -> None:
     project.ok("deploy", "--wait")
     final = project.wait_for(lambda s: serving(s, 2, 2), what="old side scaled down")
     assert final["last_rollout"]["phase"] == "healthy"
+
+
+def test_a_smaller_preview_is_scaled_up_before_the_switch(project: SampleProject) -> None:
+    strategy = "{blue_green: {preview_replica_count: 1, auto_promotion_enabled: false}}"
+    project.write("1.0.0", replicas=3, strategy=strategy)
+    project.ok("deploy", "--wait")
+    project.write("2.0.0", replicas=3, strategy=strategy)
+    project.ok("deploy", "--no-wait")
+    waiting = project.wait_for(lambda s: s.get("rollout") and s["rollout"]["phase"] == "paused")
+    assert sum(i["revision"] == 2 for i in waiting["instances"]) == 1
+    project.ok("promote")
+    switched = project.wait_for(lambda s: s["rollout"] is None and s["stable_revision"] == 2)
+    assert sum(i["revision"] == 2 and i["ready"] for i in switched["instances"]) == 3
+    assert [t["revision"] for t in switched["traffic"]] == [2]

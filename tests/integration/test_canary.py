@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import http.client
+import json
+import socket
+import threading
 import time
+from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
 from harness import SampleProject, serving, versions
 
 from baepo.cli.loadgen import LoadGenerator
+from baepo.routers.builtin.payloads import admin_socket
 
 pytestmark = pytest.mark.slow
 
@@ -18,6 +24,37 @@ CANARY = (
     "{set_weight: 50}, {pause: {}}, {set_weight: 100}, {pause: {}}], "
     "abort_scale_down_delay: 2s}}"
 )
+
+
+class RouterCounters(threading.Thread):
+    """Polls the router's own per-revision request counter over its admin socket."""
+
+    def __init__(self, folder: Path, revision: int) -> None:
+        super().__init__(daemon=True)
+        self.sock = admin_socket(folder)
+        self.revision = revision
+        self.samples: list[tuple[float, int]] = []
+        self.stop = threading.Event()
+
+    def count(self) -> int:
+        with socket.socket(socket.AF_UNIX) as conn:
+            conn.connect(str(self.sock))
+            conn.sendall(b"GET /stats HTTP/1.1\r\nHost: router\r\nConnection: close\r\n\r\n")
+            data = b""
+            while chunk := conn.recv(65536):
+                data += chunk
+        body = json.loads(data.split(b"\r\n\r\n", 1)[1])
+        return next((r["requests"] for r in body["revisions"] if r["revision"] == self.revision), 0)
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            self.samples.append((time.time(), self.count()))
+            time.sleep(0.002)
+
+    def last_increase(self) -> float:
+        """When the counter first showed its final value."""
+        final = self.samples[-1][1]
+        return next(at for at, value in self.samples if value == final)
 
 
 def paused_at(weight: int) -> Any:
@@ -71,14 +108,24 @@ def test_abort_sends_everything_to_stable_at_once_and_retry_starts_over(
     project.wait_for(paused_at(5))
     project.ok("promote")
     project.wait_for(paused_at(25))
-    gen = LoadGenerator("127.0.0.1", project.port, rate=100, workers=4, max_seconds=120).start()
+    gen = LoadGenerator("127.0.0.1", project.port, rate=400, workers=4, max_seconds=120).start()
+    counters = RouterCounters(project.state_dir / "routers" / "sample.default", revision=2)
     try:
         time.sleep(1)
+        counters.start()
         out = project.ok("abort")
         assert "serves all traffic" in out
         aborted = project.wait_for(
             lambda s: [t["revision"] for t in s["traffic"]] == [1], timeout=10, what="stable only"
         )
+        time.sleep(0.5)
+        counters.stop.set()
+        counters.join()
+        decided = datetime.fromisoformat(project.status()["last_rollout"]["finished_at"])
+        # From the decision until the router's own counters show the canary's last request.
+        switch = counters.last_increase() - decided.timestamp()
+        print(f"abort: last canary request {switch * 1000:.1f} ms after the decision")
+        assert switch <= 0.1, f"the canary still got requests {switch * 1000:.0f} ms after abort"
         # The canary's instances stay up, unrouted, for abort_scale_down_delay.
         assert any(i["revision"] == 2 for i in aborted["instances"])
         after = versions(project.port, 300)
@@ -196,3 +243,30 @@ def test_sticky_clients_keep_their_side_and_testers_reach_the_canary(
         if side == "2.0.0":  # canary clients stay on the canary as its weight rises
             assert ask(conn, {"Cookie": cookie})[0] == "2.0.0"
     conn.close()
+
+
+def test_dynamic_stable_scale_shrinks_stable_as_the_canary_grows(project: SampleProject) -> None:
+    project.write("1.0.0", replicas=4)
+    project.ok("deploy", "--wait")
+    strategy = (
+        "{canary: {steps: [{set_weight: 50}, {pause: {}}], dynamic_stable_scale: true, "
+        "max_unavailable: 1}}"
+    )
+    project.write("2.0.0", replicas=4, strategy=strategy)
+    gen = LoadGenerator("127.0.0.1", project.port, rate=80, workers=4, max_seconds=120).start()
+    try:
+        project.ok("deploy", "--no-wait")
+        half = project.wait_for(
+            lambda s: (
+                paused_at(50)(s)
+                and sum(i["revision"] == 1 for i in s["instances"]) == 2
+                and sum(i["revision"] == 2 and i["ready"] for i in s["instances"]) == 2
+            ),
+            what="stable scaled down to 2 beside 2 canary instances",
+        )
+        assert len(half["instances"]) == 4
+        project.ok("promote")
+        project.wait_for(lambda s: serving(s, 2, 4), what="revision 2 serving")
+    finally:
+        report = gen.stop()
+    assert report.failed == 0, report
