@@ -20,7 +20,16 @@ from typing import Any
 from baepo.controller.desired import instance_spec, preview_config, router_config, spec_of
 from baepo.controller.sampling import Sampler
 from baepo.controller.traffic import MAIN, PREVIEW, Table, Traffic
-from baepo.core.model import App, AppState, Event, Instance, InstancePhase, Revision, Rollout
+from baepo.core.model import (
+    App,
+    AppState,
+    Event,
+    Instance,
+    InstancePhase,
+    Revision,
+    Rollout,
+    RolloutPhase,
+)
 from baepo.core.ports import Backend, Platform, Router, Store
 from baepo.errors import BaepoError
 from baepo.strategies.plan import Plan
@@ -123,7 +132,7 @@ class Reconciler:
     ) -> Rollout:
         now = self.clock()
         phase = plan.phase or rollout.phase
-        if phase.value == "healthy":
+        if phase == RolloutPhase.HEALTHY:
             # Stable moves first: a crash between the two writes leaves a rollout that is
             # found complete again on the next pass, never an app rolled back by mistake.
             fresh = await asyncio.to_thread(self.store.get_app, app.app, app.env)
