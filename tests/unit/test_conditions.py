@@ -207,6 +207,11 @@ def test_every_problem_is_reported() -> None:
         ("result + 1", {"result": 1}, "result + 1: gave 2, not true or false"),
         ("result", {"result": [1]}, "result: gave [1], not true or false"),
         ("result * 1e308 > 1", {"result": 10**400}, "result * 1e308:"),
+        (
+            "result * result",
+            {"result": 10**4000},
+            "result * result: gave ~1e8000, not true or false",
+        ),
     ],
 )
 def test_runtime_errors_are_condition_errors(
@@ -231,6 +236,12 @@ def test_runtime_errors_are_condition_errors(
         ("result > 0 and result < 5", {"result": 3}, "3 > 0 and 3 < 5"),
         ("(a + b) * 2 > -c", {"a": 1, "b": 2, "c": -1}, "(1 + 2) * 2 (6) > -(-1) (1)"),
         ("result < 1", {}, "result < 1"),
+        ("a < b", {"a": 10**20, "b": -(10**400)}, "1e+20 < -~1e400"),
+        (
+            "a * a * a * a * a * a * a * a * a * a * a < 1",
+            {"a": 10**400},
+            " * ".join(["~1e400"] * 11) + " (~1e4400) < 1",
+        ),
         ("len(result) > 9", {"result": list(range(7))}, "len([0, 1, 2, 3, 4, … 7 values]) (7) > 9"),
     ],
 )

@@ -13,6 +13,7 @@ Callers: the analysis engine (evaluate, describe) and the spec's analysis templa
 from __future__ import annotations
 
 import ast
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,6 +24,7 @@ from baepo.analysis.evaluation import ConditionError, Evaluator, is_list, is_num
 __all__ = ["Condition", "ConditionError", "compile_condition", "describe"]
 
 _LIST_SHOWN = 5
+_INT_DIGITS_SHOWN = 16
 
 
 @dataclass(frozen=True)
@@ -130,7 +132,7 @@ def _format(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.6g}"
     if is_number(value):
-        return str(value)
+        return str(value) if abs(value) < 10**_INT_DIGITS_SHOWN else _format_large(value)
     if is_list(value):
         shown = [_format(v) for v in value[:_LIST_SHOWN]]
         if len(value) > _LIST_SHOWN:
@@ -139,3 +141,11 @@ def _format(value: Any) -> str:
     if isinstance(value, Mapping):
         return "{" + ", ".join(f"{k}: {_format(v)}" for k, v in list(value.items())[:5]) + "}"
     return f"<{type(value).__name__}>"
+
+
+def _format_large(value: int) -> str:
+    """A whole number too long to show in full (``str`` refuses past 4300 digits)."""
+    try:
+        return f"{float(value):.6g}"
+    except OverflowError:
+        return f"{'-' if value < 0 else ''}~1e{int(math.log10(abs(value)))}"
