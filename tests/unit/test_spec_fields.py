@@ -30,6 +30,10 @@ BAD_VALUES: dict[str, tuple[Any, str]] = {
     "str": (["a", "b"], "expected a string, got a list"),
     "list": ("oops", "expected a list"),
     "dict": ("oops", "expected a mapping of keys, got 'oops'"),
+    "rate": ("lots", "expected a rate such as 5% or 0.05 (0 to 1), or off, got 'lots'"),
+    "ratio": ("lots", "expected a ratio such as 200% or 2.0 (above 0), or off, got 'lots'"),
+    "latency": ("soon", "expected a duration such as 2s or 500ms, or off, got 'soon'"),
+    "threshold": ("lots", "expected a count of 1 or more, or off, got 'lots'"),
 }
 
 
@@ -102,6 +106,14 @@ def out_of_bounds(ref: FieldRef) -> list[tuple[Any, str]]:
     if kind == "count":
         cases += [(-1, "0 or more, got -1"), ("101%", "got '101%'"), ("1.5", "got '1.5'")]
         cases += [(True, "expected a count"), (2.5, "got 2.5")]
+    if kind == "rate":
+        cases += [("101%", "got '101%'"), (1.5, "got 1.5"), (-1, "got -1"), (True, "got True")]
+    if kind == "ratio":
+        cases += [("0%", "got '0%'"), (0, "got 0"), (".inf", "got '.inf'"), (True, "got True")]
+    if kind == "latency":
+        cases += [("-5s", "got '-5s'"), ("1d", "got '1d'"), (True, "got True"), ("on", "'on'")]
+    if kind == "threshold":
+        cases += [(0, "got 0"), (2.5, "got 2.5"), (True, "got True"), ("3", "got '3'")]
     if kind == "list" and annotated_types.MinLen in bounds:
         cases.append(([], "at least 1 item"))
     return cases

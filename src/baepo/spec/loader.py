@@ -26,6 +26,7 @@ from pydantic_core import ErrorDetails
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from baepo.errors import ConfigError, Problem
+from baepo.spec import analysis
 from baepo.spec.files import INIT_HINT
 from baepo.spec.models import Spec
 
@@ -95,6 +96,10 @@ def parse_spec(text: str, *, source: str = "<string>") -> Spec:
         spec = Spec.model_validate(data, strict=True)
     except ValidationError as exc:
         problems += [_translate(error, data, root, loader) for error in exc.errors()]
+    if spec is not None:
+        for loc, message in analysis.check_analysis(spec.analysis, spec.strategy):
+            path, line, _node = _locate(loc, data, root, loader)
+            problems.append(Problem(path, message, line))
     if problems or spec is None:
         _fail(source, problems)
     return spec

@@ -14,8 +14,10 @@ from pydantic import (
     field_validator,
 )
 
+from baepo.spec.analysis import AnalysisTemplateSpec
 from baepo.spec.base import LISTEN_RE, SpecModel, check_listen
 from baepo.spec.files import APP_NAME_RE
+from baepo.spec.rollback import RollbackSpec
 from baepo.spec.strategies import (
     RollingSpec,
     StrategySpec,
@@ -190,3 +192,14 @@ class Spec(SpecModel):
     )
     restart: RestartSpec = Field(default_factory=RestartSpec, description="Restart policy.")
     logs: LogSpec = Field(default_factory=LogSpec, description="Instance log files.")
+    analysis: dict[str, AnalysisTemplateSpec] = Field(
+        default_factory=dict,
+        description=(
+            "Named analysis templates, run by canary steps `analysis: {templates: [name]}`. "
+            "Names follow the rules of `app`."
+        ),
+    )
+    rollback: RollbackSpec = Field(
+        default_factory=RollbackSpec,
+        description="Guards that roll a misbehaving release back; on by default.",
+    )

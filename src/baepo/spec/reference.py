@@ -22,6 +22,7 @@ from pydantic.fields import FieldInfo
 from pydantic.functional_validators import BeforeValidator
 
 from baepo.spec.models import Spec
+from baepo.spec.rollback import GUARD_KINDS
 from baepo.spec.starter import STARTER_SPEC
 from baepo.spec.strategies import StrategySpec
 from baepo.spec.units import format_duration, parse_duration
@@ -70,7 +71,9 @@ def field_kind(field: FieldInfo) -> str:
         return "model"
     for meta in field.metadata:
         if isinstance(meta, BeforeValidator):
-            return "duration" if meta.func is parse_duration else "count"
+            if meta.func is parse_duration:
+                return "duration"
+            return GUARD_KINDS.get(meta.func, "count")
     origin = get_origin(field.annotation)
     if origin in (list, dict):
         return str(origin.__name__)
@@ -95,6 +98,10 @@ def describe_type(field: FieldInfo) -> str:
             "int": "integer",
             "bool": "true or false",
             "str": "string",
+            "rate": "rate (`5%` or `0.05`) or `off`",
+            "ratio": "ratio (`200%` or `2.0`) or `off`",
+            "latency": "duration or `off`",
+            "threshold": "integer (≥ 1) or `off`",
         }[kind]
     bounds = []
     for meta in field.metadata:
@@ -122,6 +129,14 @@ def describe_default(field: FieldInfo) -> str:
         return f"`{value.kind}`"
     if isinstance(value, BaseModel):
         return "see below"
+    kind = field_kind(field)
+    if kind in GUARD_KINDS.values():
+        if value is None:
+            return "`off`"
+        if kind in ("rate", "ratio"):
+            return f"`{value * 100:g}%`"
+        if kind == "latency":
+            return f"`{format_duration(float(value))}`"
     if value is None:
         return "not set"
     if field_kind(field) == "duration":
@@ -144,7 +159,30 @@ def _sections() -> list[tuple[type[BaseModel], list[str]]]:
         nested = nested_model(ref.field)
         if nested is not None:
             found.setdefault(nested, []).append(ref.dotted)
+    _add_held_sections(found, Spec, (), "analysis")
     return list(found.items())
+
+
+def _add_held_sections(
+    found: dict[type[BaseModel], list[str]],
+    model: type[BaseModel],
+    prefix: tuple[str, ...],
+    key: str,
+) -> None:
+    """Sections held in a mapping or list (``analysis.NAME``, ``...metrics[]``), recursively."""
+    annotation: Any = model.model_fields[key].annotation
+    origin = get_origin(annotation)
+    held = get_args(annotation)[-1] if origin in (list, dict) else None
+    if not (isinstance(held, type) and issubclass(held, BaseModel)):
+        return
+    path = (*prefix, f"{key}.NAME" if origin is dict else f"{key}[]")
+    found.setdefault(held, []).append(".".join(path))
+    for name, field in held.model_fields.items():
+        nested = nested_model(field)
+        if nested is not None:
+            found.setdefault(nested, []).append(".".join((*path, name)))
+        else:
+            _add_held_sections(found, held, path, name)
 
 
 def _section_markdown(model: type[BaseModel], paths: list[str]) -> list[str]:
@@ -214,6 +252,32 @@ EXAMPLES: list[tuple[str, str, str]] = [
         "replicas: 3\nhealth:\n  readiness:\n    path: /health/ready\n    interval: 2s\n"
         "    timeout: 500ms\n    failure_threshold: 3\n    initial_delay: 1.5s\n"
         "  liveness:\n    path: /health\n    interval: 5s\n    failure_threshold: 3\n",
+    ),
+    (
+        "Canary with automated analysis",
+        "After 10 % of traffic has gone to the new revision for a while, the `checks` template "
+        "compares it with the stable revision (the baseline) every 30 seconds, ten times. The "
+        "analysis fails, and the release rolls back, when more measurements fail than "
+        "`failure_limit` allows: here the second failed error-rate measurement, or the first "
+        "p95 that is more than 20 % slower than the baseline's.",
+        'app: shop-api\nrun:\n  command: ["./shop-api", "--port", "{port}"]\nreplicas: 4\n'
+        "strategy:\n  canary:\n    steps:\n      - set_weight: 10\n      - pause: {duration: 2m}\n"
+        "      - analysis: {templates: [checks]}\n      - set_weight: 50\n"
+        "analysis:\n  checks:\n    metrics:\n      - name: errors\n        query: error_rate\n"
+        "        interval: 30s\n        count: 10\n"
+        "        success_condition: canary.error_rate <= 0.01\n        failure_limit: 1\n"
+        "      - name: latency\n        query: p95\n        interval: 30s\n        count: 10\n"
+        "        success_condition: canary.p95 <= baseline.p95 * 1.2\n",
+    ),
+    (
+        "Rollback guards",
+        "The guards are on without a `rollback:` section; this one tightens the error rate, "
+        "turns the absolute latency guard off, adds a throughput guard and watches the new "
+        "revision for five minutes after promotion.",
+        'app: shop-api\nrun:\n  command: ["./shop-api", "--port", "{port}"]\nreplicas: 4\n'
+        "rollback:\n  error_rate: 1%\n  latency_p95: off\n  latency_vs_baseline: 150%\n"
+        "  failed_health_checks: 5\n  min_throughput_vs_baseline: 50%\n  window: 1m\n"
+        "  watch: 5m\n",
     ),
     (
         "Anchors for shared values",

@@ -1,0 +1,245 @@
+"""The ``analysis:`` section: named analysis templates, each a list of metrics to measure.
+
+A canary step ``analysis: {templates: [name]}`` runs templates defined here. A metric names
+its ``provider`` (``builtin``, ``prometheus``, ``web`` or ``job``) and, for the last three, a
+section of the same name. Checks that span keys (provider sections, known builtin queries,
+unique metric names, template names used by canary steps) are made by :func:`check_analysis`,
+which returns findings with key paths for the loader to locate.
+
+Callers: ``spec.models`` (the field), ``spec.loader`` (:func:`check_analysis`), the analysis
+engine (reads templates; compiles the conditions).
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Mapping
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from baepo.spec.base import SpecModel
+from baepo.spec.files import APP_NAME_RE
+from baepo.spec.strategies import StrategySpec
+from baepo.spec.units import Duration
+
+PROVIDERS = ("builtin", "prometheus", "web", "job")
+BUILTIN_QUERIES = ("error_rate", "rate_5xx", "request_rate", "p50", "p95", "p99", "mean_latency")
+COUNTING_RULE = (
+    "The analysis fails when the number of failed measurements exceeds `failure_limit`: "
+    "`0` fails on the first failed measurement, `3` on the fourth."
+)
+
+Loc = tuple[str | int, ...]
+Finding = tuple[Loc, str]
+
+
+class PrometheusSpec(SpecModel):
+    """Where to send a PromQL query (provider `prometheus`)."""
+
+    address: str = Field(
+        min_length=1,
+        description="The Prometheus server's base URL, e.g. `http://127.0.0.1:9090`.",
+    )
+    query: str | None = Field(
+        default=None,
+        description="The PromQL query; without it, the metric's `query` is used.",
+    )
+
+
+class WebSpec(SpecModel):
+    """An HTTP endpoint whose JSON answer is the measurement (provider `web`)."""
+
+    url: str = Field(min_length=1, description="The URL to request.")
+    method: Literal["GET", "POST"] = Field(default="GET", description="`GET` or `POST`.")
+    headers: dict[str, str] = Field(default_factory=dict, description="Request headers to send.")
+    json_path: str | None = Field(
+        default=None,
+        description="Where the value sits in the JSON answer, e.g. `$.data.ok`. Default: all.",
+    )
+    timeout: Duration = Field(default=10.0, description="How long one request may take.")
+
+
+class JobSpec(SpecModel):
+    """A command whose exit status is the measurement: 0 passes (provider `job`)."""
+
+    command: list[str] = Field(
+        min_length=1, description="The program and its arguments, run without a shell."
+    )
+    timeout: Duration = Field(default=60.0, description="How long one run may take.")
+
+
+class MetricSpec(SpecModel):
+    """One metric: what to measure, how often, and when a measurement passes or fails."""
+
+    name: str = Field(min_length=1, description="The metric's name, unique within its template.")
+    provider: Literal["builtin", "prometheus", "web", "job"] = Field(
+        default="builtin",
+        description=(
+            "Where the measurement comes from: `builtin` (the router's own counters), "
+            "`prometheus`, `web` or `job`; the last three need a section of the same name."
+        ),
+    )
+    query: str | None = Field(
+        default=None,
+        description=(
+            "For `builtin`: one of " + ", ".join(f"`{q}`" for q in BUILTIN_QUERIES) + ". "
+            "For `prometheus`: the PromQL query when `prometheus.query` is not set."
+        ),
+    )
+    prometheus: PrometheusSpec | None = Field(
+        default=None, description="With provider `prometheus`: the server and query."
+    )
+    web: WebSpec | None = Field(default=None, description="With provider `web`: the request.")
+    job: JobSpec | None = Field(default=None, description="With provider `job`: the command.")
+    interval: Duration = Field(default=10.0, description="Time between two measurements.")
+    count: int | None = Field(
+        default=None,
+        ge=1,
+        description="How many measurements to take. Without it: until the step ends.",
+    )
+    initial_delay: Duration = Field(
+        default=0.0, description="Time after the analysis starts before the first measurement."
+    )
+    success_condition: str | None = Field(
+        default=None,
+        description=(
+            "A measurement passes when this holds, e.g. `canary.p95 <= baseline.p95 * 1.2`. "
+            "At least one of `success_condition` and `failure_condition` is required."
+        ),
+    )
+    failure_condition: str | None = Field(
+        default=None,
+        description=(
+            "A measurement fails when this holds, e.g. `canary.error_rate > 0.05`. "
+            "With only `success_condition`, a measurement that does not pass fails."
+        ),
+    )
+    failure_limit: int = Field(default=0, ge=0, description=COUNTING_RULE)
+    inconclusive_limit: int = Field(
+        default=0,
+        ge=0,
+        description=(
+            "The analysis stops as inconclusive (waiting for `baepo promote` or `baepo abort`) "
+            "when the number of inconclusive measurements exceeds this."
+        ),
+    )
+    consecutive_error_limit: int = Field(
+        default=4,
+        ge=0,
+        description=(
+            "The analysis fails when the number of measurements in a row that could not be "
+            "taken (an error, not a verdict) exceeds this."
+        ),
+    )
+    dry_run: bool = Field(
+        default=False,
+        description="Measure and report, but never fail the analysis because of this metric.",
+    )
+
+    @field_validator("success_condition", "failure_condition")
+    @classmethod
+    def _not_blank(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            raise ValueError("a condition cannot be empty; remove the key or write one")
+        return value
+
+    @model_validator(mode="after")
+    def _a_condition(self) -> MetricSpec:
+        if self.success_condition is None and self.failure_condition is None:
+            raise ValueError("give success_condition, failure_condition or both")
+        return self
+
+    @property
+    def effective_query(self) -> str | None:
+        """The query to run: the provider section's own, else the metric's."""
+        if self.prometheus is not None and self.prometheus.query is not None:
+            return self.prometheus.query
+        return self.query
+
+
+class AnalysisTemplateSpec(SpecModel):
+    """A named set of metrics that a canary step can run with `analysis: {templates: [name]}`."""
+
+    metrics: list[MetricSpec] = Field(
+        min_length=1, description="The metrics to measure; all of them must pass."
+    )
+    args: dict[str, str] = Field(
+        default_factory=dict, description="Named values the queries can refer to."
+    )
+
+
+def check_analysis(
+    templates: Mapping[str, AnalysisTemplateSpec], strategy: StrategySpec
+) -> list[Finding]:
+    """What the models cannot check key by key: template names, provider sections, builtin
+    queries, unique metric names, and templates named by canary steps. Pure."""
+    findings: list[Finding] = []
+    for name, template in templates.items():
+        if not re.match(APP_NAME_RE, name):
+            message = (
+                f"{name!r} is not a valid template name: lower-case letters, digits and "
+                "dashes, starting and ending with a letter or digit"
+            )
+            findings.append((("analysis", name), message))
+        seen: set[str] = set()
+        for index, metric in enumerate(template.metrics):
+            loc: Loc = ("analysis", name, "metrics", index)
+            if metric.name in seen:
+                findings.append(((*loc, "name"), f"metric {metric.name!r} is defined twice"))
+            seen.add(metric.name)
+            findings += [((*loc, *where), text) for where, text in _check_provider(metric)]
+    findings += _check_steps(templates, strategy)
+    return findings
+
+
+def _check_provider(metric: MetricSpec) -> list[tuple[Loc, str]]:
+    found: list[tuple[Loc, str]] = []
+    for section in ("prometheus", "web", "job"):
+        if getattr(metric, section) is not None and metric.provider != section:
+            found.append(
+                (
+                    (section,),
+                    f"a `{section}:` section needs `provider: {section}`, "
+                    f"but provider is {metric.provider!r}",
+                )
+            )
+    if metric.provider in ("prometheus", "web", "job") and getattr(metric, metric.provider) is None:
+        found.append(((), f"provider {metric.provider!r} needs a `{metric.provider}:` section"))
+    if metric.prometheus is not None and metric.effective_query is None:
+        found.append((("prometheus", "query"), "provider 'prometheus' needs a query"))
+    if metric.provider == "builtin":
+        if metric.query is None:
+            found.append(((), f"provider 'builtin' needs a query: {', '.join(BUILTIN_QUERIES)}"))
+        elif metric.query not in BUILTIN_QUERIES:
+            close = difflib.get_close_matches(metric.query, BUILTIN_QUERIES, n=1)
+            advice = f"did you mean {close[0]!r}? " if close else ""
+            found.append(
+                (
+                    ("query",),
+                    f"unknown builtin query {metric.query!r}; {advice}"
+                    f"expected one of {', '.join(BUILTIN_QUERIES)}",
+                )
+            )
+    return found
+
+
+def _check_steps(
+    templates: Mapping[str, AnalysisTemplateSpec], strategy: StrategySpec
+) -> list[Finding]:
+    if strategy.canary is None:
+        return []
+    known = ", ".join(sorted(templates)) or "none: define them under `analysis:`"
+    findings: list[Finding] = []
+    for step_index, step in enumerate(strategy.canary.steps):
+        if step.analysis is None:
+            continue
+        for index, name in enumerate(step.analysis.templates):
+            if name not in templates:
+                close = difflib.get_close_matches(name, list(templates), n=1)
+                advice = f"did you mean {close[0]!r}? " if close else ""
+                loc: Loc = ("strategy", "canary", "steps", step_index, "analysis", "templates")
+                message = f"no analysis template {name!r}; {advice}known templates: {known}"
+                findings.append(((*loc, index), message))
+    return findings
