@@ -10,9 +10,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from baepo.analysis.conditions import Condition, ConditionError, compile_condition, describe
-from baepo.analysis.grammar import MAX_CONDITION_CHARS
 from baepo.errors import ConfigError
+from baepo.expressions.conditions import Condition, ConditionError, compile_condition, describe
+from baepo.expressions.grammar import MAX_CONDITION_CHARS
 
 FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from baepo.analysis.conditions import compile_condition
 from baepo.analysis.templates import compile_templates
 from baepo.errors import ConfigError, Problem
+from baepo.expressions.conditions import compile_condition
 from baepo.spec.analysis import COUNTING_RULE, MetricSpec
 from baepo.spec.loader import parse_spec
 from baepo.spec.models import Spec
@@ -151,17 +151,23 @@ def test_a_template_needs_a_metric() -> None:
     assert (found.path, found.message) == ("analysis.t.metrics", "needs at least 1 item(s)")
 
 
-def test_a_bad_condition_is_reported_at_its_key_with_the_conditions_message() -> None:
-    spec = parse_spec(
-        HEAD + TEMPLATE.replace("canary.p95 <= baseline", "__import__('os') or baseline")
-    )
+def test_a_bad_condition_is_reported_at_load_time_at_its_key_and_line() -> None:
+    text = HEAD + TEMPLATE.replace("canary.p95 <= baseline", "__import__('os') or baseline")
     with pytest.raises(ConfigError) as caught:
-        compile_templates(spec.analysis)
+        parse_spec(text, source="baepo.yaml")
     found = caught.value.problems
-    assert found and {p.path for p in found} == {"analysis.checks.metrics[1].success_condition"}
+    assert [p.path for p in found] == ["analysis.checks.metrics[1].success_condition"]
+    assert found[0].line == next(
+        n for n, line in enumerate(text.splitlines(), 1) if "__import__" in line
+    )
     with pytest.raises(ConfigError) as direct:
         compile_condition("__import__('os') or baseline.p95 * 1.2", path="x")
-    assert [p.message for p in found] == [p.message for p in direct.value.problems]
+    assert direct.value.problems[0].message in found[0].message
+
+
+def test_compiled_templates_carry_their_conditions() -> None:
+    compiled = compile_templates(parse_spec(HEAD + TEMPLATE).analysis)
+    assert compiled
 
 
 def test_the_counting_rule_is_in_the_description() -> None:

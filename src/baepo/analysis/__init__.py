@@ -1,6 +1,4 @@
-"""Metric analysis: judging measurements against conditions written in the spec.
+"""Metric analysis: templates compiled from the spec, judged against their conditions.
 
-``analysis.conditions`` is the public surface of the condition language
-(``compile_condition``, ``Condition``, ``ConditionError``, ``describe``). Callers: the analysis
-engine and the spec's analysis templates.
+The condition language itself lives in ``baepo.expressions``. Callers: the analysis engine.
 """

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from baepo.analysis.conditions import Condition, compile_condition
 from baepo.errors import ConfigError, Problem
+from baepo.expressions.conditions import Condition, compile_condition
 from baepo.spec.analysis import AnalysisTemplateSpec
 
 ConditionPair = tuple[Condition | None, Condition | None]

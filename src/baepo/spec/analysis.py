@@ -19,6 +19,8 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from baepo.errors import ConfigError
+from baepo.expressions.conditions import compile_condition
 from baepo.spec.base import SpecModel
 from baepo.spec.files import APP_NAME_RE
 from baepo.spec.strategies import StrategySpec
@@ -140,9 +142,16 @@ class MetricSpec(SpecModel):
 
     @field_validator("success_condition", "failure_condition")
     @classmethod
-    def _not_blank(cls, value: str | None) -> str | None:
-        if value is not None and not value.strip():
+    def _compiles(cls, value: str | None) -> str | None:
+        """Check the expression when the spec is loaded, so a bad one never reaches a rollout."""
+        if value is None:
+            return value
+        if not value.strip():
             raise ValueError("a condition cannot be empty; remove the key or write one")
+        try:
+            compile_condition(value)
+        except ConfigError as exc:
+            raise ValueError("; ".join(p.message for p in exc.problems) or exc.message) from exc
         return value
 
     @model_validator(mode="after")

@@ -18,8 +18,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from baepo.analysis import grammar
-from baepo.analysis.evaluation import ConditionError, Evaluator, is_list, is_number
+from baepo.expressions import grammar
+from baepo.expressions.evaluation import ConditionError, Evaluator, is_list, is_number
 
 __all__ = ["Condition", "ConditionError", "compile_condition", "describe"]
 

@@ -16,8 +16,8 @@ import operator
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from baepo.analysis.grammar import FUNCTIONS
 from baepo.errors import BaepoError
+from baepo.expressions.grammar import FUNCTIONS
 
 _ARITHMETIC: dict[type[ast.operator], Callable[[Any, Any], Any]] = {
     ast.Add: operator.add,
