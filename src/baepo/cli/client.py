@@ -186,8 +186,13 @@ def start_server(state_dir: Path, *, database_url: str | None = None) -> dict[st
     deadline = time.monotonic() + SERVER_START_TIMEOUT
     while time.monotonic() < deadline:
         info = _read_server_file(state_dir)
-        if info and info.get("pid") == pid and Client(str(info["url"])).healthy():
-            return info
+        if info and info.get("pid") == pid:
+            probe = Client(str(info["url"]))
+            try:
+                if probe.healthy():
+                    return info
+            finally:
+                probe.close()
         if not pid_alive(pid):
             break
         time.sleep(0.05)

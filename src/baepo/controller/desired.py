@@ -5,23 +5,22 @@ Callers: the reconciler (starting instances, running the router).
 
 from __future__ import annotations
 
-import json
-from functools import lru_cache
 from pathlib import Path
 
 from baepo.core.model import Revision
 from baepo.core.ports import InstanceSpec, ProbeConfig, RouterConfig
 from baepo.spec.models import ProbeSpec, Spec
 
-
-@lru_cache(maxsize=256)
-def _spec_of(config_json: str) -> Spec:
-    return Spec.model_validate(json.loads(config_json))
+_SPECS: dict[str, Spec] = {}
 
 
 def spec_of(revision: Revision) -> Spec:
-    """The revision's resolved spec (cached: revisions are immutable)."""
-    return _spec_of(json.dumps(revision.config, sort_keys=True))
+    """The revision's resolved spec, cached by its config hash (revisions are immutable, and
+    the hash already identifies the config), so a reconcile pass does not re-serialise it."""
+    spec = _SPECS.get(revision.config_hash)
+    if spec is None:
+        spec = _SPECS[revision.config_hash] = Spec.model_validate(revision.config)
+    return spec
 
 
 def probe_config(probe: ProbeSpec) -> ProbeConfig:
