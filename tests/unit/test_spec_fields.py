@@ -19,7 +19,13 @@ from baepo.spec.models import Spec
 from baepo.spec.reference import FieldRef, field_kind, iter_fields, nested_model
 from baepo.spec.strategies import StrategySpec
 
-BASE: dict[str, Any] = {"app": "shop", "run": {"command": ["python3", "-m", "shop"]}}
+BASE: dict[str, Any] = {
+    "app": "shop",
+    "run": {"command": ["python3", "-m", "shop"]},
+    # optional sections with required keys of their own, so each of their keys can be tested
+    "migrate": {"up": ["shop-migrate", "up"]},
+    "backup": {"kind": "command", "create": ["dump"], "restore": ["load"]},
+}
 FIELDS = list(iter_fields())
 BAD_VALUES: dict[str, tuple[Any, str]] = {
     "model": ("oops", "expected a mapping of keys"),
@@ -29,6 +35,7 @@ BAD_VALUES: dict[str, tuple[Any, str]] = {
     "bool": ("maybe", "expected true or false, got 'maybe'"),
     "str": (["a", "b"], "expected a string, got a list"),
     "list": ("oops", "expected a list"),
+    "choice": ("oops", "expected one of "),
     "dict": ("oops", "expected a mapping of keys, got 'oops'"),
     "rate": ("lots", "expected a rate such as 5% or 0.05 (0 to 1), or off, got 'lots'"),
     "ratio": ("lots", "expected a ratio such as 200% or 2.0 (above 0), or off, got 'lots'"),
@@ -153,7 +160,13 @@ def test_a_missing_required_key_is_named_with_its_description(ref: FieldRef) -> 
 
 
 def test_only_app_and_run_command_are_required() -> None:
-    assert {ref.dotted for ref in REQUIRED} == {"app", "run", "run.command"}
+    assert {ref.dotted for ref in REQUIRED} == {
+        "app",
+        "run",
+        "run.command",
+        "migrate.up",
+        "backup.kind",
+    }
 
 
 SECTIONS = [((), Spec)] + [

@@ -118,6 +118,8 @@ class Reconciler:
         if app.state == AppState.DOWN:
             return await self._down(app, instances)
         rollout = await asyncio.to_thread(self.store.active_rollout, app.app, app.env)
+        if rollout is not None and rollout.phase == RolloutPhase.AWAITING_APPROVAL:
+            rollout = None  # nothing moves until an approver says so
         target = rollout.revision if rollout else app.stable_revision
         if target is None:
             return False

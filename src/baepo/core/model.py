@@ -17,8 +17,14 @@ DEFAULT_ENV = "default"
 
 
 class RolloutPhase(StrEnum):
-    """Where a rollout is. The last five are terminal."""
+    """Where a rollout is. The last five are terminal.
 
+    ``awaiting_approval``: the environment's policy asks for an approver before anything
+    happens; ``pending`` then runs the gates (checks, hooks, backup, migrations) before the
+    strategy moves any traffic.
+    """
+
+    AWAITING_APPROVAL = "awaiting_approval"
     PENDING = "pending"
     PROGRESSING = "progressing"
     PAUSED = "paused"
@@ -76,7 +82,8 @@ class Revision:
     created_by: str
     created_at: datetime
     message: str = ""
-    origin: str = "deploy"  # "deploy", or "undo of N" for a copy of revision N
+    origin: str = "deploy"  # "deploy", "undo of N" (a copy of revision N), "promotion of E/N"
+    source: dict[str, Any] | None = None  # the spec as written, overlays included
 
 
 @dataclass(frozen=True)
@@ -315,3 +322,85 @@ class WebSession:
     csrf: str
     created_at: datetime
     expires_at: datetime
+
+
+@dataclass(frozen=True)
+class DeployLock:
+    """A hold on deploys of one app+environment (``baepo lock``): only ``holder`` may deploy
+    until it is released."""
+
+    app: str
+    env: str
+    holder: str
+    reason: str
+    since: datetime
+
+
+@dataclass(frozen=True)
+class Secret:
+    """A secret of one app+environment. Only its ciphertext is stored (Fernet, with a key that
+    never enters the database); ``version`` grows by one at every change."""
+
+    app: str
+    env: str
+    name: str
+    ciphertext: str
+    version: int
+    updated_at: datetime
+    updated_by: str
+
+
+class GatePhase(StrEnum):
+    """The state of one gate run: a check, a hook, a migration or a backup."""
+
+    RUNNING = "running"
+    PASSED = "passed"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class GateRun:
+    """One run of a check, hook, migration command or backup, with its output.
+
+    ``kind`` is ``check``, ``hook``, ``migrate`` or ``backup``; ``stage`` says when it ran
+    (``before``/``after`` for checks, ``pre_deploy``, ``post_deploy``, ``on_rollback``,
+    ``on_failure`` for hooks, ``up``/``down``/``status`` for migrations, ``create``/``restore``
+    for backups). ``rollout_id`` is None for runs asked for by hand.
+    """
+
+    app: str
+    env: str
+    kind: str
+    stage: str
+    name: str
+    phase: GatePhase
+    started_at: datetime
+    actor: str = "controller"
+    rollout_id: int | None = None
+    revision: int | None = None
+    finished_at: datetime | None = None
+    exit_code: int | None = None
+    message: str = ""
+    output: str = ""
+    detail: dict[str, Any] = field(default_factory=dict)
+    id: int = 0
+
+
+@dataclass(frozen=True)
+class Backup:
+    """A backup of an app's database: where it is, how big, its SHA-256, and whether it
+    completed (``status`` ``ok`` or ``failed``)."""
+
+    app: str
+    env: str
+    kind: str
+    location: str
+    created_at: datetime
+    created_by: str
+    status: str = "ok"
+    revision: int | None = None
+    size_bytes: int = 0
+    sha256: str = ""
+    reason: str = ""
+    detail: dict[str, Any] = field(default_factory=dict)
+    id: int = 0

@@ -16,11 +16,15 @@ from baepo.core.model import (
     ApiToken,
     App,
     AuditRecord,
+    Backup,
+    DeployLock,
     Event,
+    GateRun,
     Instance,
     Measurement,
     Revision,
     Rollout,
+    Secret,
     User,
     WebSession,
 )
@@ -408,4 +412,72 @@ class Store(Protocol):
 
     def delete_session(self, id_hash: str) -> None:
         """Forget a session (logout). Idempotent: nothing happens when it is gone."""
+        ...
+
+    def get_lock(self, app: str, env: str) -> DeployLock | None: ...
+
+    def add_lock(self, lock: DeployLock) -> DeployLock:
+        """Take the deploy lock of app+env; StateError naming holder, time and reason when it
+        is already held (even by ``lock.holder``)."""
+        ...
+
+    def delete_lock(self, app: str, env: str) -> DeployLock | None:
+        """Release the lock; returns what was released, None when there was none."""
+        ...
+
+    def put_secret(self, secret: Secret) -> Secret:
+        """Insert or replace (``secret.version`` is ignored); returns it with version = the
+        previous one + 1, or 1."""
+        ...
+
+    def get_secret(self, app: str, env: str, name: str) -> Secret | None: ...
+
+    def list_secrets(self, app: str, env: str) -> list[Secret]:
+        """By name."""
+        ...
+
+    def delete_secret(self, app: str, env: str, name: str) -> bool:
+        """False when there was no such secret."""
+        ...
+
+    def add_gate_run(self, run: GateRun) -> GateRun:
+        """Insert (``run.id`` is ignored); NotFoundError when its rollout does not exist."""
+        ...
+
+    def save_gate_run(self, run: GateRun) -> GateRun:
+        """Overwrite every field of the run with ``run.id``; NotFoundError when none."""
+        ...
+
+    def list_gate_runs(
+        self,
+        app: str,
+        env: str,
+        *,
+        rollout_id: int | None = None,
+        revision: int | None = None,
+        kind: str | None = None,
+        limit: int = 100,
+    ) -> list[GateRun]:
+        """The newest ``limit`` runs, optionally of one rollout, revision or kind, oldest
+        first."""
+        ...
+
+    def add_backup(self, backup: Backup) -> Backup:
+        """Insert (``backup.id`` is ignored); returns it with its new ``id``."""
+        ...
+
+    def save_backup(self, backup: Backup) -> Backup:
+        """Overwrite every field of the backup with ``backup.id``; NotFoundError when none."""
+        ...
+
+    def get_backup(self, backup_id: int) -> Backup:
+        """NotFoundError naming the backup when it does not exist."""
+        ...
+
+    def list_backups(self, app: str, env: str, *, limit: int = 100) -> list[Backup]:
+        """The newest ``limit`` backups, oldest first."""
+        ...
+
+    def delete_backup(self, backup_id: int) -> None:
+        """Forget a backup's record. Idempotent."""
         ...

@@ -485,6 +485,8 @@ def _translate(
     elif kind == "string_pattern_mismatch":
         field = parent.model_fields.get(str(loc[-1])) if parent else None
         message = f"{got} is not valid. {(field.description if field else '') or ''}".strip()
+    elif kind == "literal_error":
+        message = f"expected one of {ctx.get('expected', '?')}, got {got}"
     elif kind == "value_error":
         message = str(ctx.get("error", error["msg"]))
     else:

@@ -16,10 +16,14 @@ from pydantic import (
 )
 
 from baepo.spec.analysis import AnalysisTemplateSpec
+from baepo.spec.backup import BackupSpec
 from baepo.spec.base import LISTEN_RE, SpecModel, check_listen
 from baepo.spec.files import APP_NAME_RE
+from baepo.spec.gates import ChecksSpec, HooksSpec, MigrateSpec
 from baepo.spec.notifications import Channels
+from baepo.spec.policy import ApprovalSpec, FreezeWindow
 from baepo.spec.rollback import RollbackSpec
+from baepo.spec.secrets import SecretValue
 from baepo.spec.strategies import (
     RollingSpec,
     StrategySpec,
@@ -245,6 +249,35 @@ class Spec(SpecModel):
             "a mapping with `name`, `url_env` (or a secret-free `url`), `events` and an "
             "optional `template`. See docs/notifications.md."
         ),
+    )
+    approval: ApprovalSpec = Field(
+        default_factory=ApprovalSpec,
+        description=(
+            "`required`: a deploy waits for an approver (`baepo approve`). Usually set in the "
+            "production overlay. See docs/pipeline.md."
+        ),
+    )
+    freeze: list[FreezeWindow] = Field(
+        default_factory=list,
+        description="Windows when deploys are refused, unless an admin overrides with a reason.",
+    )
+    checks: ChecksSpec = Field(
+        default_factory=ChecksSpec, description="Checks that must pass before and after."
+    )
+    hooks: HooksSpec = Field(default_factory=HooksSpec, description="Commands around a release.")
+    migrate: MigrateSpec | None = Field(
+        default=None,
+        description="The app's migration commands, run as a gate before traffic shifts.",
+    )
+    backup: BackupSpec | None = Field(default=None, description="How to back up the database.")
+    secrets: dict[str, SecretValue] = Field(
+        default_factory=dict,
+        description=(
+            "Secret environment variables of every instance: each maps a variable name to a "
+            "stored secret's name (`baepo secret set`), or to `{env: NAME}` or `{file: PATH}`. "
+            "Values never appear in output, logs or history."
+        ),
+        examples=[{"DATABASE_PASSWORD": "db-password"}],
     )
     environments: dict[Annotated[str, Field(pattern=APP_NAME_RE)], dict[str, Any]] = Field(
         default_factory=dict,

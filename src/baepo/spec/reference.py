@@ -14,7 +14,7 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Union, get_args, get_origin
+from typing import Any, Literal, Union, get_args, get_origin
 
 import annotated_types
 from pydantic import BaseModel
@@ -75,10 +75,14 @@ def field_kind(field: FieldInfo) -> str:
             if meta.func is parse_duration:
                 return "duration"
             return GUARD_KINDS.get(meta.func, "count")
-    origin = get_origin(field.annotation)
+    members = [a for a in get_args(field.annotation) if a is not type(None)] or [field.annotation]
+    if get_origin(field.annotation) in (list, dict, Literal):
+        members = [field.annotation]
+    origin = get_origin(members[0])
     if origin in (list, dict):
         return str(origin.__name__)
-    members = [a for a in get_args(field.annotation) if a is not type(None)] or [field.annotation]
+    if origin is Literal:
+        return "choice"
     return {int: "int", bool: "bool", float: "number"}.get(members[0], "str")
 
 
@@ -100,6 +104,7 @@ def describe_type(field: FieldInfo) -> str:
             "number": "number",
             "bool": "true or false",
             "str": "string",
+            "choice": "one of " + ", ".join(f"`{c}`" for c in get_args(field.annotation)),
             "rate": "rate (`5%` or `0.05`) or `off`",
             "ratio": "ratio (`200%` or `2.0`) or `off`",
             "latency": "duration or `off`",
