@@ -71,3 +71,21 @@ def test_deploy_to_an_environment_uses_its_overlay(project: SampleProject) -> No
         assert serving(staging_status(), 1, 2)
     finally:
         project.baepo("down", "-e", "staging", "--wait", "--timeout", "30", timeout=60)
+
+
+def test_commands_use_the_spec_default_env(project: SampleProject) -> None:
+    project.write("1.0.0", replicas=1)
+    staging_port = free_port()
+    add_environments(project, staging_port)
+    project.spec.write_text(project.spec.read_text() + "default_env: staging\n")
+    try:
+        project.ok("deploy", "--wait")
+        status = json.loads(project.ok("status", "-o", "json"))
+        assert (status["env"], serving(status, 1, 2)) == ("staging", True), status
+        assert set(versions(staging_port, 5)) == {"1.0.0-staging"}
+        default = project.baepo("status", "-e", "default", "-o", "json")
+        assert default.returncode == 4, default
+        history = project.ok("history", "-e", "staging")
+        assert "1.0.0" in history
+    finally:
+        project.baepo("down", "--wait", "--timeout", "30", timeout=60)

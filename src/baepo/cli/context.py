@@ -35,8 +35,15 @@ FileOpt = Annotated[
     ),
 ]
 EnvOpt = Annotated[
-    str,
-    typer.Option("--env", "-e", help="The environment.", envvar="BAEPO_ENV", metavar="ENV"),
+    str | None,
+    typer.Option(
+        "--env",
+        "-e",
+        help="The environment (default: the spec's `default_env`, else `default`).",
+        envvar="BAEPO_ENV",
+        metavar="ENV",
+        show_default=False,
+    ),
 ]
 StateOpt = Annotated[
     Path | None,
@@ -60,8 +67,22 @@ class Project:
     """The spec file and state directory a command works on."""
 
     file: Path | None
-    env: str
+    env_option: str | None
     state_dir_option: Path | None
+
+    @cached_property
+    def env(self) -> str:
+        """``--env`` (or ``BAEPO_ENV``), else the spec's ``default_env``, else ``default``."""
+        if self.env_option:
+            return self.env_option
+        from baepo.core.model import DEFAULT_ENV
+        from baepo.errors import BaepoError
+        from baepo.spec.files import quick_default_env
+
+        try:
+            return quick_default_env(self.path) or DEFAULT_ENV
+        except BaepoError:  # no spec file: commands that need one say so themselves
+            return DEFAULT_ENV
 
     @cached_property
     def loaded(self) -> LoadedSpec:

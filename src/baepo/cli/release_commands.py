@@ -16,7 +16,6 @@ from rich.console import Console
 
 from baepo.cli.context import EnvOpt, FileOpt, Output, OutputOpt, Project, StateOpt, actor
 from baepo.cli.follow import follow, rollout_finished, settled
-from baepo.core.model import DEFAULT_ENV
 from baepo.errors import RolloutFailed
 
 out = Console(highlight=False)
@@ -90,7 +89,7 @@ def _finish(
 
 def deploy(
     file: FileOpt = None,
-    env: EnvOpt = DEFAULT_ENV,
+    env: EnvOpt = None,
     version: Annotated[
         str | None, typer.Option("--version", help="The version to release (overrides the spec).")
     ] = None,
@@ -117,7 +116,7 @@ def deploy(
         {
             "spec_yaml": loaded.text,
             "spec_path": str(loaded.path),
-            "env": env,
+            "env": project.env,
             "version": version,
             "message": message,
             "actor": actor(),
@@ -135,7 +134,7 @@ def undo(
         ),
     ] = None,
     file: FileOpt = None,
-    env: EnvOpt = DEFAULT_ENV,
+    env: EnvOpt = None,
     message: Annotated[str, typer.Option("--message", "-m", help="Why, for the history.")] = "",
     wait: WaitOpt = None,
     timeout: TimeoutOpt = None,
@@ -152,14 +151,14 @@ def undo(
     project = Project(file, env, state_dir)
     result = project.client().post(
         f"/api/v1/apps/{project.app}/undo",
-        {"env": env, "to_revision": to_revision, "message": message, "actor": actor()},
+        {"env": project.env, "to_revision": to_revision, "message": message, "actor": actor()},
     )
     _finish(project, result, wait, timeout, output, undoing=True)
 
 
 def down(
     file: FileOpt = None,
-    env: EnvOpt = DEFAULT_ENV,
+    env: EnvOpt = None,
     wait: WaitOpt = None,
     timeout: TimeoutOpt = None,
     state_dir: StateOpt = None,
@@ -171,7 +170,7 @@ def down(
     """
     project = Project(file, env, state_dir)
     result = project.client().post(
-        f"/api/v1/apps/{project.app}/down", {"env": env, "actor": actor()}
+        f"/api/v1/apps/{project.app}/down", {"env": project.env, "actor": actor()}
     )
     _finish(project, result, wait, timeout, output)
 

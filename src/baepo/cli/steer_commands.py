@@ -12,17 +12,22 @@ import typer
 from rich.console import Console
 
 from baepo.cli.context import EnvOpt, FileOpt, Output, OutputOpt, Project, StateOpt, actor
-from baepo.core.model import DEFAULT_ENV
 
 out = Console(highlight=False)
 
 
 def _steer(
-    verb: str, file: FileOpt, env: str, state_dir: StateOpt, output: Output, *, full: bool = False
+    verb: str,
+    file: FileOpt,
+    env: str | None,
+    state_dir: StateOpt,
+    output: Output,
+    *,
+    full: bool = False,
 ) -> None:
     project = Project(file, env, state_dir)
     result = project.client().post(
-        f"/api/v1/apps/{project.app}/{verb}", {"env": env, "actor": actor(), "full": full}
+        f"/api/v1/apps/{project.app}/{verb}", {"env": project.env, "actor": actor(), "full": full}
     )
     if output == Output.json:
         print(json.dumps(result))
@@ -35,7 +40,7 @@ def promote(
         bool, typer.Option("--full", help="Skip every remaining step and promote at once.")
     ] = False,
     file: FileOpt = None,
-    env: EnvOpt = DEFAULT_ENV,
+    env: EnvOpt = None,
     state_dir: StateOpt = None,
     output: OutputOpt = Output.text,
 ) -> None:
@@ -48,7 +53,7 @@ def promote(
 
 def pause(
     file: FileOpt = None,
-    env: EnvOpt = DEFAULT_ENV,
+    env: EnvOpt = None,
     state_dir: StateOpt = None,
     output: OutputOpt = Output.text,
 ) -> None:
@@ -61,7 +66,7 @@ def pause(
 
 def resume(
     file: FileOpt = None,
-    env: EnvOpt = DEFAULT_ENV,
+    env: EnvOpt = None,
     state_dir: StateOpt = None,
     output: OutputOpt = Output.text,
 ) -> None:
@@ -74,7 +79,7 @@ def resume(
 
 def abort(
     file: FileOpt = None,
-    env: EnvOpt = DEFAULT_ENV,
+    env: EnvOpt = None,
     state_dir: StateOpt = None,
     output: OutputOpt = Output.text,
 ) -> None:
@@ -89,7 +94,7 @@ def abort(
 
 def retry(
     file: FileOpt = None,
-    env: EnvOpt = DEFAULT_ENV,
+    env: EnvOpt = None,
     state_dir: StateOpt = None,
     output: OutputOpt = Output.text,
 ) -> None:

@@ -20,14 +20,13 @@ from rich.syntax import Syntax
 from baepo.cli.context import EnvOpt, FileOpt, Output, OutputOpt, Project, StateOpt
 from baepo.cli.follow import follow
 from baepo.cli.render import analysis_view, history_table, status_view
-from baepo.core.model import DEFAULT_ENV
 
 out = Console(highlight=False)
 
 
 def status(
     file: FileOpt = None,
-    env: EnvOpt = DEFAULT_ENV,
+    env: EnvOpt = None,
     watch: Annotated[
         bool, typer.Option("--watch", "-w", help="Keep redrawing until Ctrl-C.")
     ] = False,
@@ -44,15 +43,17 @@ def status(
     client = project.client()
     if watch and output == Output.json:
         while True:  # one JSON document per line, as the status changes, until Ctrl-C
-            print(json.dumps(client.get(f"/api/v1/apps/{project.app}", env=env)), flush=True)
+            print(
+                json.dumps(client.get(f"/api/v1/apps/{project.app}", env=project.env)), flush=True
+            )
             time.sleep(1.0)
     if watch:
         follow(
-            client, project.app, env, out, done=lambda _: False, timeout=None,
+            client, project.app, project.env, out, done=lambda _: False, timeout=None,
             live=sys.stdout.isatty(),
         )  # fmt: skip
         return
-    current = client.get(f"/api/v1/apps/{project.app}", env=env)
+    current = client.get(f"/api/v1/apps/{project.app}", env=project.env)
     if output == Output.json:
         print(json.dumps(current, indent=2))
     else:
@@ -64,7 +65,7 @@ def history(
         int | None, typer.Argument(help="Show this revision and its diff to the previous one.")
     ] = None,
     file: FileOpt = None,
-    env: EnvOpt = DEFAULT_ENV,
+    env: EnvOpt = None,
     state_dir: StateOpt = None,
     output: OutputOpt = Output.text,
 ) -> None:
@@ -75,15 +76,15 @@ def history(
     project = Project(file, env, state_dir)
     client = project.client()
     if revision is None:
-        revisions = client.get(f"/api/v1/apps/{project.app}/revisions", env=env)
+        revisions = client.get(f"/api/v1/apps/{project.app}/revisions", env=project.env)
         if output == Output.json:
             print(json.dumps(revisions, indent=2))
         elif not revisions:
-            out.print(f"{project.app} has no revisions in {env} yet")
+            out.print(f"{project.app} has no revisions in {project.env} yet")
         else:
             out.print(history_table(revisions))
         return
-    one = client.get(f"/api/v1/apps/{project.app}/revisions/{revision}", env=env)
+    one = client.get(f"/api/v1/apps/{project.app}/revisions/{revision}", env=project.env)
     if output == Output.json:
         print(json.dumps(one, indent=2))
         return
@@ -122,7 +123,7 @@ def analysis(
         ),
     ] = None,
     file: FileOpt = None,
-    env: EnvOpt = DEFAULT_ENV,
+    env: EnvOpt = None,
     state_dir: StateOpt = None,
     output: OutputOpt = Output.text,
 ) -> None:
@@ -133,12 +134,14 @@ def analysis(
     Example: `baepo analysis`, `baepo analysis 4 -o json`
     """
     project = Project(file, env, state_dir)
-    runs = project.client().get(f"/api/v1/apps/{project.app}/analysis", env=env, revision=revision)
+    runs = project.client().get(
+        f"/api/v1/apps/{project.app}/analysis", env=project.env, revision=revision
+    )
     if output == Output.json:
         print(json.dumps(runs, indent=2))
     elif not runs:
         which = f"revision {revision}" if revision else "the latest rollout"
-        out.print(f"no analysis ran for {which} of {project.app} in {env}")
+        out.print(f"no analysis ran for {which} of {project.app} in {project.env}")
     else:
         out.print(analysis_view(runs))
 
@@ -154,7 +157,7 @@ def logs(
     file: Annotated[
         Path | None, typer.Option("--file", help="The spec file (default: baepo.yaml here).")
     ] = None,
-    env: EnvOpt = DEFAULT_ENV,
+    env: EnvOpt = None,
     state_dir: StateOpt = None,
 ) -> None:
     """Print the app's instance output, each line prefixed with its instance.
@@ -164,7 +167,7 @@ def logs(
     """
     project = Project(file, env, state_dir)
     for line in project.client().stream_lines(
-        f"/api/v1/apps/{project.app}/logs", env=env, revision=revision, tail=tail,
+        f"/api/v1/apps/{project.app}/logs", env=project.env, revision=revision, tail=tail,
         follow=follow_,
     ):  # fmt: skip
         print(line, flush=True)

@@ -38,20 +38,34 @@ def find_spec_file(start: Path, explicit: Path | None) -> Path:
     return found[0]
 
 
-def quick_app_name(path: Path) -> str | None:
-    """The ``app:`` of a spec file when it plainly names a valid app, else None.
-
-    No validation beyond that: callers needing the spec use ``spec.loader.load_spec``, whose
-    errors are located; this only spares read-only commands that cost.
-    """
+def _quick_read(path: Path) -> dict[str, object]:
+    """The top level of a YAML file, or an empty mapping when it cannot be read."""
     import yaml
 
     try:
         loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
         data = yaml.load(path.read_text(), Loader=loader)  # noqa: S506 - a safe loader
     except (OSError, yaml.YAMLError, UnicodeDecodeError, ValueError):
-        return None
-    name = data.get("app") if isinstance(data, dict) else None
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def quick_app_name(path: Path) -> str | None:
+    """The ``app:`` of a spec file when it plainly names a valid app, else None.
+
+    No validation beyond that: callers needing the spec use ``spec.loader.load_spec``, whose
+    errors are located; this only spares read-only commands that cost.
+    """
+    name = _quick_read(path).get("app")
+    if isinstance(name, str) and re.match(APP_NAME_RE, name):
+        return name
+    return None
+
+
+def quick_default_env(path: Path) -> str | None:
+    """The ``default_env:`` of a spec file when it plainly names a valid one, else None
+    (as cheap, and as unvalidated, as ``quick_app_name``)."""
+    name = _quick_read(path).get("default_env")
     if isinstance(name, str) and re.match(APP_NAME_RE, name):
         return name
     return None
