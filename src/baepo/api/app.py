@@ -13,7 +13,16 @@ from fastapi import FastAPI, Request, Response
 from fastapi.staticfiles import StaticFiles
 
 from baepo import __version__
-from baepo.api import auth, metrics, problems, report_routes, routes, token_routes, user_routes
+from baepo.api import (
+    approval_routes,
+    auth,
+    metrics,
+    problems,
+    report_routes,
+    routes,
+    token_routes,
+    user_routes,
+)
 from baepo.api.runtime import Runtime
 from baepo.web import pages
 
@@ -59,6 +68,7 @@ def create_app(runtime: Runtime) -> FastAPI:
         return response
 
     app.include_router(routes.router)
+    app.include_router(approval_routes.router)
     app.include_router(report_routes.router)
     app.include_router(token_routes.router)
     app.include_router(metrics.router)

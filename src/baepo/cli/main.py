@@ -54,6 +54,7 @@ def main(
 
 def _register() -> None:
     from baepo.cli import (
+        approval_commands,
         auth_commands,
         demo,
         release_commands,
@@ -69,6 +70,7 @@ def _register() -> None:
         spec_commands,
         release_commands,
         steer_commands,
+        approval_commands,
         view_commands,
         report_commands,
         auth_commands,

@@ -61,7 +61,9 @@ class Operations:
     def _roll_out(self, app: App, revision: Revision, actor: str) -> Outcome:
         if app.state == AppState.DOWN:
             app = self._save_app(replace(app, state=AppState.RUNNING))
-        strategy = Spec.model_validate(revision.config).strategy.kind
+        spec = Spec.model_validate(revision.config)
+        strategy = spec.strategy.kind
+        approval = spec.approval.required
         now = self.clock()
         rollout = self.store.create_rollout(
             Rollout(
@@ -71,10 +73,15 @@ class Operations:
                 revision=revision.number,
                 stable_revision=app.stable_revision,
                 strategy=strategy,
-                phase=RolloutPhase.PENDING,
-                message=f"waiting to roll out revision {revision.number}",
+                phase=RolloutPhase.AWAITING_APPROVAL if approval else RolloutPhase.PENDING,
+                message=(
+                    f"revision {revision.number} waits for an approver (baepo approve)"
+                    if approval
+                    else f"waiting to roll out revision {revision.number}"
+                ),
                 started_at=now,
                 updated_at=now,
+                status={"approval": {"requested_by": actor}} if approval else {},
             )
         )
         source = f" ({revision.origin})" if revision.origin != "deploy" else ""
@@ -86,6 +93,24 @@ class Operations:
             actor,
             rollout=rollout,
         )
+        if approval:
+            self._event(
+                app,
+                "approval.requested",
+                f"revision {revision.number} ({revision.version}) of {app.app} in {app.env} "
+                f"waits for an approver: baepo approve -e {app.env}",
+                actor,
+                rollout=rollout,
+            )
+            return Outcome(
+                revision.app,
+                revision.env,
+                True,
+                f"revision {revision.number} ({revision.version}) waits for approval: someone "
+                f"with the approver role runs baepo approve -e {revision.env} (or baepo reject)",
+                revision.number,
+                rollout.id,
+            )
         self.wake()
         return Outcome(
             revision.app,

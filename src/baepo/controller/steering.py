@@ -15,7 +15,7 @@ from typing import Any
 
 from baepo.controller.operations import Operations, Outcome
 from baepo.core.model import Rollout, RolloutPhase
-from baepo.errors import ConflictError, StateError
+from baepo.errors import ConfigError, ConflictError, Problem, StateError
 from baepo.spec.models import Spec
 
 STEERABLE = ("canary", "blue_green")
@@ -130,6 +130,63 @@ class Steering(Operations):
             revision = self.store.get_revision(app, env, last.revision)
             return self._roll_out(record, revision, actor)
 
+    def approve(self, app: str, env: str, actor: str, *, reason: str = "") -> Outcome:
+        """Let a rollout waiting in ``awaiting_approval`` start. The one who asked for the
+        deploy may not approve it unless the environment's policy allows self-approval."""
+        return self._retrying(lambda: self._decide(app, env, actor, reason, approve=True))
+
+    def reject(self, app: str, env: str, actor: str, *, reason: str) -> Outcome:
+        """End a rollout waiting in ``awaiting_approval``: nothing of it ever ran."""
+        if not reason.strip():
+            raise ConfigError(
+                "a rejection needs a reason",
+                problems=[Problem("reason", "say why, e.g. --reason 'not during the sale'")],
+            )
+        return self._retrying(lambda: self._decide(app, env, actor, reason, approve=False))
+
+    def _decide(self, app: str, env: str, actor: str, reason: str, *, approve: bool) -> Outcome:
+        verb = "approve" if approve else "reject"
+        with self._lock:
+            active = self._active(app, env, verb)
+            if active.phase != RolloutPhase.AWAITING_APPROVAL:
+                raise StateError(
+                    f"rollout {active.id} of {app} in {env} is {active.phase.value}, not "
+                    "awaiting approval: nothing to " + verb,
+                    hint="see baepo status",
+                )
+            requested = self.store.get_revision(app, env, active.revision)
+            policy = Spec.model_validate(requested.config).approval
+            if (
+                approve
+                and _identity(actor) == _identity(requested.created_by)
+                and not policy.allow_self_approval
+            ):
+                raise StateError(
+                    f"{actor} asked for revision {active.revision} and may not approve it as well",
+                    hint="another approver runs baepo approve, or the environment's policy "
+                    "sets approval: {required: true, allow_self_approval: true}",
+                )
+            decision = {
+                **active.status.get("approval", {}),
+                "decision": "approved" if approve else "rejected",
+                "by": actor,
+                "at": self.clock().isoformat(),
+                "reason": reason,
+            }
+            status = {**active.status, "approval": decision}
+            because = f": {reason}" if reason else ""
+            if approve:
+                words = f"{actor} approved revision {active.revision}{because}"
+                self._update(active, status, RolloutPhase.PENDING, "approval.granted", words, actor)
+                return Outcome(
+                    app, env, True, f"{words}; it rolls out now", active.revision, active.id
+                )
+            words = f"{actor} rejected revision {active.revision}{because}"
+            self._update(active, status, None, "approval.rejected", words, actor)
+            rejected = self.store.get_rollout(active.id)
+            self._end(rejected, RolloutPhase.ABORTED, f"rejected by {actor}{because}")
+            return Outcome(app, env, True, words, active.revision, active.id)
+
     # -- helpers -----------------------------------------------------------------------
 
     @staticmethod
@@ -166,3 +223,9 @@ class Steering(Operations):
         assert record is not None
         self._event(record, kind, message, actor, rollout=saved)
         self.wake()
+
+
+def _identity(actor: str) -> str:
+    """Who acted, as the server knows them: ``alice via token ci`` is the token ``ci``
+    whatever name its holder claimed; a user's name or a local actor stays as it is."""
+    return actor.rsplit(" via ", 1)[-1]

@@ -30,6 +30,7 @@ _BY_KIND: dict[str, NotifyEvent] = {
     "rollback.guard": NotifyEvent.ROLLED_BACK,
     "rollout.undone": NotifyEvent.ROLLED_BACK,
     "rollout.aborted": NotifyEvent.ABORTED,
+    "approval.requested": NotifyEvent.APPROVAL_NEEDED,
 }
 """Event kinds that are news for a channel; every other kind (``instance.*``,
 ``traffic.changed``, ``rollout.progressing``...) is not."""

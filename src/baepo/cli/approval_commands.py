@@ -1,0 +1,67 @@
+"""``baepo approve`` and ``baepo reject``: decide on a deploy waiting for approval.
+
+Callers: ``cli.main`` registers them.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from baepo.cli.context import EnvOpt, FileOpt, Output, OutputOpt, Project, StateOpt, actor
+
+out = Console(highlight=False)
+
+ReasonOpt = Annotated[str, typer.Option("--reason", "-r", help="Why, for the history.")]
+
+
+def _decide(verb: str, reason: str, file: FileOpt, env: str | None, state_dir: StateOpt,
+            output: Output) -> None:  # fmt: skip
+    project = Project(file, env, state_dir)
+    result = project.client().post(
+        f"/api/v1/apps/{project.app}/{verb}",
+        {"env": project.env, "actor": actor(), "reason": reason},
+    )
+    if output == Output.json:
+        print(json.dumps(result))
+    else:
+        out.print(result["message"])
+
+
+def approve(
+    reason: ReasonOpt = "",
+    file: FileOpt = None,
+    env: EnvOpt = None,
+    state_dir: StateOpt = None,
+    output: OutputOpt = Output.text,
+) -> None:
+    """Approve the deploy waiting in `awaiting_approval`: it starts rolling out.
+
+    Needs the approver role in the environment. Whoever asked for the deploy may not approve
+    it, unless the environment's `approval: {allow_self_approval: true}`.
+
+    Example: `baepo approve -e production --reason "checked the release notes"`
+    """
+    _decide("approve", reason, file, env, state_dir, output)
+
+
+def reject(
+    reason: Annotated[str, typer.Option("--reason", "-r", help="Why (required).")],
+    file: FileOpt = None,
+    env: EnvOpt = None,
+    state_dir: StateOpt = None,
+    output: OutputOpt = Output.text,
+) -> None:
+    """Reject the deploy waiting in `awaiting_approval`: it ends without running anything.
+
+    Example: `baepo reject -e production --reason "not during the sale"`
+    """
+    _decide("reject", reason, file, env, state_dir, output)
+
+
+def register(app: typer.Typer) -> None:
+    app.command(rich_help_panel="Steer a rollout")(approve)
+    app.command(rich_help_panel="Steer a rollout")(reject)
