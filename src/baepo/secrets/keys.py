@@ -1,0 +1,102 @@
+"""The keyring that encrypts stored secrets (Fernet), with a key that never enters the database.
+
+The key comes from ``BAEPO_SECRET_KEY`` (one Fernet key, or several separated by commas: the
+first encrypts, every one decrypts, so a key can be rotated), else from the file named by
+``BAEPO_SECRET_KEY_FILE``, else from ``<state dir>/secret.key``, created with mode 0600 on
+first use. Callers: ``api.server`` (one keyring per server), ``api.secret_routes``,
+``secrets.resolve``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+
+from baepo.errors import BaepoError, ConfigError
+
+KEY_ENV = "BAEPO_SECRET_KEY"
+KEY_FILE_ENV = "BAEPO_SECRET_KEY_FILE"
+KEY_FILE = "secret.key"
+
+
+class Keyring:
+    """Encrypts and decrypts secret values. The key is read (or created) on first use."""
+
+    def __init__(self, state_dir: Path | None = None, *, keys: list[str] | None = None) -> None:
+        self.state_dir = Path(state_dir) if state_dir is not None else None
+        self._keys = keys
+        self._fernet: MultiFernet | None = None
+
+    def encrypt(self, value: str) -> str:
+        return self._load().encrypt(value.encode()).decode()
+
+    def decrypt(self, ciphertext: str) -> str:
+        try:
+            return self._load().decrypt(ciphertext.encode()).decode()
+        except (InvalidToken, ValueError) as exc:
+            raise BaepoError(
+                "cannot decrypt a stored secret: it was encrypted with another key",
+                hint=f"set {KEY_ENV} (or {KEY_FILE_ENV}) to the key the secret was stored "
+                "with, or store the secret again",
+            ) from exc
+
+    def source(self) -> str:
+        """Where the key comes from, for messages (never the key itself)."""
+        if self._keys is not None:
+            return "given keys"
+        if os.environ.get(KEY_ENV):
+            return KEY_ENV
+        if os.environ.get(KEY_FILE_ENV):
+            return os.environ[KEY_FILE_ENV]
+        return str(self._default_file())
+
+    def _load(self) -> MultiFernet:
+        if self._fernet is None:
+            keys = self._keys if self._keys is not None else self._read_keys()
+            try:
+                self._fernet = MultiFernet([Fernet(key.strip().encode()) for key in keys])
+            except ValueError as exc:
+                raise ConfigError(
+                    f"the secret key from {self.source()} is not a Fernet key",
+                    hint="a key is 32 url-safe base64-encoded bytes; make one with "
+                    "python -c 'from cryptography.fernet import Fernet; "
+                    "print(Fernet.generate_key().decode())'",
+                ) from exc
+        return self._fernet
+
+    def _read_keys(self) -> list[str]:
+        value = os.environ.get(KEY_ENV, "").strip()
+        if value:
+            return [key for key in value.split(",") if key.strip()]
+        named = os.environ.get(KEY_FILE_ENV, "").strip()
+        if named:
+            try:
+                text = Path(named).read_text()
+            except OSError as exc:
+                raise ConfigError(
+                    f"cannot read the secret key file {named} ({KEY_FILE_ENV}): "
+                    f"{exc.strerror or exc}"
+                ) from exc
+            return [key for key in text.replace(",", "\n").split() if key]
+        return [self._default_key()]
+
+    def _default_file(self) -> Path:
+        if self.state_dir is None:
+            raise ConfigError(f"no secret key: set {KEY_ENV} or {KEY_FILE_ENV}")
+        return self.state_dir / KEY_FILE
+
+    def _default_key(self) -> str:
+        path = self._default_file()
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            key = Fernet.generate_key()
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            except FileExistsError:
+                pass  # another process created it first: read that one
+            else:
+                with os.fdopen(fd, "wb") as handle:
+                    handle.write(key + b"\n")
+        return path.read_text().strip()

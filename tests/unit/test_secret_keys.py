@@ -1,0 +1,69 @@
+"""The keyring: where the key comes from, round trips, key rotation and wrong keys."""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+
+import pytest
+from cryptography.fernet import Fernet
+
+from baepo.errors import BaepoError, ConfigError
+from baepo.secrets.keys import KEY_ENV, KEY_FILE_ENV, Keyring
+
+
+@pytest.fixture(autouse=True)
+def _no_key_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(KEY_ENV, raising=False)
+    monkeypatch.delenv(KEY_FILE_ENV, raising=False)
+
+
+def test_a_key_file_is_created_with_mode_0600(tmp_path: Path) -> None:
+    ring = Keyring(tmp_path)
+    token = ring.encrypt("hunter2")
+    assert "hunter2" not in token
+    assert ring.decrypt(token) == "hunter2"
+    key_file = tmp_path / "secret.key"
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    assert Keyring(tmp_path).decrypt(token) == "hunter2"
+
+
+def test_the_environment_key_wins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    key = Fernet.generate_key().decode()
+    monkeypatch.setenv(KEY_ENV, key)
+    token = Keyring(tmp_path).encrypt("v")
+    assert not (tmp_path / "secret.key").exists()
+    assert Fernet(key.encode()).decrypt(token.encode()) == b"v"
+
+
+def test_a_key_file_named_by_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key = Fernet.generate_key().decode()
+    (tmp_path / "k").write_text(key + "\n")
+    monkeypatch.setenv(KEY_FILE_ENV, str(tmp_path / "k"))
+    token = Keyring(tmp_path / "state").encrypt("v")
+    assert Fernet(key.encode()).decrypt(token.encode()) == b"v"
+
+
+def test_rotation_old_keys_still_decrypt() -> None:
+    old, new = Fernet.generate_key().decode(), Fernet.generate_key().decode()
+    token = Keyring(keys=[old]).encrypt("v")
+    rotated = Keyring(keys=[new, old])
+    assert rotated.decrypt(token) == "v"
+    assert Keyring(keys=[new]).decrypt(rotated.encrypt("v")) == "v"
+
+
+def test_a_wrong_key_is_a_clear_error_without_the_value() -> None:
+    token = Keyring(keys=[Fernet.generate_key().decode()]).encrypt("s3cr3t-value")
+    with pytest.raises(BaepoError) as caught:
+        Keyring(keys=[Fernet.generate_key().decode()]).decrypt(token)
+    assert "another key" in str(caught.value)
+    assert "s3cr3t-value" not in str(caught.value)
+    assert "s3cr3t-value" not in (caught.value.hint or "")
+
+
+def test_a_bad_key_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(KEY_ENV, "not-a-key")
+    with pytest.raises(ConfigError, match="not a Fernet key"):
+        Keyring().encrypt("v")
