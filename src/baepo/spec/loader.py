@@ -18,6 +18,7 @@ Callers: the CLI (``validate``, ``deploy``, ``config show``), the API (spec bodi
 from __future__ import annotations
 
 import difflib
+import json
 import re
 import types
 from collections.abc import Callable, Hashable
@@ -91,6 +92,16 @@ def parse_spec(text: str, *, source: str = "<string>", env: str | None = None) -
     ``source`` names it in error messages (usually the file path). An ``env`` that
     ``environments:`` does not name gets the base unchanged."""
     return parse_spec_with_sources(text, source=source, env=env)[0]
+
+
+def spec_source(text: str) -> dict[str, Any]:
+    """The spec as written (overlays included, ``x-`` keys dropped) as JSON-able data, for a
+    revision to keep; ``parse_spec(yaml.safe_dump(source), env=...)`` resolves it again for
+    any environment. Call it on text :func:`parse_spec` accepted."""
+    data = yaml.safe_load(text)
+    kept = {k: v for k, v in data.items() if not (isinstance(k, str) and k.startswith("x-"))}
+    plain: dict[str, Any] = json.loads(json.dumps(kept, default=str))
+    return plain
 
 
 def parse_spec_with_sources(
