@@ -20,6 +20,7 @@ from baepo.api import (
     problems,
     report_routes,
     routes,
+    secret_routes,
     token_routes,
     user_routes,
 )
@@ -69,6 +70,7 @@ def create_app(runtime: Runtime) -> FastAPI:
 
     app.include_router(routes.router)
     app.include_router(approval_routes.router)
+    app.include_router(secret_routes.router)
     app.include_router(report_routes.router)
     app.include_router(token_routes.router)
     app.include_router(metrics.router)

@@ -55,10 +55,12 @@ def main(
 def _register() -> None:
     from baepo.cli import (
         approval_commands,
+        secret_commands,
         auth_commands,
         demo,
         release_commands,
         report_commands,
+        secret_commands,
         server_commands,
         spec_commands,
         steer_commands,
