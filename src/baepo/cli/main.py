@@ -55,7 +55,6 @@ def main(
 def _register() -> None:
     from baepo.cli import (
         approval_commands,
-        secret_commands,
         auth_commands,
         demo,
         release_commands,
@@ -73,6 +72,7 @@ def _register() -> None:
         release_commands,
         steer_commands,
         approval_commands,
+        secret_commands,
         view_commands,
         report_commands,
         auth_commands,
