@@ -16,6 +16,7 @@ from baepo import __version__
 from baepo.api import (
     approval_routes,
     auth,
+    lock_routes,
     metrics,
     problems,
     report_routes,
@@ -70,6 +71,7 @@ def create_app(runtime: Runtime) -> FastAPI:
 
     app.include_router(routes.router)
     app.include_router(approval_routes.router)
+    app.include_router(lock_routes.router)
     app.include_router(secret_routes.router)
     app.include_router(report_routes.router)
     app.include_router(token_routes.router)

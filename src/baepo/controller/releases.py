@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from datetime import datetime
 
+from baepo.controller import locks
 from baepo.controller.operations import Operations, Outcome
 from baepo.core.model import App, AppState, Revision, Rollout, RolloutPhase, config_hash
 from baepo.errors import ConfigError, Problem, StateError
@@ -45,6 +46,7 @@ class Releases(Operations):
         config = spec.model_copy(update={"version": version}).model_dump(mode="json")
         digest = config_hash({"config": config, "spec_dir": request.spec_dir})
         with self._lock:
+            locks.check(self.store, spec.app, request.env, request.actor)
             app = self._app(spec.app, request.env)
             active = self.store.active_rollout(spec.app, request.env)
             stable = self._revision(app, app.stable_revision)
@@ -62,9 +64,9 @@ class Releases(Operations):
                     )
                 if not request.supersede:
                     raise StateError(
-                        f"rollout {active.id} of {spec.app} (revision {active.revision}) is "
-                        f"{active.phase.value}",
-                        hint="wait for it (baepo status --watch), undo it (baepo undo), "
+                        locks.in_progress_message(active, target),
+                        hint=f"rollout {active.id} is {active.phase.value}: wait for it "
+                        "(baepo status --watch), undo it (baepo undo), "
                         "or replace it with baepo deploy --supersede",
                     )
                 self._end(active, RolloutPhase.SUPERSEDED, f"superseded by {request.actor}")
@@ -117,6 +119,7 @@ class Releases(Operations):
     ) -> Outcome:
         """Go back: stop an in-flight rollout, or roll out a copy of an earlier revision."""
         with self._lock:
+            locks.check(self.store, app_name, env, actor)
             app = self.store.get_app(app_name, env)
             if app is None:
                 raise StateError(f"{app_name} has never been deployed in {env}")

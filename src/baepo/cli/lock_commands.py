@@ -1,0 +1,70 @@
+"""``baepo lock`` and ``baepo unlock``: hold deploys of an app in one environment.
+
+While an app+environment is locked, only the holder may deploy or undo there. Callers:
+``cli.main`` registers them.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from baepo.cli.context import EnvOpt, FileOpt, Output, OutputOpt, Project, StateOpt, actor
+
+out = Console(highlight=False)
+
+
+def lock(
+    reason: Annotated[
+        str, typer.Option("--reason", "-r", help="Why, shown to whoever tries to deploy.")
+    ] = "",
+    file: FileOpt = None,
+    env: EnvOpt = None,
+    state_dir: StateOpt = None,
+    output: OutputOpt = Output.text,
+) -> None:
+    """Lock deploys of the app in the environment: only you may deploy or undo until unlocked.
+
+    Example: `baepo lock -e production --reason "database migration"`
+    """
+    project = Project(file, env, state_dir)
+    result = project.client().post(
+        f"/api/v1/apps/{project.app}/lock",
+        {"env": project.env, "actor": actor(), "reason": reason},
+    )
+    if output == Output.json:
+        print(json.dumps(result))
+    else:
+        out.print(result["message"])
+
+
+def unlock(
+    force: Annotated[
+        bool, typer.Option("--force", help="Release someone else's lock (needs admin).")
+    ] = False,
+    file: FileOpt = None,
+    env: EnvOpt = None,
+    state_dir: StateOpt = None,
+    output: OutputOpt = Output.text,
+) -> None:
+    """Release the deploy lock of the app in the environment.
+
+    Example: `baepo unlock -e production`; `baepo unlock --force` for someone else's lock.
+    """
+    project = Project(file, env, state_dir)
+    result = project.client().post(
+        f"/api/v1/apps/{project.app}/unlock",
+        {"env": project.env, "actor": actor(), "force": force},
+    )
+    if output == Output.json:
+        print(json.dumps(result))
+    else:
+        out.print(result["message"], style="" if result["changed"] else "dim")
+
+
+def register(app: typer.Typer) -> None:
+    for command in (lock, unlock):
+        app.command(rich_help_panel="Release")(command)
