@@ -71,6 +71,9 @@ async def healthz(request: Request) -> dict[str, Any]:
 def deploy(body: DeployBody, request: Request) -> dict[str, Any]:
     """Create a revision from a spec and roll it out (a no-op when nothing changed)."""
     caller = require(request, "deployer", body.env, "deploy")
+    if body.override_freeze is not None:
+        require(request, "admin", body.env, "override a freeze")
+        request.state.audit_detail = f"freeze overridden: {body.override_freeze}"
     spec = parse_spec(body.spec_yaml, source=body.spec_path, env=body.env)
     request.state.audit_app = spec.app
     spec_path = Path(body.spec_path)
@@ -87,9 +90,13 @@ def deploy(body: DeployBody, request: Request) -> dict[str, Any]:
             version=body.version,
             message=body.message,
             supersede=body.supersede,
+            override_freeze=body.override_freeze,
         )
     )
-    return done(request, outcome)
+    view = done(request, outcome)
+    if body.override_freeze is not None:
+        request.state.audit_detail = f"{outcome.message}; freeze overridden: {body.override_freeze}"
+    return view
 
 
 @router.post("/apps/{app}/undo", tags=["releases"])

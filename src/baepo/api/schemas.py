@@ -26,6 +26,12 @@ class DeployBody(Body):
     message: str = Field(default="", max_length=2000)
     actor: str = Field(default="unknown", min_length=1, max_length=200)
     supersede: bool = Field(default=False, description="Replace a rollout in progress.")
+    override_freeze: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=2000,
+        description="Deploy inside a freeze window anyway, for this reason (needs admin).",
+    )
 
 
 class UndoBody(Body):

@@ -97,6 +97,14 @@ def deploy(
     supersede: Annotated[
         bool, typer.Option("--supersede", help="Replace a rollout that is in progress.")
     ] = False,
+    override_freeze: Annotated[
+        str | None,
+        typer.Option(
+            "--override-freeze",
+            metavar="REASON",
+            help="Deploy inside a freeze window anyway, for this reason (needs admin).",
+        ),
+    ] = None,
     wait: WaitOpt = None,
     timeout: TimeoutOpt = None,
     state_dir: StateOpt = None,
@@ -105,7 +113,8 @@ def deploy(
     """Release the spec: make a revision and roll it out with the spec's strategy.
 
     Deploying what already runs is a no-op that says so. While a rollout is in progress a new
-    deploy is refused (exit 5) unless `--supersede` replaces it.
+    deploy is refused (exit 5) unless `--supersede` replaces it. Inside a freeze window of
+    the environment a deploy is refused (exit 5) unless an admin gives `--override-freeze`.
 
     Example: `baepo deploy --version 1.4.1 -m "fix checkout" --wait`
     """
@@ -121,6 +130,7 @@ def deploy(
             "message": message,
             "actor": actor(),
             "supersede": supersede,
+            "override_freeze": override_freeze,
         },
     )
     _finish(project, result, wait, timeout, output)

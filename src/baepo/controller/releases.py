@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from baepo.controller import locks
+from baepo.controller import freeze, locks
 from baepo.controller.operations import Operations, Outcome
 from baepo.core.model import App, AppState, Revision, Rollout, RolloutPhase, config_hash
 from baepo.errors import ConfigError, Problem, StateError
@@ -29,6 +29,8 @@ class DeployRequest:
     version: str | None = None
     message: str = ""
     supersede: bool = False
+    override_freeze: str | None = None
+    """Why this deploy goes ahead inside a freeze window (the caller checked for admin)."""
 
 
 class Releases(Operations):
@@ -36,6 +38,7 @@ class Releases(Operations):
 
     def deploy(self, request: DeployRequest) -> Outcome:
         """Make a revision of ``request.spec`` and start rolling it out (or say why not)."""
+        self._check_freeze(request)
         spec = request.spec
         version = request.version or spec.version
         if not version:
@@ -107,6 +110,28 @@ class Releases(Operations):
                 )
             )
             return self._roll_out(app, revision, request.actor)
+
+    def _check_freeze(self, request: DeployRequest) -> None:
+        """Refuse a deploy inside an open freeze window, or record its override."""
+        frozen = freeze.active_freeze(request.spec.freeze, self.clock())
+        if frozen is None:
+            return
+        window, ends = frozen
+        until = ends.strftime("%Y-%m-%d %H:%M UTC")
+        name = request.spec.app
+        if not request.override_freeze:
+            raise StateError(
+                f"deploys of {name} to {request.env} are frozen until {until}: {window.reason}",
+                hint="an admin can deploy anyway with baepo deploy --override-freeze REASON",
+            )
+        with self._lock:
+            app = self._app(name, request.env)
+            self._event(
+                app,
+                "freeze.overridden",
+                f"freeze until {until} ({window.reason}) overridden: {request.override_freeze}",
+                request.actor,
+            )
 
     def undo(
         self,
