@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -151,3 +153,15 @@ def test_the_window_that_closes_last_wins() -> None:
     assert active_freeze([short, long], now) == (long, _utc("2026-12-01T00:00:00"))
     assert active_freeze([long, short], now) == (long, _utc("2026-12-01T00:00:00"))
     assert active_freeze([], now) is None
+
+
+def test_the_yaml_examples_of_the_freeze_docs_load() -> None:
+    text = (Path(__file__).resolve().parents[2] / "docs" / "pipeline.md").read_text()
+    section = text.split("## Freeze windows", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```yaml\n(.*?)```", section, flags=re.DOTALL)
+    assert blocks
+    for block in blocks:
+        spec = parse_spec(block, source="docs/pipeline.md", env="production")
+        assert spec.freeze, block
+    holidays = _window(start="2026-12-20T00:00:00Z", end="2027-01-04T08:00:00Z")
+    assert active_freeze([holidays], _utc("2027-01-01T00:00:00"))
