@@ -30,6 +30,7 @@ from baepo.controller.steering import Steering
 from baepo.errors import ConfigError, ExternalError, Problem, StateError
 from baepo.notify import Notifier
 from baepo.registry import make_platform, make_router
+from baepo.secrets.keys import Keyring
 from baepo.store import open_store, redact, sqlite_url
 
 log = logging.getLogger("baepo.server")
@@ -112,7 +113,7 @@ def serve(
         store = open_store(url)
         platform = make_platform("local", state_dir)
         router = make_router("builtin", state_dir)
-        controller = Controller(store, platform, router)
+        controller = Controller(store, platform, router, keyring=Keyring(state_dir))
         lock = threading.Lock()
         releases = Releases(store, controller.wake, lock=lock)
         controller.reconciler.on_watch_trip = lambda app, env, reason: releases.undo(

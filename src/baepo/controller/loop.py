@@ -17,6 +17,7 @@ from prometheus_client import Histogram
 from baepo.controller.reconciler import Reconciler
 from baepo.core.ports import Platform, Router, Store
 from baepo.errors import BaepoError
+from baepo.secrets.keys import Keyring
 
 log = logging.getLogger(__name__)
 
@@ -30,9 +31,11 @@ PASS_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.
 class Controller:
     """Owns the reconcile loop. ``wake()`` is safe to call from any thread."""
 
-    def __init__(self, store: Store, platform: Platform, router: Router) -> None:
+    def __init__(
+        self, store: Store, platform: Platform, router: Router, *, keyring: Keyring | None = None
+    ) -> None:
         self.store = store
-        self.reconciler = Reconciler(store, platform, router, wake=self.wake)
+        self.reconciler = Reconciler(store, platform, router, wake=self.wake, keyring=keyring)
         self._wake = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[None] | None = None

@@ -35,9 +35,11 @@ from baepo.core.model import (
     Rollout,
     RolloutPhase,
 )
-from baepo.core.ports import Backend, Platform, Router, Store
+from baepo.core.ports import Backend, InstanceSpec, Platform, Router, Store
 from baepo.errors import BaepoError
 from baepo.providers import ProviderDeps, make_providers
+from baepo.secrets.keys import Keyring
+from baepo.secrets.resolve import secret_env
 from baepo.spec.models import Spec
 from baepo.strategies.plan import Plan, only_revision_traffic
 from baepo.strategies.rolling import converge
@@ -63,8 +65,10 @@ class Reconciler:
         *,
         clock: Clock = utcnow,
         wake: Callable[[], None] = lambda: None,
+        keyring: Keyring | None = None,
     ) -> None:
         self.store = store
+        self.keyring = keyring  # decrypts the stored secrets given to new instances
         self.wake = wake  # asks for another pass at once (e.g. when a stop finished)
         self.platform = platform
         self.router = router
@@ -329,14 +333,29 @@ class Reconciler:
         for instance_id in plan.stop:
             if instance_id in instances and instance_id not in self._draining:
                 self._stop(app, instances[instance_id])
+        if plan.start:
+            new_instance = await self._instance_spec(revision)
         for _ in range(plan.start):
-            started = await self.platform.start_instance(instance_spec(revision))
+            started = await self.platform.start_instance(new_instance)
             await self.event(
                 app,
                 "instance.started",
                 f"started {started.id} (revision {started.revision}) on port {started.port}",
                 revision=started.revision,
             )
+
+    async def _instance_spec(self, revision: Revision) -> InstanceSpec:
+        """``instance_spec`` with the spec's secrets resolved (at every start, so a changed
+        secret reaches the next instances; the revision itself never holds a value)."""
+        spec = instance_spec(revision)
+        config = spec_of(revision)
+        if not config.secrets:
+            return spec
+        keyring = self.keyring or Keyring()
+        values = await asyncio.to_thread(
+            secret_env, self.store, keyring, config, revision.app, revision.env, revision.spec_dir
+        )
+        return replace(spec, secret_env=values)
 
     async def _push(self, app: App, table: Table, listener: str) -> None:
         if await self.traffic.push(app.app, app.env, table, listener):

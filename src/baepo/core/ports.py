@@ -61,6 +61,9 @@ class InstanceSpec:
     log_backups: int
     readiness: ProbeConfig
     liveness: ProbeConfig | None = None
+    # The resolved ``secrets:`` of the spec: given to the instance's environment, never
+    # written to the platform's records (nor shown in any repr).
+    secret_env: dict[str, str] = field(default_factory=dict, repr=False)
 
 
 class Platform(Protocol):

@@ -101,16 +101,19 @@ class LocalPlatform:
             id=instance_id,
             host=self.host,
             port=addresses.allocate_port(self.host, self._ports_in_use()),
-            spec=dataclasses.replace(spec, cwd=cwd),
+            spec=dataclasses.replace(spec, cwd=cwd, secret_env={}),
             created_at=records.utc_now(),
         )
         directory = self._group_dir(spec.app, spec.env) / instance_id
         directory.mkdir(parents=True)
         records.write_json_atomic(directory / records.INSTANCE_FILE, record.to_json())
         argv = process.python_module_argv(SUPERVISOR_MODULE, str(directory))
+        # Secrets reach the app through the supervisor's environment, which the app inherits
+        # at every (re)start, so they are never written to instance.json.
+        env = {**os.environ, **spec.secret_env} if spec.secret_env else None
         try:
             pid = process.spawn_detached(
-                argv, cwd=directory, output=directory / records.SUPERVISOR_LOG
+                argv, cwd=directory, env=env, output=directory / records.SUPERVISOR_LOG
             )
         except Exception:
             shutil.rmtree(directory, ignore_errors=True)
