@@ -16,9 +16,11 @@ from baepo import __version__
 from baepo.api import (
     approval_routes,
     auth,
+    gate_routes,
     lock_routes,
     metrics,
     problems,
+    promotion_routes,
     report_routes,
     routes,
     secret_routes,
@@ -71,8 +73,10 @@ def create_app(runtime: Runtime) -> FastAPI:
 
     app.include_router(routes.router)
     app.include_router(approval_routes.router)
-    app.include_router(lock_routes.router)
+    app.include_router(gate_routes.router)
     app.include_router(secret_routes.router)
+    app.include_router(lock_routes.router)
+    app.include_router(promotion_routes.router)
     app.include_router(report_routes.router)
     app.include_router(token_routes.router)
     app.include_router(metrics.router)

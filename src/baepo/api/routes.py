@@ -23,7 +23,7 @@ from baepo.controller.operations import Outcome
 from baepo.controller.releases import DeployRequest
 from baepo.core.model import DEFAULT_ENV, Revision
 from baepo.errors import ConfigError, NotFoundError, Problem
-from baepo.spec.loader import parse_spec
+from baepo.spec.loader import parse_spec, spec_source
 from baepo.strategies.canary import canary_replicas
 
 router = APIRouter(prefix="/api/v1")
@@ -90,6 +90,7 @@ def deploy(body: DeployBody, request: Request) -> dict[str, Any]:
             version=body.version,
             message=body.message,
             supersede=body.supersede,
+            source=spec_source(body.spec_yaml),
             override_freeze=body.override_freeze,
         )
     )

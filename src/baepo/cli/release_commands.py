@@ -19,6 +19,7 @@ from baepo.cli.follow import follow, rollout_finished, settled
 from baepo.errors import RolloutFailed
 
 out = Console(highlight=False)
+progress = Console(stderr=True, highlight=False)  # with -o json, stdout holds the JSON only
 
 WaitOpt = Annotated[
     bool | None,
@@ -58,7 +59,7 @@ def _finish(
         client,
         result["app"],
         result["env"],
-        out,
+        out if output == Output.text else progress,
         done=done,
         timeout=timeout,
         live=live,

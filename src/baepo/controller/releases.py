@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from datetime import datetime
+from typing import Any
 
 from baepo.controller import freeze, locks
 from baepo.controller.operations import Operations, Outcome
@@ -29,6 +30,10 @@ class DeployRequest:
     version: str | None = None
     message: str = ""
     supersede: bool = False
+    source: dict[str, Any] | None = None
+    """The spec as written (overlays included), kept so the release can be promoted to
+    another environment (``baepo promote-release``)."""
+    origin: str = "deploy"
     override_freeze: str | None = None
     """Why this deploy goes ahead inside a freeze window (the caller checked for admin)."""
 
@@ -107,6 +112,8 @@ class Releases(Operations):
                     created_by=request.actor,
                     created_at=self.clock(),
                     message=request.message,
+                    origin=request.origin,
+                    source=request.source,
                 )
             )
             return self._roll_out(app, revision, request.actor)

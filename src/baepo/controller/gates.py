@@ -1,0 +1,274 @@
+"""The gates of a rollout: what runs before the strategy moves anything, and after it ends.
+
+Before (while the rollout is ``pending``): ``checks.before``, then ``hooks.pre_deploy``, then
+``migrate.up``. Each is recorded as a gate run with its output; the first that fails ends
+the rollout ``failed`` before any instance of the new revision starts or any traffic moves,
+and runs ``hooks.on_failure``. Once all passed, ``status.gates`` says so and the strategy
+starts. A controller restarted meanwhile runs them again (migrations must be idempotent, as
+every migration tool's ``up`` is).
+
+After: a rollout that ended ``healthy`` runs ``checks.after`` (a failure undoes the release
+through ``on_failure_undo``) and then ``hooks.post_deploy``; ``rolled_back`` runs
+``hooks.on_rollback``; ``failed`` runs ``hooks.on_failure``. Callers: ``controller.reconciler``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
+from datetime import datetime
+
+from baepo.core.model import (
+    Event,
+    GatePhase,
+    GateRun,
+    Revision,
+    Rollout,
+    RolloutPhase,
+)
+from baepo.core.ports import Store
+from baepo.errors import BaepoError, ConflictError
+from baepo.gates.run import GateResult, release_env, run_argv, run_check
+from baepo.spec.gates import CheckSpec
+from baepo.spec.models import Spec
+
+log = logging.getLogger(__name__)
+
+Gate = tuple[str, str, str, Callable[[], Awaitable[GateResult]]]
+"""kind, stage, name, and how to run it."""
+
+
+class Gates:
+    """Runs the gates of rollouts in background tasks, one set per rollout and moment."""
+
+    def __init__(
+        self,
+        store: Store,
+        clock: Callable[[], datetime],
+        wake: Callable[[], None],
+    ) -> None:
+        self.store = store
+        self.clock = clock
+        self.wake = wake
+        self.on_failure_undo: Callable[[str, str, str], object] | None = None
+        self._tasks: dict[tuple[int, str], asyncio.Task[None]] = {}
+
+    # -- before ------------------------------------------------------------------------
+
+    def passed_before(self, rollout: Rollout, revision: Revision) -> bool:
+        """True once the rollout may start; until then its gates run in the background."""
+        spec = Spec.model_validate(revision.config)
+        gates = self._before(rollout, revision, spec)
+        if not gates or rollout.status.get("gates") == "passed":
+            return True
+        self._start((rollout.id, "before"), self._run_before(rollout, revision, spec, gates))
+        return False
+
+    def _before(self, rollout: Rollout, revision: Revision, spec: Spec) -> list[Gate]:
+        env = self._env(rollout, revision, spec)
+        cwd = revision.spec_dir
+        gates: list[Gate] = []
+        for check in spec.checks.before:
+            gates.append(("check", "before", check.name, _check(check, cwd, env)))
+        for hook in spec.hooks.pre_deploy:
+            name = hook.name or hook.command[0]
+            run = _argv(hook.command, cwd, {**env, **hook.env}, hook.timeout)
+            gates.append(("hook", "pre_deploy", name, run))
+        if spec.migrate is not None:
+            migrate = spec.migrate
+            argv = [arg.replace("{target}", "") for arg in migrate.up]
+            run = _argv(argv, cwd, {**env, **migrate.env, "BAEPO_MIGRATE_TARGET": ""},
+                        migrate.timeout)  # fmt: skip
+            gates.append(("migrate", "up", " ".join(argv)[:200], run))
+        return gates
+
+    async def _run_before(
+        self, rollout: Rollout, revision: Revision, spec: Spec, gates: list[Gate]
+    ) -> None:
+        for kind, stage, name, run in gates:
+            result = await self._record(rollout, kind, stage, name, run)
+            if not result.passed:
+                what = f"{'check' if kind == 'check' else kind} {name!r} ({stage})"
+                await self._end_failed(rollout, f"{what} failed: {result.message}")
+                await self._run_hooks(rollout, revision, spec, "on_failure")
+                return
+        await self._save_status(rollout, {"gates": "passed"})
+        self.wake()
+
+    # -- after -------------------------------------------------------------------------
+
+    def ended(self, rollout: Rollout, revision: Revision) -> None:
+        """Start the gates of a rollout that just reached a terminal phase (once)."""
+        spec = Spec.model_validate(revision.config)
+        if rollout.phase == RolloutPhase.HEALTHY:
+            if spec.checks.after or spec.hooks.post_deploy:
+                self._start((rollout.id, "after"), self._run_after(rollout, revision, spec))
+        elif rollout.phase == RolloutPhase.ROLLED_BACK and spec.hooks.on_rollback:
+            self._start(
+                (rollout.id, "after"), self._run_hooks(rollout, revision, spec, "on_rollback")
+            )
+        elif rollout.phase == RolloutPhase.FAILED and spec.hooks.on_failure:
+            self._start(
+                (rollout.id, "after"), self._run_hooks(rollout, revision, spec, "on_failure")
+            )
+
+    async def _run_after(self, rollout: Rollout, revision: Revision, spec: Spec) -> None:
+        env = self._env(rollout, revision, spec)
+        for check in spec.checks.after:
+            run = _check(check, revision.spec_dir, env)
+            result = await self._record(rollout, "check", "after", check.name, run)
+            if not result.passed:
+                reason = (
+                    f"check {check.name!r} (after) failed: {result.message} → undoing "
+                    f"revision {rollout.revision}"
+                )
+                await self._event(rollout, "gate.failed", reason)
+                if self.on_failure_undo is not None:
+                    try:
+                        await asyncio.to_thread(
+                            self.on_failure_undo, rollout.app, rollout.env, reason
+                        )
+                    except BaepoError as exc:
+                        log.warning("undo after a failed check failed: %s", exc)
+                await self._run_hooks(rollout, revision, spec, "on_failure")
+                return
+        await self._run_hooks(rollout, revision, spec, "post_deploy")
+
+    async def _run_hooks(
+        self, rollout: Rollout, revision: Revision, spec: Spec, stage: str
+    ) -> None:
+        env = self._env(rollout, revision, spec)
+        for hook in getattr(spec.hooks, stage):
+            name = hook.name or hook.command[0]
+            run = _argv(hook.command, revision.spec_dir, {**env, **hook.env}, hook.timeout)
+            await self._record(rollout, "hook", stage, name, run)
+
+    # -- helpers -----------------------------------------------------------------------
+
+    def _start(self, key: tuple[int, str], work: Awaitable[None]) -> None:
+        task = self._tasks.get(key)
+        if task is not None:
+            if asyncio.iscoroutine(work):
+                work.close()
+            return
+        self._tasks[key] = asyncio.ensure_future(self._guarded(work))
+
+    @staticmethod
+    async def _guarded(work: Awaitable[None]) -> None:
+        try:
+            await work
+        except Exception:  # a gate task must never take the controller down
+            log.exception("a gate task failed")
+
+    def _env(self, rollout: Rollout, revision: Revision, spec: Spec) -> dict[str, str]:
+        return {
+            **spec.run.env,
+            **release_env(
+                rollout.app, rollout.env, rollout.revision, revision.version,
+                rollout.stable_revision,
+            ),
+        }  # fmt: skip
+
+    async def _record(
+        self,
+        rollout: Rollout,
+        kind: str,
+        stage: str,
+        name: str,
+        run: Callable[[], Awaitable[GateResult]],
+    ) -> GateResult:
+        started = await asyncio.to_thread(
+            self.store.add_gate_run,
+            GateRun(
+                app=rollout.app,
+                env=rollout.env,
+                kind=kind,
+                stage=stage,
+                name=name,
+                phase=GatePhase.RUNNING,
+                started_at=self.clock(),
+                rollout_id=rollout.id,
+                revision=rollout.revision,
+            ),
+        )
+        result = await run()
+        await asyncio.to_thread(
+            self.store.save_gate_run,
+            replace(
+                started,
+                phase=GatePhase.PASSED if result.passed else GatePhase.FAILED,
+                finished_at=self.clock(),
+                exit_code=result.exit_code,
+                message=result.message,
+                output=result.output,
+            ),
+        )
+        word = "passed" if result.passed else "failed"
+        await self._event(
+            rollout, f"gate.{word}", f"{kind} {name!r} ({stage}) {word}: {result.message}"
+        )
+        return result
+
+    async def _save_status(self, rollout: Rollout, extra: dict[str, str]) -> None:
+        for _ in range(10):
+            fresh = await asyncio.to_thread(self.store.get_rollout, rollout.id)
+            if fresh.phase.terminal:
+                return
+            try:
+                await asyncio.to_thread(
+                    self.store.save_rollout,
+                    replace(fresh, status={**fresh.status, **extra}, updated_at=self.clock()),
+                )
+                return
+            except ConflictError:
+                await asyncio.sleep(0.05)
+
+    async def _end_failed(self, rollout: Rollout, message: str) -> None:
+        for _ in range(10):
+            fresh = await asyncio.to_thread(self.store.get_rollout, rollout.id)
+            if fresh.phase.terminal:
+                return
+            now = self.clock()
+            try:
+                await asyncio.to_thread(
+                    self.store.save_rollout,
+                    replace(
+                        fresh,
+                        phase=RolloutPhase.FAILED,
+                        message=message,
+                        updated_at=now,
+                        finished_at=now,
+                    ),
+                )
+            except ConflictError:
+                await asyncio.sleep(0.05)
+                continue
+            await self._event(rollout, "rollout.failed", f"rollout {rollout.id}: {message}")
+            self.wake()
+            return
+
+    async def _event(self, rollout: Rollout, kind: str, message: str) -> None:
+        await asyncio.to_thread(
+            self.store.append_event,
+            Event(
+                app=rollout.app,
+                env=rollout.env,
+                kind=kind,
+                message=message,
+                at=self.clock(),
+                rollout_id=rollout.id,
+                revision=rollout.revision,
+            ),
+        )
+
+
+def _argv(
+    argv: list[str], cwd: str, env: dict[str, str], timeout: float
+) -> Callable[[], Awaitable[GateResult]]:
+    return lambda: run_argv(argv, cwd=cwd, env=env, timeout=timeout)
+
+
+def _check(check: CheckSpec, cwd: str, env: dict[str, str]) -> Callable[[], Awaitable[GateResult]]:
+    return lambda: run_check(check, cwd=cwd, env=env)
