@@ -52,12 +52,17 @@ def test_a_lock_refuses_another_actors_deploy_until_unlocked(project: SampleProj
     project.wait_for(lambda s: serving(s, 1, 1), what="revision 1 serving")
 
 
-def test_the_holder_deploys_through_its_own_lock(project: SampleProject) -> None:
+def test_the_holder_deploys_through_its_own_lock_and_others_cannot_undo(
+    project: SampleProject,
+) -> None:
     project.write("1.0.0", replicas=1)
     assert as_actor(project, "alice", "lock").returncode == 0
     deployed = as_actor(project, "alice", "deploy", "--wait")
     assert deployed.returncode == 0, deployed.stderr
     project.wait_for(lambda s: serving(s, 1, 1), what="revision 1 serving")
+    undone = as_actor(project, "bob", "undo")
+    assert undone.returncode == 5, undone.stderr
+    assert "sample in default is locked by alice" in undone.stderr
 
 
 def test_two_concurrent_deploys_let_exactly_one_through(project: SampleProject) -> None:
