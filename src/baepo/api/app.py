@@ -19,6 +19,7 @@ from baepo.api import (
     gate_routes,
     lock_routes,
     metrics,
+    migrate_routes,
     problems,
     promotion_routes,
     report_routes,
@@ -74,6 +75,7 @@ def create_app(runtime: Runtime) -> FastAPI:
     app.include_router(routes.router)
     app.include_router(approval_routes.router)
     app.include_router(gate_routes.router)
+    app.include_router(migrate_routes.router)
     app.include_router(secret_routes.router)
     app.include_router(lock_routes.router)
     app.include_router(promotion_routes.router)

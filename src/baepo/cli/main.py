@@ -59,6 +59,7 @@ def _register() -> None:
         demo,
         gate_commands,
         lock_commands,
+        migrate_commands,
         promotion_commands,
         release_commands,
         report_commands,
@@ -87,6 +88,7 @@ def _register() -> None:
     ):
         module.register(app)
     app.add_typer(server_commands.server, name="server", rich_help_panel="Server")
+    app.add_typer(migrate_commands.migrate, name="migrate", rich_help_panel="Release")
 
 
 def report(exc: BaepoError) -> int:
