@@ -1,7 +1,8 @@
 """Stored secrets through the real CLI and server: ``baepo secret set`` from stdin and from a
 file, a deploy whose instances get them as environment variables (the app answers their
-SHA-256, which proves the injection), then every CLI output, API answer, log and state file
-(database included) is searched for the values."""
+SHA-256, which proves the injection), ``baepo secret rotate`` rolling out a new revision, then
+every CLI output, API answer, log and state file (database included) is searched for the
+values."""
 
 from __future__ import annotations
 
@@ -63,6 +64,7 @@ def sha(value: str) -> str:
 def test_a_deploy_gets_stored_secrets_that_never_show(project: SampleProject) -> None:
     db_password = "dbPw" + secrets.token_hex(12)
     api_key = "apiKey" + secrets.token_hex(12)
+    new_password = "newPw" + secrets.token_hex(12)
     (project.root / "secret_app.py").write_text(APP)
     project.write("1.0.0", replicas=2)
     spec = project.spec.read_text().replace('"app.py"', '"secret_app.py"')
@@ -114,6 +116,15 @@ def test_a_deploy_gets_stored_secrets_that_never_show(project: SampleProject) ->
         responses = [httpx.get(f"{url}{path}", timeout=10) for path in PATHS]
         assert [r.status_code for r in responses] == [200] * len(PATHS), responses
         answers = [r.text for r in responses]
+        rotated = run("secret", "rotate", "db-password", stdin=new_password)
+        assert "revision 2" in rotated, rotated
+        project.wait_for(lambda s: serving(s, 2, 2), what="revision 2 serving")
+        answer = httpx.get(f"http://127.0.0.1:{project.port}/", timeout=10).json()
+        assert answer == {"db": sha(new_password), "api": sha(api_key)}, answer
+        assert json.loads(run("secret", "get", "db-password", "-o", "json"))["version"] == 3
+        history = run("history")
+        assert "rotated" in history or "rotation" in history, history
+        answers += [httpx.get(f"{url}{path}", timeout=10).text for path in PATHS]
         run("secret", "rm", "api-key")
         assert [s["name"] for s in json.loads(run("secret", "list", "-o", "json"))] == [
             "db-password"
@@ -122,7 +133,7 @@ def test_a_deploy_gets_stored_secrets_that_never_show(project: SampleProject) ->
     finally:
         project.clean_up()
 
-    for value in (db_password, api_key):
+    for value in (db_password, api_key, new_password):
         for text in outputs + answers:
             assert value not in text
         for path in project.state_dir.rglob("*"):

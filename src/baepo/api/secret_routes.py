@@ -15,8 +15,9 @@ from fastapi import Path as PathParam
 from pydantic import Field
 
 from baepo.api.auth import require
-from baepo.api.routes import runtime
+from baepo.api.routes import done, runtime
 from baepo.api.schemas import Body
+from baepo.controller.secret_rollout import SecretRollouts
 from baepo.core.model import DEFAULT_ENV, Secret
 from baepo.errors import NotFoundError
 from baepo.secrets.keys import Keyring
@@ -71,6 +72,16 @@ def put_secret(app: str, name: SecretName, body: SecretBody, request: Request) -
     )
     request.state.audit_detail = f"secret {name} set (version {stored.version})"
     return secret_view(stored)
+
+
+@router.post("/apps/{app}/secrets/{name}/rotate", tags=["secrets"])
+def rotate_secret(app: str, name: SecretName, body: SecretBody, request: Request) -> dict[str, Any]:
+    """Set a secret, then roll out the stable config again so every instance gets the value."""
+    caller = require(request, "deployer", body.env, "rotating a secret")
+    put_secret(app, name, body, request)
+    rt = runtime(request)
+    rollouts = SecretRollouts(rt.store, rt.controller.wake, lock=rt.releases._lock)
+    return done(request, rollouts.redeploy(app, body.env, caller.actor(body.actor), name))
 
 
 @router.get("/apps/{app}/secrets", tags=["secrets"])

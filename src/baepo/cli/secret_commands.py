@@ -27,6 +27,10 @@ secret_app = typer.Typer(
     no_args_is_help=True,
 )
 
+FromFileOpt = Annotated[
+    Path | None,
+    typer.Option("--from-file", help="Read the value from this file (else from stdin)."),
+]
 NameArg = Annotated[str, typer.Argument(help="The secret's name, as the spec's secrets: name it.")]
 
 
@@ -62,10 +66,7 @@ def _print(result: Any, output: Output, text: str) -> None:
 @secret_app.command("set")
 def set_secret(
     name: NameArg,
-    from_file: Annotated[
-        Path | None,
-        typer.Option("--from-file", help="Read the value from this file (else from stdin)."),
-    ] = None,
+    from_file: FromFileOpt = None,
     file: FileOpt = None,
     env: EnvOpt = None,
     state_dir: StateOpt = None,
@@ -84,6 +85,29 @@ def set_secret(
         _path(project, name), {"env": project.env, "value": value, "actor": actor()}
     )
     _print(result, output, f"secret {name} set in {project.env} (version {result['version']})")
+
+
+@secret_app.command("rotate")
+def rotate_secret(
+    name: NameArg,
+    from_file: FromFileOpt = None,
+    file: FileOpt = None,
+    env: EnvOpt = None,
+    state_dir: StateOpt = None,
+    output: OutputOpt = Output.text,
+) -> None:
+    """Set a secret from stdin (or --from-file), then roll out the stable config again so
+    every instance runs with the new value (through the app's strategy, and its approval if
+    the environment needs one). Needs the deployer role.
+
+    Example: `printf %s "$NEW_PASSWORD" | baepo secret rotate db-password -e production`
+    """
+    project = Project(file, env, state_dir)
+    value = _read_value(from_file)
+    result = project.client().post(
+        f"{_path(project, name)}/rotate", {"env": project.env, "value": value, "actor": actor()}
+    )
+    _print(result, output, f"secret {name} set; {result['message']}")
 
 
 @secret_app.command("list")
