@@ -1,0 +1,77 @@
+"""Resolving the spec's ``secrets`` against a real SQLite store: stored, env and file sources,
+and errors that name the variable and the secret but never a value."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from cryptography.fernet import Fernet
+
+from baepo.core.model import Secret
+from baepo.core.ports import Store
+from baepo.errors import BaepoError, StateError
+from baepo.secrets.keys import Keyring
+from baepo.secrets.resolve import secret_env
+from baepo.spec.loader import parse_spec
+from baepo.store import open_store, sqlite_url
+
+SPEC = """\
+app: shop
+run: {command: ["true"]}
+secrets:
+  DB_PASSWORD: db-password
+  API_KEY: {secret: api-key}
+  FROM_ENV: {env: SHOP_TEST_SECRET}
+  FROM_FILE: {file: token.txt}
+"""
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    opened: Store = open_store(sqlite_url(tmp_path / "state.db"))
+    return opened
+
+
+def put(store: Store, keyring: Keyring, name: str, value: str, env: str = "default") -> None:
+    store.put_secret(
+        Secret("shop", env, name, keyring.encrypt(value), 0, datetime.now(UTC), "tester")
+    )
+
+
+def test_every_kind_of_source(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    keyring = Keyring(keys=[Fernet.generate_key().decode()])
+    put(store, keyring, "db-password", "pw-1")
+    put(store, keyring, "api-key", "key-1")
+    put(store, keyring, "api-key", "other-env", env="production")
+    monkeypatch.setenv("SHOP_TEST_SECRET", "from-env")
+    (tmp_path / "token.txt").write_text("from-file\n")
+    spec = parse_spec(SPEC, source="baepo.yaml")
+    values = secret_env(store, keyring, spec, "shop", "default", tmp_path)
+    assert values == {
+        "DB_PASSWORD": "pw-1",
+        "API_KEY": "key-1",
+        "FROM_ENV": "from-env",
+        "FROM_FILE": "from-file",
+    }
+
+
+def test_a_missing_secret_names_the_variable(store: Store, tmp_path: Path) -> None:
+    keyring = Keyring(keys=[Fernet.generate_key().decode()])
+    put(store, keyring, "db-password", "pw-1")
+    spec = parse_spec(SPEC, source="baepo.yaml")
+    with pytest.raises(StateError) as caught:
+        secret_env(store, keyring, spec, "shop", "default", tmp_path)
+    assert str(caught.value) == "API_KEY: the secret api-key is not set for shop in default"
+
+
+def test_a_wrong_key_does_not_show_the_value(store: Store, tmp_path: Path) -> None:
+    put(store, Keyring(keys=[Fernet.generate_key().decode()]), "db-password", "pw-secret-1")
+    spec = parse_spec('app: shop\nrun: {command: ["true"]}\nsecrets: {DB: db-password}\n')
+    with pytest.raises(BaepoError) as caught:
+        secret_env(store, Keyring(keys=[Fernet.generate_key().decode()]), spec, "shop",
+                   "default", tmp_path)  # fmt: skip
+    assert "pw-secret-1" not in f"{caught.value} {caught.value.hint}"
