@@ -119,6 +119,9 @@ def serve(
         controller.reconciler.on_watch_trip = lambda app, env, reason: releases.undo(
             app, env, "baepo (rollback guard)", message=reason
         )
+        controller.reconciler.gates.on_failure_undo = lambda app, env, reason: releases.undo(
+            app, env, "baepo (checks.after)", message=reason
+        )
         steering = Steering(store, controller.wake, lock=lock)
         runtime = Runtime(state_dir, store, platform, router, controller, releases, steering)
         runtime.notifier = Notifier(store)

@@ -31,6 +31,8 @@ from baepo.core.model import (
 from baepo.core.ports import Store
 from baepo.errors import BaepoError, ConflictError
 from baepo.gates.run import GateResult, release_env, run_argv, run_check
+from baepo.secrets.keys import Keyring
+from baepo.secrets.resolve import secret_env
 from baepo.spec.gates import CheckSpec
 from baepo.spec.models import Spec
 
@@ -48,7 +50,9 @@ class Gates:
         store: Store,
         clock: Callable[[], datetime],
         wake: Callable[[], None],
+        keyring: Keyring | None = None,
     ) -> None:
+        self.keyring = keyring
         self.store = store
         self.clock = clock
         self.wake = wake
@@ -67,7 +71,13 @@ class Gates:
         return False
 
     def _before(self, rollout: Rollout, revision: Revision, spec: Spec) -> list[Gate]:
-        env = self._env(rollout, revision, spec)
+        if not (spec.checks.before or spec.hooks.pre_deploy or spec.migrate):
+            return []
+        try:
+            env = self._env(rollout, revision, spec)
+        except BaepoError as exc:
+            failure = GateResult(False, str(exc))
+            return [("secrets", "before", "secrets", lambda: _done(failure))]
         cwd = revision.spec_dir
         gates: list[Gate] = []
         for check in spec.checks.before:
@@ -115,7 +125,11 @@ class Gates:
             )
 
     async def _run_after(self, rollout: Rollout, revision: Revision, spec: Spec) -> None:
-        env = self._env(rollout, revision, spec)
+        try:
+            env = self._env(rollout, revision, spec)
+        except BaepoError as exc:
+            await self._event(rollout, "gate.failed", f"checks after not run: {exc}")
+            return
         for check in spec.checks.after:
             run = _check(check, revision.spec_dir, env)
             result = await self._record(rollout, "check", "after", check.name, run)
@@ -139,7 +153,11 @@ class Gates:
     async def _run_hooks(
         self, rollout: Rollout, revision: Revision, spec: Spec, stage: str
     ) -> None:
-        env = self._env(rollout, revision, spec)
+        try:
+            env = self._env(rollout, revision, spec)
+        except BaepoError as exc:
+            await self._event(rollout, "gate.failed", f"{stage} hooks not run: {exc}")
+            return
         for hook in getattr(spec.hooks, stage):
             name = hook.name or hook.command[0]
             run = _argv(hook.command, revision.spec_dir, {**env, **hook.env}, hook.timeout)
@@ -163,8 +181,17 @@ class Gates:
             log.exception("a gate task failed")
 
     def _env(self, rollout: Rollout, revision: Revision, spec: Spec) -> dict[str, str]:
+        """What the app's instances get (``run.env`` and its secrets), and the release's
+        ``BAEPO_*`` variables. Raises BaepoError when a secret cannot be resolved."""
+        secrets = {}
+        if spec.secrets:
+            keyring = self.keyring or Keyring()
+            secrets = secret_env(
+                self.store, keyring, spec, rollout.app, rollout.env, revision.spec_dir
+            )
         return {
             **spec.run.env,
+            **secrets,
             **release_env(
                 rollout.app, rollout.env, rollout.revision, revision.version,
                 rollout.stable_revision,
@@ -262,6 +289,10 @@ class Gates:
                 revision=rollout.revision,
             ),
         )
+
+
+async def _done(result: GateResult) -> GateResult:
+    return result
 
 
 def _argv(

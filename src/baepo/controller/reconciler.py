@@ -23,6 +23,7 @@ from typing import Any
 from baepo.analysis.engine import AnalysisEngine
 from baepo.analysis.guards import Trip, check_guards, windows_for
 from baepo.controller.desired import instance_spec, preview_config, router_config, spec_of
+from baepo.controller.gates import Gates
 from baepo.controller.sampling import Sampler
 from baepo.controller.traffic import MAIN, PREVIEW, Table, Traffic
 from baepo.core.model import (
@@ -90,6 +91,7 @@ class Reconciler:
         self._ever_ready: dict[tuple[str, str], set[str]] = {}  # instances seen ready
         self._watch_tripped: set[int] = set()  # rollouts undone after promotion
         self.on_watch_trip: Callable[[str, str, str], object] | None = None
+        self.gates = Gates(store, clock, wake, keyring=keyring)
 
     # -- observation -------------------------------------------------------------------
 
@@ -137,6 +139,15 @@ class Reconciler:
     async def _advance(
         self, app: App, rollout: Rollout, revision: Revision, instances: list[Instance]
     ) -> bool:
+        if rollout.phase == RolloutPhase.PENDING and not self.gates.passed_before(
+            rollout, revision
+        ):
+            # The gates run first: nothing of the new revision starts, no traffic moves.
+            if rollout.stable_revision is None:
+                return True
+            held = await self.revision(app.app, app.env, rollout.stable_revision)
+            await self._hold(app, held, instances)
+            return True
         spec = spec_of(revision)
         runs = await self.analysis.runs(rollout)
         plan, status = plan_rollout(rollout, spec, instances, self.clock(), runs)
@@ -159,6 +170,8 @@ class Reconciler:
         )
         if changed:
             rollout = await self._transition(app, rollout, plan, status)
+            if rollout.phase.terminal:
+                self.gates.ended(rollout, revision)
         for note in plan.notes:
             await self.event(app, "rollout.step", note, rollout=rollout)
         await self._apply(app, revision, plan)
