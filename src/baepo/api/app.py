@@ -16,6 +16,7 @@ from baepo import __version__
 from baepo.api import (
     approval_routes,
     auth,
+    backup_routes,
     gate_routes,
     lock_routes,
     metrics,
@@ -78,6 +79,7 @@ def create_app(runtime: Runtime) -> FastAPI:
     app.include_router(migrate_routes.router)
     app.include_router(secret_routes.router)
     app.include_router(lock_routes.router)
+    app.include_router(backup_routes.router)
     app.include_router(promotion_routes.router)
     app.include_router(report_routes.router)
     app.include_router(token_routes.router)
