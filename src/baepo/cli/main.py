@@ -56,6 +56,7 @@ def _register() -> None:
     from baepo.cli import (
         approval_commands,
         auth_commands,
+        backup_commands,
         demo,
         gate_commands,
         lock_commands,
@@ -89,6 +90,7 @@ def _register() -> None:
         module.register(app)
     app.add_typer(server_commands.server, name="server", rich_help_panel="Server")
     app.add_typer(migrate_commands.migrate, name="migrate", rich_help_panel="Release")
+    app.add_typer(backup_commands.backup, name="backup", rich_help_panel="Release")
 
 
 def report(exc: BaepoError) -> int:
