@@ -14,6 +14,7 @@ from rich.table import Table
 from rich.text import Text
 
 PHASE_STYLE = {
+    "awaiting_approval": "bold yellow",
     "pending": "yellow",
     "progressing": "cyan",
     "paused": "yellow",
