@@ -254,12 +254,16 @@ def deploy_durations(
 
 
 def _deployments(history: History, since: datetime, until: datetime) -> list[Rollout]:
-    """The rollouts of ``history`` that are deployments started in ``[since, until)``."""
+    """The rollouts of ``history`` that are deployments started in ``[since, until)``: a
+    deploy or a promotion from another environment, not an undo, and not one an approver
+    rejected (nothing of it ran)."""
     origins = {r.number: r.origin for r in history.revisions}
     return [
         r
         for r in history.rollouts
-        if since <= r.started_at < until and origins.get(r.revision, "deploy") == "deploy"
+        if since <= r.started_at < until
+        and origins.get(r.revision, "deploy").split(" ")[0] in ("deploy", "promotion")
+        and (r.status.get("approval") or {}).get("decision") != "rejected"
     ]
 
 
