@@ -119,6 +119,7 @@ def serve(
         controller.reconciler.on_watch_trip = lambda app, env, reason: releases.undo(
             app, env, "baepo (rollback guard)", message=reason
         )
+        controller.reconciler.gates.state_dir = state_dir
         controller.reconciler.gates.on_failure_undo = lambda app, env, reason: releases.undo(
             app, env, "baepo (checks.after)", message=reason
         )

@@ -19,6 +19,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import datetime
+from pathlib import Path
 
 from baepo.core.model import (
     Event,
@@ -30,6 +31,7 @@ from baepo.core.model import (
 )
 from baepo.core.ports import Store
 from baepo.errors import BaepoError, ConflictError
+from baepo.gates.backups import take_backup
 from baepo.gates.run import GateResult, release_env, run_argv, run_check
 from baepo.secrets.keys import Keyring
 from baepo.secrets.resolve import secret_env
@@ -53,6 +55,7 @@ class Gates:
         keyring: Keyring | None = None,
     ) -> None:
         self.keyring = keyring
+        self.state_dir: Path | None = None  # where backups go unless backup.dir says
         self.store = store
         self.clock = clock
         self.wake = wake
@@ -86,6 +89,10 @@ class Gates:
             name = hook.name or hook.command[0]
             run = _argv(hook.command, cwd, {**env, **hook.env}, hook.timeout)
             gates.append(("hook", "pre_deploy", name, run))
+        if spec.migrate is not None and spec.backup is not None and spec.backup.before_migrate:
+            gates.append(
+                ("backup", "create", spec.backup.kind, self._backup(rollout, revision, spec, env))
+            )
         if spec.migrate is not None:
             migrate = spec.migrate
             argv = [arg.replace("{target}", "") for arg in migrate.up]
@@ -98,7 +105,9 @@ class Gates:
         self, rollout: Rollout, revision: Revision, spec: Spec, gates: list[Gate]
     ) -> None:
         for kind, stage, name, run in gates:
-            result = await self._record(rollout, kind, stage, name, run)
+            # a backup records its own run, with its file, size and checksum
+            recorded = run() if kind == "backup" else self._record(rollout, kind, stage, name, run)
+            result = await recorded
             if not result.passed:
                 what = f"{'check' if kind == 'check' else kind} {name!r} ({stage})"
                 await self._end_failed(rollout, f"{what} failed: {result.message}")
@@ -106,6 +115,29 @@ class Gates:
                 return
         await self._save_status(rollout, {"gates": "passed"})
         self.wake()
+
+    def _backup(
+        self, rollout: Rollout, revision: Revision, spec: Spec, env: dict[str, str]
+    ) -> Callable[[], Awaitable[GateResult]]:
+        """The backup taken before an automatic migration (``backup.before_migrate``)."""
+        assert spec.backup is not None
+        backup = spec.backup
+
+        async def take() -> GateResult:
+            if self.state_dir is None:
+                return GateResult(False, "this controller has no state folder for backups")
+            try:
+                made = await take_backup(
+                    self.store, backup, app=rollout.app, env=rollout.env,
+                    spec_dir=revision.spec_dir, state_dir=self.state_dir, actor="controller",
+                    reason=f"before migrating for revision {rollout.revision}",
+                    revision=rollout.revision, env_vars=env,
+                )  # fmt: skip
+            except BaepoError as exc:
+                return GateResult(False, str(exc))
+            return GateResult(True, f"backup {made.id} taken ({made.size_bytes} bytes)")
+
+        return take
 
     # -- after -------------------------------------------------------------------------
 
