@@ -180,3 +180,30 @@ def test_failed_backup_is_recorded_without_the_url(project: SampleProject) -> No
     assert secret not in json.dumps(record)
     listed = project.ok("backup", "list")
     assert "failed" in listed and secret not in listed
+
+
+COPY = "import os, shutil, sys; shutil.copy({src}, {dst})"
+
+
+def test_command_backup_gets_its_file(project: SampleProject) -> None:
+    data = project.root / "data.txt"
+    data.write_text("version one\n")
+    create = [
+        sys.executable,
+        "-c",
+        COPY.format(src="'data.txt'", dst="os.environ['BAEPO_BACKUP_FILE']"),
+    ]
+    restore = [
+        sys.executable,
+        "-c",
+        COPY.format(src="os.environ['BAEPO_BACKUP_FILE']", dst="'data.txt'"),
+    ]
+    section = {"kind": "command", "create": create, "restore": restore}
+    with_backup(project, "backup: " + json.dumps(section) + "\n")
+    taken = json.loads(project.ok("backup", "create", "-o", "json"))
+    assert Path(taken["location"]).read_text() == "version one\n"
+    data.write_text("version two\n")
+    project.ok("backup", "restore", str(taken["id"]), "--yes")
+    assert data.read_text() == "version one\n"
+    missing = project.baepo("backup", "restore", "999", "--yes")
+    assert missing.returncode == 4, missing.stderr
