@@ -163,6 +163,10 @@ def test_keep_rotates_old_backups(project: SampleProject) -> None:
     assert sorted(p.name for p in (project.root / "saved").iterdir()) == sorted(
         Path(t["location"]).name for t in taken[1:]
     )
+    with Path(taken[2]["location"]).open("ab") as tampered:
+        tampered.write(b"garbage")
+    refused = project.baepo("backup", "restore", str(taken[2]["id"]), "--yes")
+    assert refused.returncode == 5 and "changed since it was taken" in refused.stderr
 
 
 def test_failed_backup_is_recorded_without_the_url(project: SampleProject) -> None:
