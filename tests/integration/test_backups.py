@@ -211,3 +211,30 @@ def test_command_backup_gets_its_file(project: SampleProject) -> None:
     assert data.read_text() == "version one\n"
     missing = project.baepo("backup", "restore", "999", "--yes")
     assert missing.returncode == 4, missing.stderr
+
+
+def test_roles_deployer_backs_up_only_admin_restores(project: SampleProject) -> None:
+    db = project.root / "app.db"
+    with sqlite3.connect(db) as conn:
+        conn.execute("CREATE TABLE t (x INTEGER)")
+    conn.close()
+    with_backup(project, "backup: {kind: sqlite, path: app.db}\n")
+    project.ok("backup", "list")  # starts the server
+    admin = project.ok("token", "create", "--name", "root", "--role", "admin", "--env", "*")
+    deployer = project.ok(
+        "token", "create", "--name", "ci", "--role", "deployer", "--env", "default"
+    )
+    viewer = project.ok("token", "create", "--name", "eye", "--role", "viewer", "--env", "default")
+    project.ok("server", "stop")
+    project.ok("server", "start", "--auth", "required")
+
+    project.env["BAEPO_TOKEN"] = viewer.strip()
+    assert project.ok("backup", "list", "-o", "json").strip() == "[]"
+    assert project.baepo("backup", "create").returncode == 3
+    project.env["BAEPO_TOKEN"] = deployer.strip()
+    taken = json.loads(project.ok("backup", "create", "-o", "json"))
+    assert taken["created_by"] == "tester via token ci"
+    denied = project.baepo("backup", "restore", str(taken["id"]), "--yes")
+    assert denied.returncode == 3 and "admin" in denied.stderr, denied.stderr
+    project.env["BAEPO_TOKEN"] = admin.strip()
+    project.ok("backup", "restore", str(taken["id"]), "--yes")
