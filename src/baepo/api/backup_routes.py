@@ -20,6 +20,8 @@ from baepo.api.schemas import Body
 from baepo.core.model import DEFAULT_ENV, Backup
 from baepo.errors import ConfigError, NotFoundError, Problem, StateError
 from baepo.gates.backups import restore_backup, take_backup
+from baepo.secrets.keys import Keyring
+from baepo.secrets.resolve import secret_env
 from baepo.spec.backup import BackupSpec
 from baepo.spec.loader import parse_spec
 
@@ -66,8 +68,10 @@ def backup_view(backup: Backup) -> dict[str, Any]:
 
 
 def _backup_spec(
-    app: str, spec_yaml: str, spec_path: str, env: str
+    request: Request, app: str, spec_yaml: str, spec_path: str, env: str
 ) -> tuple[BackupSpec, str, dict[str, str]]:
+    """The spec's backup section, its folder, and the variables its commands get: the app's
+    ``run.env`` and its secrets (a ``url_env`` may name a stored secret)."""
     spec = parse_spec(spec_yaml, source=spec_path, env=env)
     path = Path(spec_path)
     if not path.is_absolute():
@@ -82,7 +86,9 @@ def _backup_spec(
         raise StateError(
             f"the spec of {app} has no backup section", hint="add `backup:` to the spec"
         )
-    return spec.backup, str(path.parent), dict(spec.run.env)
+    rt = runtime(request)
+    secrets = secret_env(rt.store, Keyring(rt.state_dir), spec, app, env, path.parent)
+    return spec.backup, str(path.parent), {**spec.run.env, **secrets}
 
 
 @router.get("/apps/{app}/backups", tags=["backups"])
@@ -97,7 +103,9 @@ async def create_backup(app: str, body: BackupBody, request: Request) -> dict[st
     """Take a backup now, as the spec's ``backup`` section says; keeps the newest ``keep``."""
     caller = require(request, "deployer", body.env, "take a backup")
     request.state.audit_app = app
-    backup_spec, spec_dir, env_vars = _backup_spec(app, body.spec_yaml, body.spec_path, body.env)
+    backup_spec, spec_dir, env_vars = _backup_spec(
+        request, app, body.spec_yaml, body.spec_path, body.env
+    )
     rt = runtime(request)
     taken = await take_backup(
         rt.store,
@@ -130,7 +138,9 @@ async def restore(
     backup = rt.store.get_backup(backup_id)
     if backup.app != app or backup.env != body.env:
         raise NotFoundError(f"backup {backup_id} of {app} in {body.env} does not exist")
-    backup_spec, spec_dir, env_vars = _backup_spec(app, body.spec_yaml, body.spec_path, body.env)
+    backup_spec, spec_dir, env_vars = _backup_spec(
+        request, app, body.spec_yaml, body.spec_path, body.env
+    )
     await restore_backup(
         rt.store,
         backup,
