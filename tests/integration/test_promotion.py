@@ -83,7 +83,7 @@ def test_promote_what_passed_in_staging(project: SampleProject) -> None:
                 "--wait",
                 "-o",
                 "json",
-            )  # fmt: skip
+            )
         )
         assert forced["rollout"]["phase"] == "healthy", forced
         assert set(versions(production, 10)) == {"1.1.0"}
