@@ -312,7 +312,8 @@ def test_server_metrics_rules_and_dashboard_on_a_real_prometheus(
         assert sum(runs.values()) == 1, runs
         active = values(families["baepo_active_rollouts"], "baepo_active_rollouts", **SAMPLE)
         assert set(active) == {
-            (f"phase={p}",) for p in ("pending", "progressing", "paused", "promoting")
+            (f"phase={p}",)
+            for p in ("awaiting_approval", "pending", "progressing", "paused", "promoting")
         }
         assert set(active.values()) == {0}
         assert not families["baepo_rollout_started_timestamp_seconds"]
