@@ -29,7 +29,7 @@ from baepo.controller.releases import Releases
 from baepo.controller.steering import Steering
 from baepo.errors import ConfigError, ExternalError, Problem, StateError
 from baepo.notify import Notifier
-from baepo.registry import make_platform, make_router
+from baepo.registry import make_platform, make_routers
 from baepo.secrets.keys import Keyring
 from baepo.store import open_store, redact, sqlite_url
 
@@ -112,7 +112,7 @@ def serve(
         url = database_url or sqlite_url(state_dir / "state.db")
         store = open_store(url)
         platform = make_platform("local", state_dir)
-        router = make_router("builtin", state_dir)
+        router = make_routers(state_dir)
         controller = Controller(store, platform, router, keyring=Keyring(state_dir))
         lock = threading.Lock()
         releases = Releases(store, controller.wake, lock=lock)

@@ -75,6 +75,9 @@ def router_config(revision: Revision) -> RouterConfig:
         upstream_timeout=spec.router.upstream_timeout,
         idle_timeout=spec.router.idle_timeout,
         metrics_listen=spec.router.metrics_listen,
+        kind=spec.router.kind,
+        binary=spec.router.binary,
+        drain_timeout=spec.router.drain_timeout,
     )
 
 
@@ -91,4 +94,7 @@ def preview_config(revision: Revision) -> RouterConfig:
         upstream_timeout=spec.router.upstream_timeout,
         idle_timeout=spec.router.idle_timeout,
         listener="preview",
+        kind=spec.router.kind,
+        binary=spec.router.binary,
+        drain_timeout=spec.router.drain_timeout,
     )

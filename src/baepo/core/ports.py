@@ -163,6 +163,11 @@ class RouterConfig:
     listener: str = "main"
     # Where the router serves Prometheus ``GET /metrics``; None: no metrics endpoint.
     metrics_listen: str | None = None
+    # Which router serves the listener ("builtin", "haproxy", "nginx") and, for an external
+    # proxy, the path of its executable (None: found on PATH).
+    kind: str = "builtin"
+    binary: str | None = None
+    drain_timeout: float = 30.0
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ Callers: ``spec.loader`` (parse a file), the controller and strategies (read res
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     Field,
@@ -108,8 +108,25 @@ class HealthSpec(SpecModel):
 
 
 class RouterSpec(SpecModel):
-    """The built-in router that sits in front of the app's instances."""
+    """The router that sits in front of the app's instances: baepo's own, HAProxy or nginx."""
 
+    kind: Literal["builtin", "haproxy", "nginx"] = Field(
+        default="builtin",
+        description=(
+            "Which proxy routes the app's traffic. `builtin`: baepo's own router, nothing to "
+            "install. `haproxy`: HAProxy (2.4 or newer), whose weights change at runtime through "
+            "its admin socket without a reload. `nginx`: nginx, whose weighted upstreams are "
+            "applied with a graceful reload. baepo generates the proxy's whole configuration and "
+            "runs the proxy itself; see docs/routers.md for the trade-offs."
+        ),
+    )
+    binary: str | None = Field(
+        default=None,
+        description=(
+            "Path of the `haproxy` or `nginx` executable. Without it, the one on `PATH` (or in "
+            "`/usr/sbin`) is used. Ignored by the built-in router."
+        ),
+    )
     listen: str = Field(
         default="127.0.0.1:8080",
         description="Address the router listens on for the app's users, `host:port`.",
