@@ -124,6 +124,15 @@ def test_a_deploy_gets_stored_secrets_that_never_show(project: SampleProject) ->
         assert json.loads(run("secret", "get", "db-password", "-o", "json"))["version"] == 3
         history = run("history")
         assert "rotated" in history or "rotation" in history, history
+        two = json.loads(run("history", "2", "-o", "json"))
+        assert two["secret_changes"] == {"API_KEY": "unchanged", "DB_PASSWORD": "changed"}
+        assert two["secrets"] == {"DB_PASSWORD": "secret db-password v3",
+                                  "API_KEY": "secret api-key v1"}  # fmt: skip
+        shown = run("history", "2")
+        assert "DB_PASSWORD" in shown and "changed" in shown, shown
+        assert "(same config as the previous revision)" in shown, shown
+        first = json.loads(run("history", "1", "-o", "json"))
+        assert first["secret_changes"] == {"API_KEY": "added", "DB_PASSWORD": "added"}
         answers += [httpx.get(f"{url}{path}", timeout=10).text for path in PATHS]
         run("secret", "rm", "api-key")
         assert [s["name"] for s in json.loads(run("secret", "list", "-o", "json"))] == [

@@ -242,6 +242,7 @@ def revision(
         previous = rt.store.get_revision(app, env, number - 1)
     return {
         **views.revision_view(current, with_config=True),
+        "secret_changes": views.secret_diff(previous, current),
         "previous": views.revision_view(previous, with_config=True) if previous else None,
     }
 

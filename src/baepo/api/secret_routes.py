@@ -80,7 +80,9 @@ def rotate_secret(app: str, name: SecretName, body: SecretBody, request: Request
     caller = require(request, "deployer", body.env, "rotating a secret")
     put_secret(app, name, body, request)
     rt = runtime(request)
-    rollouts = SecretRollouts(rt.store, rt.controller.wake, lock=rt.releases._lock)
+    rollouts = SecretRollouts(
+        rt.store, rt.controller.wake, lock=rt.releases.lock, keyring=rt.releases.keyring
+    )
     return done(request, rollouts.redeploy(app, body.env, caller.actor(body.actor), name))
 
 

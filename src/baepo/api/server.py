@@ -115,7 +115,9 @@ def serve(
         router = make_routers(state_dir)
         controller = Controller(store, platform, router, keyring=Keyring(state_dir))
         lock = threading.Lock()
-        releases = Releases(store, controller.wake, lock=lock)
+        releases = Releases(
+            store, controller.wake, lock=lock, keyring=controller.reconciler.keyring
+        )
         controller.reconciler.on_watch_trip = lambda app, env, reason: releases.undo(
             app, env, "baepo (rollback guard)", message=reason
         )

@@ -12,6 +12,7 @@ from typing import Any
 from baepo.core.latency import WindowRates
 from baepo.core.model import AnalysisRun, App, Event, Instance, Measurement, Revision, Rollout
 from baepo.core.ports import Backend, RevisionStats
+from baepo.secrets.resolve import secret_changes, secret_labels
 
 
 def _ts(value: datetime | None) -> str | None:
@@ -31,7 +32,14 @@ def revision_view(r: Revision, *, with_config: bool = False) -> dict[str, Any]:
     }
     if with_config:
         view["config"] = r.config
+        view["secrets"] = secret_labels(r.secrets)
     return view
+
+
+def secret_diff(old: Revision | None, new: Revision) -> dict[str, str]:
+    """Each secret variable of ``new`` (or of ``old``, if dropped) as added, removed, changed
+    or unchanged since ``old``: the only way history shows secrets."""
+    return secret_changes(old.secrets if old is not None else None, new.secrets)
 
 
 def rollout_view(r: Rollout) -> dict[str, Any]:

@@ -100,6 +100,7 @@ def _show_revision(one: dict[str, Any]) -> None:
         out.print(f"  {one['message']}")
     previous = one.get("previous")
     new_text = yaml.safe_dump(one["config"], sort_keys=False)
+    _show_secret_changes(one)
     if previous is None:
         out.print(Syntax(new_text, "yaml"))
         return
@@ -113,6 +114,19 @@ def _show_revision(one: dict[str, Any]) -> None:
         )
     )
     out.print(Syntax(diff, "diff") if diff else "(same config as the previous revision)")
+
+
+def _show_secret_changes(one: dict[str, Any]) -> None:
+    """Secrets by name and source, each changed or unchanged since the previous revision:
+    never a value."""
+    changes: dict[str, str] = one.get("secret_changes") or {}
+    if not changes:
+        return
+    sources: dict[str, str] = {**(one.get("previous") or {}).get("secrets", {}), **one["secrets"]}
+    out.print("secrets:")
+    for variable, change in changes.items():
+        style = "dim" if change == "unchanged" else "bold yellow"
+        out.print(f"  {variable:<24} [{style}]{change}[/]  ({sources.get(variable, '')})")
 
 
 def analysis(

@@ -14,6 +14,8 @@ from baepo.controller.reconciler import Clock, utcnow
 from baepo.core.model import App, AppState, Event, Revision, Rollout, RolloutPhase
 from baepo.core.ports import Store
 from baepo.errors import StateError
+from baepo.secrets.keys import Keyring
+from baepo.secrets.resolve import secret_versions
 from baepo.spec.models import Spec
 
 
@@ -38,11 +40,25 @@ class Operations:
         wake: Callable[[], None],
         clock: Clock = utcnow,
         lock: threading.Lock | None = None,
+        keyring: Keyring | None = None,
     ) -> None:
         self.store = store
         self.wake = wake
         self.clock = clock
         self._lock = lock or threading.Lock()
+        self.keyring = keyring  # fingerprints secrets read from files and environment variables
+
+    @property
+    def lock(self) -> threading.Lock:
+        """The server's one lock: operations built elsewhere share it."""
+        return self._lock
+
+    def _with_secrets(self, revision: Revision, spec: Spec) -> Revision:
+        """``revision`` stamped with the versions of the secrets its instances will read."""
+        versions = secret_versions(
+            self.store, self.keyring, spec, revision.app, revision.env, revision.spec_dir
+        )
+        return replace(revision, secrets=versions)
 
     def _active(self, app_name: str, env: str, verb: str) -> Rollout:
         """The rollout in progress, or a StateError saying there is nothing to ``verb``."""

@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from baepo.controller import freeze, locks
+from baepo.controller.desired import spec_of
 from baepo.controller.operations import Operations, Outcome
 from baepo.core.model import App, AppState, Revision, Rollout, RolloutPhase, config_hash
 from baepo.errors import ConfigError, Problem, StateError
@@ -101,19 +102,22 @@ class Releases(Operations):
                     stable.number,
                 )
             revision = self.store.add_revision(
-                Revision(
-                    app=spec.app,
-                    env=request.env,
-                    number=0,
-                    version=version,
-                    config=config,
-                    config_hash=digest,
-                    spec_dir=request.spec_dir,
-                    created_by=request.actor,
-                    created_at=self.clock(),
-                    message=request.message,
-                    origin=request.origin,
-                    source=request.source,
+                self._with_secrets(
+                    Revision(
+                        app=spec.app,
+                        env=request.env,
+                        number=0,
+                        version=version,
+                        config=config,
+                        config_hash=digest,
+                        spec_dir=request.spec_dir,
+                        created_by=request.actor,
+                        created_at=self.clock(),
+                        message=request.message,
+                        origin=request.origin,
+                        source=request.source,
+                    ),
+                    spec,
                 )
             )
             return self._roll_out(app, revision, request.actor)
@@ -192,13 +196,16 @@ class Releases(Operations):
                     stable.number,
                 )
             revision = self.store.add_revision(
-                replace(
-                    source,
-                    number=0,
-                    created_by=actor,
-                    created_at=self.clock(),
-                    message=message or f"undo to revision {source.number}",
-                    origin=f"undo of {source.number}",
+                self._with_secrets(
+                    replace(
+                        source,
+                        number=0,
+                        created_by=actor,
+                        created_at=self.clock(),
+                        message=message or f"undo to revision {source.number}",
+                        origin=f"undo of {source.number}",
+                    ),
+                    spec_of(source),
                 )
             )
             return self._roll_out(app, revision, actor)

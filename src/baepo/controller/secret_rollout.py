@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from baepo.controller import locks
+from baepo.controller.desired import spec_of
 from baepo.controller.operations import Operations, Outcome
 from baepo.errors import StateError
 
@@ -36,13 +37,16 @@ class SecretRollouts(Operations):
                 )
             stable = self.store.get_revision(app_name, env, app.stable_revision)
             revision = self.store.add_revision(
-                replace(
-                    stable,
-                    number=0,
-                    created_by=actor,
-                    created_at=self.clock(),
-                    message=f"secret {secret} rotated",
-                    origin=f"rotation of {stable.number}",
+                self._with_secrets(
+                    replace(
+                        stable,
+                        number=0,
+                        created_by=actor,
+                        created_at=self.clock(),
+                        message=f"secret {secret} rotated",
+                        origin=f"rotation of {stable.number}",
+                    ),
+                    spec_of(stable),
                 )
             )
             return self._roll_out(app, revision, actor)

@@ -84,6 +84,9 @@ class Revision:
     message: str = ""
     origin: str = "deploy"  # "deploy", "undo of N" (a copy of revision N), "promotion of E/N"
     source: dict[str, Any] | None = None  # the spec as written, overlays included
+    # Which version of each secret variable the revision's instances read, never a value:
+    # {"DB_PASSWORD": "secret db-password v3", "API_KEY": "env API_KEY 9f2c1a0b7d3e"}.
+    secrets: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,8 @@ first use. Callers: ``api.server`` (one keyring per server), ``api.secret_routes
 
 from __future__ import annotations
 
+import base64
+import hmac
 import os
 from pathlib import Path
 
@@ -28,6 +30,7 @@ class Keyring:
         self.state_dir = Path(state_dir) if state_dir is not None else None
         self._keys = keys
         self._fernet: MultiFernet | None = None
+        self._primary: bytes | None = None
 
     def encrypt(self, value: str) -> str:
         return self._load().encrypt(value.encode()).decode()
@@ -41,6 +44,14 @@ class Keyring:
                 hint=f"set {KEY_ENV} (or {KEY_FILE_ENV}) to the key the secret was stored "
                 "with, or store the secret again",
             ) from exc
+
+    def fingerprint(self, value: str) -> str:
+        """A short keyed digest of ``value`` (HMAC-SHA256 with the newest key): equal values
+        give equal fingerprints, and without the key nobody can test a guess against one."""
+        self._load()
+        assert self._primary is not None
+        digest = hmac.new(self._primary, b"baepo-secret-fingerprint\0" + value.encode(), "sha256")
+        return digest.hexdigest()[:12]
 
     def source(self) -> str:
         """Where the key comes from, for messages (never the key itself)."""
@@ -57,6 +68,7 @@ class Keyring:
             keys = self._keys if self._keys is not None else self._read_keys()
             try:
                 self._fernet = MultiFernet([Fernet(key.strip().encode()) for key in keys])
+                self._primary = base64.urlsafe_b64decode(keys[0].strip().encode())
             except ValueError as exc:
                 raise ConfigError(
                     f"the secret key from {self.source()} is not a Fernet key",

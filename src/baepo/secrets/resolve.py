@@ -4,6 +4,11 @@ Each variable comes from a stored secret (decrypted with the keyring), an enviro
 variable of the server, or a file (relative to the spec's folder; one final newline is
 dropped). Errors name the variable and its source, never a value. Callers: the controller's
 reconciler, when it starts an instance.
+
+``secret_versions`` says which version of each variable a revision's instances read, without
+any value: a stored secret's version number, or a keyed fingerprint of an environment
+variable or file; ``secret_changes`` compares two revisions' versions for history diffs.
+Callers: ``controller.operations`` (every new revision), the history API and dashboard.
 """
 
 from __future__ import annotations
@@ -52,3 +57,70 @@ def secret_env(
         else:
             raise StateError(f"{variable}: a secret needs one of secret, env or file")
     return values
+
+
+def secret_versions(
+    store: Store, keyring: Keyring | None, spec: Spec, app: str, env: str, spec_dir: str | Path
+) -> dict[str, str]:
+    """``{variable: version}`` for every entry of ``spec.secrets``, never a value.
+
+    A stored secret gives ``"secret NAME vN"``; an environment variable or a file gives
+    ``"env NAME <fingerprint>"`` or ``"file PATH <fingerprint>"`` (a keyed digest, so a changed
+    value shows as changed). Something missing is recorded as such, not raised: the instance
+    start reports it.
+    """
+    versions: dict[str, str] = {}
+    for variable, entry in spec.secrets.items():
+        source = SecretSource(secret=entry) if isinstance(entry, str) else entry
+        if source.secret is not None:
+            stored = store.get_secret(app, env, source.secret)
+            state = f"v{stored.version}" if stored is not None else "(not set)"
+            versions[variable] = f"secret {source.secret} {state}"
+            continue
+        if source.env is not None:
+            label, value = f"env {source.env}", os.environ.get(source.env)
+        elif source.file is not None:
+            label, value = f"file {source.file}", _read(Path(spec_dir) / source.file)
+        else:
+            continue
+        if value is None:
+            versions[variable] = f"{label} (missing)"
+        else:
+            versions[variable] = f"{label} {keyring.fingerprint(value)}" if keyring else label
+    return versions
+
+
+def _read(path: Path) -> str | None:
+    try:
+        text = path.read_text()
+    except OSError:
+        return None
+    return text[:-1] if text.endswith("\n") else text
+
+
+def secret_changes(old: dict[str, str] | None, new: dict[str, str]) -> dict[str, str]:
+    """``{variable: "added" | "removed" | "changed" | "unchanged"}`` from ``old`` to ``new``.
+
+    Without an earlier revision (``old`` None) every variable is ``added``.
+    """
+    before = old or {}
+    changes: dict[str, str] = {}
+    for variable in sorted(before.keys() | new.keys()):
+        if variable not in before:
+            changes[variable] = "added"
+        elif variable not in new:
+            changes[variable] = "removed"
+        else:
+            changes[variable] = "unchanged" if before[variable] == new[variable] else "changed"
+    return changes
+
+
+def secret_labels(versions: dict[str, str]) -> dict[str, str]:
+    """Versions as shown to users: fingerprints dropped (``"env API_KEY"``)."""
+    shown: dict[str, str] = {}
+    for variable, version in versions.items():
+        kind, _, rest = version.partition(" ")
+        if kind in ("env", "file") and not rest.endswith("(missing)"):
+            rest = rest.rsplit(" ", 1)[0] if " " in rest else rest
+        shown[variable] = f"{kind} {rest}"
+    return shown

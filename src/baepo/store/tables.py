@@ -154,6 +154,7 @@ class RevisionRow(Base):
     message: Mapped[str] = mapped_column(sa.Text)
     origin: Mapped[str] = mapped_column(sa.String(64))
     source: Mapped[dict[str, Any] | None]
+    secrets: Mapped[dict[str, Any] | None]
 
     @classmethod
     def from_record(cls, revision: model.Revision, number: int) -> RevisionRow:
@@ -170,6 +171,7 @@ class RevisionRow(Base):
             message=revision.message,
             origin=revision.origin,
             source=revision.source,
+            secrets=revision.secrets or None,
         )
 
     def to_record(self) -> model.Revision:
@@ -186,6 +188,7 @@ class RevisionRow(Base):
             message=self.message,
             origin=self.origin,
             source=self.source,
+            secrets=dict(self.secrets or {}),
         )
 
 
