@@ -5,13 +5,12 @@ Callers: ``cli.main`` registers them.
 
 from __future__ import annotations
 
-import json
 from typing import Annotated
 
 import typer
 from rich.console import Console
 
-from baepo.cli.context import EnvOpt, FileOpt, Output, OutputOpt, Project, StateOpt, actor
+from baepo.cli.context import EnvOpt, FileOpt, Output, OutputOpt, Project, StateOpt
 
 out = Console(highlight=False)
 
@@ -20,14 +19,8 @@ ReasonOpt = Annotated[str, typer.Option("--reason", "-r", help="Why, for the his
 
 def _decide(verb: str, reason: str, file: FileOpt, env: str | None, state_dir: StateOpt,
             output: Output) -> None:  # fmt: skip
-    project = Project(file, env, state_dir)
-    result = project.client().post(
-        f"/api/v1/apps/{project.app}/{verb}",
-        {"env": project.env, "actor": actor(), "reason": reason},
-    )
-    if output == Output.json:
-        print(json.dumps(result))
-    else:
+    result = Project(file, env, state_dir).act(verb, output, reason=reason)
+    if output == Output.text:
         out.print(result["message"])
 
 

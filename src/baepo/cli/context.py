@@ -8,13 +8,14 @@ Callers: every CLI command module.
 from __future__ import annotations
 
 import getpass
+import json
 import os
 import socket
 from dataclasses import dataclass
 from enum import StrEnum
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -116,3 +117,13 @@ class Project:
         return connect(
             self.state_dir, start=start, database_url=os.environ.get("BAEPO_DATABASE_URL")
         )
+
+    def act(self, route: str, output: Output, **body: Any) -> dict[str, Any]:
+        """POST ``{env, actor, **body}`` to the app's ``route``; with ``-o json`` print
+        the answer as JSON. Returns the answer, for the caller's text output."""
+        result: dict[str, Any] = self.client().post(
+            f"/api/v1/apps/{self.app}/{route}", {"env": self.env, "actor": actor(), **body}
+        )
+        if output == Output.json:
+            print(json.dumps(result))
+        return result

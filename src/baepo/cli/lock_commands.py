@@ -6,13 +6,12 @@ While an app+environment is locked, only the holder may deploy or undo there. Ca
 
 from __future__ import annotations
 
-import json
 from typing import Annotated
 
 import typer
 from rich.console import Console
 
-from baepo.cli.context import EnvOpt, FileOpt, Output, OutputOpt, Project, StateOpt, actor
+from baepo.cli.context import EnvOpt, FileOpt, Output, OutputOpt, Project, StateOpt
 
 out = Console(highlight=False)
 
@@ -30,14 +29,8 @@ def lock(
 
     Example: `baepo lock -e production --reason "database migration"`
     """
-    project = Project(file, env, state_dir)
-    result = project.client().post(
-        f"/api/v1/apps/{project.app}/lock",
-        {"env": project.env, "actor": actor(), "reason": reason},
-    )
-    if output == Output.json:
-        print(json.dumps(result))
-    else:
+    result = Project(file, env, state_dir).act("lock", output, reason=reason)
+    if output == Output.text:
         out.print(result["message"])
 
 
@@ -54,14 +47,8 @@ def unlock(
 
     Example: `baepo unlock -e production`; `baepo unlock --force` for someone else's lock.
     """
-    project = Project(file, env, state_dir)
-    result = project.client().post(
-        f"/api/v1/apps/{project.app}/unlock",
-        {"env": project.env, "actor": actor(), "force": force},
-    )
-    if output == Output.json:
-        print(json.dumps(result))
-    else:
+    result = Project(file, env, state_dir).act("unlock", output, force=force)
+    if output == Output.text:
         out.print(result["message"], style="" if result["changed"] else "dim")
 
 

@@ -5,13 +5,12 @@ Callers: ``cli.main`` adds the sub-app.
 
 from __future__ import annotations
 
-import json
 from typing import Annotated
 
 import typer
 from rich.console import Console
 
-from baepo.cli.context import EnvOpt, FileOpt, Output, OutputOpt, Project, StateOpt, actor
+from baepo.cli.context import EnvOpt, FileOpt, Output, OutputOpt, Project, StateOpt
 from baepo.errors import CommandFailed
 
 out = Console(highlight=False)
@@ -30,14 +29,8 @@ TargetOpt = Annotated[
 
 def _run(action: str, target: str | None, file: FileOpt, env: str | None,
          state_dir: StateOpt, output: Output) -> None:  # fmt: skip
-    project = Project(file, env, state_dir)
-    result = project.client().post(
-        f"/api/v1/apps/{project.app}/migrate",
-        {"env": project.env, "action": action, "target": target, "actor": actor()},
-    )
-    if output == Output.json:
-        print(json.dumps(result))
-    else:
+    result = Project(file, env, state_dir).act("migrate", output, action=action, target=target)
+    if output == Output.text:
         if result["output"]:
             print(result["output"], end="" if result["output"].endswith("\n") else "\n")
         out.print(result["message"], style="" if result["passed"] else "red")

@@ -232,6 +232,49 @@ def rotate(store: Store, app: str, env: str, keep: int) -> list[Backup]:
     return dropped
 
 
+def _start(
+    store: Store,
+    app: str,
+    env: str,
+    stage: str,
+    name: str,
+    actor: str,
+    revision: int | None,
+    started: datetime,
+    backup_id: int | None = None,
+) -> GateRun:
+    """The gate run recording one backup or restore, stored as running."""
+    return store.add_gate_run(
+        GateRun(
+            app=app,
+            env=env,
+            kind="backup",
+            stage=stage,
+            name=name,
+            phase=GatePhase.RUNNING,
+            started_at=started,
+            actor=actor,
+            revision=revision,
+            detail={"backup_id": backup_id} if backup_id is not None else {},
+        )
+    )
+
+
+def _finish(
+    store: Store, run: GateRun, phase: GatePhase, message: str, output: str, backup_id: int
+) -> None:
+    store.save_gate_run(
+        dataclasses.replace(
+            run,
+            phase=phase,
+            finished_at=_now(),
+            message=message,
+            output=output,
+            detail={"backup_id": backup_id},
+        )
+    )
+
+
 async def take_backup(
     store: Store,
     spec: BackupSpec,
@@ -250,19 +293,7 @@ async def take_backup(
     folder = backup_dir(spec, app=app, env=env, spec_dir=spec_dir, state_dir=state_dir)
     name = f"{app}-{env}-{started.strftime('%Y%m%dT%H%M%S%fZ')}{_SUFFIX[spec.kind]}"
     target = folder / name
-    run = store.add_gate_run(
-        GateRun(
-            app=app,
-            env=env,
-            kind="backup",
-            stage="create",
-            name=spec.kind,
-            phase=GatePhase.RUNNING,
-            started_at=started,
-            actor=actor,
-            revision=revision,
-        )
-    )
+    run = _start(store, app, env, "create", spec.kind, actor, revision, started)
     backup = store.add_backup(
         Backup(
             app=app,
@@ -295,16 +326,7 @@ async def take_backup(
         target.unlink(missing_ok=True)
         message = f"backup of {app} in {env} failed: {_failure_text(error)}"
         store.save_backup(dataclasses.replace(backup, status="failed", detail={"error": message}))
-        store.save_gate_run(
-            dataclasses.replace(
-                run,
-                phase=GatePhase.FAILED,
-                finished_at=_now(),
-                message=message,
-                output=error.hint or "",
-                detail={"backup_id": backup.id},
-            )
-        )
+        _finish(store, run, GatePhase.FAILED, message, error.hint or "", backup.id)
         raise ExternalError(message, hint=error.hint) from None
     backup = store.save_backup(
         dataclasses.replace(
@@ -314,16 +336,8 @@ async def take_backup(
             sha256=await asyncio.to_thread(_sha256, target),
         )
     )
-    store.save_gate_run(
-        dataclasses.replace(
-            run,
-            phase=GatePhase.PASSED,
-            finished_at=_now(),
-            message=f"backup {backup.id} of {app} in {env}: {backup.size_bytes} bytes",
-            output=output,
-            detail={"backup_id": backup.id},
-        )
-    )
+    message = f"backup {backup.id} of {app} in {env}: {backup.size_bytes} bytes"
+    _finish(store, run, GatePhase.PASSED, message, output, backup.id)
     rotate(store, app, env, spec.keep)
     return backup
 
@@ -345,20 +359,10 @@ async def restore_backup(
             f"backup {backup.id} is a {backup.kind} backup but the spec's backup is {spec.kind}"
         )
     source = Path(backup.location)
-    run = store.add_gate_run(
-        GateRun(
-            app=backup.app,
-            env=backup.env,
-            kind="backup",
-            stage="restore",
-            name=spec.kind,
-            phase=GatePhase.RUNNING,
-            started_at=_now(),
-            actor=actor,
-            revision=backup.revision,
-            detail={"backup_id": backup.id},
-        )
-    )
+    run = _start(
+        store, backup.app, backup.env, "restore", spec.kind, actor, backup.revision, _now(),
+        backup.id,
+    )  # fmt: skip
     try:
         if not source.is_file():
             raise StateError(f"the file of backup {backup.id} is gone: {source}")
@@ -372,16 +376,6 @@ async def restore_backup(
             else ExternalError(f"the restore took longer than {spec.timeout:g}s")
         )
         message = f"restore of backup {backup.id} failed: {_failure_text(error)}"
-        store.save_gate_run(
-            dataclasses.replace(run, phase=GatePhase.FAILED, finished_at=_now(), message=message)
-        )
+        _finish(store, run, GatePhase.FAILED, message, "", backup.id)
         raise type(error)(message, hint=error.hint) from None
-    store.save_gate_run(
-        dataclasses.replace(
-            run,
-            phase=GatePhase.PASSED,
-            finished_at=_now(),
-            message=f"restored backup {backup.id}",
-            output=output,
-        )
-    )
+    _finish(store, run, GatePhase.PASSED, f"restored backup {backup.id}", output, backup.id)
