@@ -1,8 +1,9 @@
-"""Benchmark: the built-in router vs HAProxy vs hitting the upstream directly.
+"""Benchmark: the data planes side by side: direct, HAProxy, nginx and the built-in router.
 
 Two nginx upstreams (100-byte bodies) and wrk share CPU 1; the proxy under test (HAProxy with
-one thread, or the built-in router with per-revision stats) gets CPU 0 alone. Runs are
-interleaved (direct, haproxy, router) several times; medians and ratios vs HAProxy are printed
+one thread, nginx with one worker, or the built-in router with per-revision stats) gets CPU 0
+alone, each splitting 80/20 over the two upstreams. Runs are interleaved (direct, haproxy,
+nginx, router) several times; medians and ratios vs HAProxy are printed
 and written to ``bench/results/router.json``. Exit 2 when haproxy, nginx, wrk or taskset is
 missing; exit 1 when any request failed. See ``bench/README.md``.
 """
@@ -97,6 +98,39 @@ backend be
 """
 
 
+def nginx_proxy_conf(folder: Path, port: int, upstreams: list[int]) -> str:
+    """nginx as the weighted proxy under test: one worker, keep-alive to the upstreams."""
+    return f"""
+worker_processes 1;
+daemon off;
+pid {folder}/proxy.pid;
+error_log {folder}/proxy-error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    client_body_temp_path {folder}/pbody;
+    proxy_temp_path {folder}/pproxy;
+    fastcgi_temp_path {folder}/pfastcgi;
+    uwsgi_temp_path {folder}/puwsgi;
+    scgi_temp_path {folder}/pscgi;
+    upstream be {{
+        server 127.0.0.1:{upstreams[0]} weight=80;
+        server 127.0.0.1:{upstreams[1]} weight=20;
+        keepalive 64;
+    }}
+    server {{
+        listen 127.0.0.1:{port} backlog=4096;
+        keepalive_requests 1000000;
+        location / {{
+            proxy_pass http://be;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }}
+    }}
+}}
+"""
+
+
 def parse_wrk(text: str) -> dict[str, float]:
     """Requests/s, p50/p99 (ms) and failures from ``wrk --latency`` output."""
 
@@ -150,6 +184,20 @@ def run_wrk(url: str, seconds: int, connections: int, pid: int | None) -> dict[s
         result["cpu_sys_us_per_request"] = (sys1 - sys0) * scale
         result["cpu_us_per_request"] = (user1 - user0 + sys1 - sys0) * scale
     return result
+
+
+def worker_pid(pid_file: Path, timeout: float = 10.0) -> int:
+    """The pid of the one worker of the nginx whose master wrote ``pid_file`` (the worker
+    does the proxying, so its CPU time is what counts)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pid_file.exists() and pid_file.read_text().strip():
+            master = pid_file.read_text().strip()
+            children = Path(f"/proc/{master}/task/{master}/children")
+            if children.exists() and children.read_text().split():
+                return int(children.read_text().split()[0])
+        time.sleep(0.05)
+    raise SystemExit(f"no nginx worker for {pid_file} after {timeout} s")
 
 
 def router_stats(admin: Path) -> Any:
@@ -212,13 +260,21 @@ def main() -> int:
                     stderr=subprocess.DEVNULL,
                 )
             )
+            nport = free_port()
+            (folder / "proxy.conf").write_text(nginx_proxy_conf(folder, nport, ups))
+            procs.append(
+                subprocess.Popen(
+                    ["taskset", "-c", "0", "nginx", "-c", str(folder / "proxy.conf"), "-p", tmp],
+                    stderr=subprocess.DEVNULL,
+                )
+            )
             admin = folder / "admin.sock"
             router_argv = [sys.executable, "-m", "baepo.routers.builtin", "--listen"]
             router_argv += [f"127.0.0.1:{rport}", "--admin", str(admin)]
             router_argv += ["--state", str(folder / "table.json")]
             log = (folder / "router.log").open("wb")
             procs.append(subprocess.Popen(["taskset", "-c", "0", *router_argv], stderr=log))
-            for port in (*ups, hport, rport):
+            for port in (*ups, hport, nport, rport):
                 wait_port(port)
             put_table(
                 admin,
@@ -232,9 +288,15 @@ def main() -> int:
             targets = {
                 "direct": f"http://127.0.0.1:{ups[0]}/",
                 "haproxy": f"http://127.0.0.1:{hport}/",
+                "nginx": f"http://127.0.0.1:{nport}/",
                 "router": f"http://127.0.0.1:{rport}/",
             }
-            pids = {"direct": None, "haproxy": procs[1].pid, "router": procs[2].pid}
+            pids = {
+                "direct": None,
+                "haproxy": procs[1].pid,
+                "nginx": worker_pid(folder / "proxy.pid"),
+                "router": procs[3].pid,
+            }
             for url in targets.values():
                 with urllib.request.urlopen(url, timeout=5) as response:
                     assert response.read() == BODY.encode(), url
@@ -269,7 +331,12 @@ def main() -> int:
     }
     failed = {name: sum(s["failed"] for s in runs) for name, runs in samples.items()}
     h, r = medians["haproxy"], medians["router"]
+    n = medians["nginx"]
     ratios = {
+        "nginx_throughput_vs_haproxy": round(n["rps"] / h["rps"], 3),
+        "nginx_cpu_per_request_vs_haproxy": round(
+            n["cpu_us_per_request"] / h["cpu_us_per_request"], 3
+        ),
         "throughput_vs_haproxy": round(r["rps"] / h["rps"], 3),
         "cpu_per_request_vs_haproxy": round(r["cpu_us_per_request"] / h["cpu_us_per_request"], 3),
         "p50_minus_haproxy_ms": round(r["p50_ms"] - h["p50_ms"], 3),
@@ -292,7 +359,7 @@ def main() -> int:
         )
     print()
     for key, value in ratios.items():
-        print(f"{key:24s} {value}")
+        print(f"{key:34s} {value}")
     for goal, ok in goals.items():
         print(f"{'met' if ok else 'MISSED':6s} {goal}")
     print(
