@@ -242,6 +242,35 @@ class Router(Protocol):
         ...
 
 
+class Lease(Protocol):
+    """Leadership among the servers sharing one database: at most one holds it at a time.
+
+    Every method is blocking (the controller calls them from a worker thread), takes at most
+    the database's connect or statement timeout, and turns database failures into False or
+    None rather than exceptions.
+    """
+
+    kind: str  # what holds it, for humans: "postgresql advisory lock", "file lock", ...
+
+    def acquire(self) -> bool:
+        """Try to take the lease without waiting; True when this process holds it.
+        Idempotent: while held it only checks, like ``renew``."""
+        ...
+
+    def renew(self) -> bool:
+        """Check the lease is still this process's (and keep it alive); False once lost.
+        A lost lease is only taken again by ``acquire``."""
+        ...
+
+    def holder(self) -> str | None:
+        """The identity of whoever holds it now, None when nobody does (or unknown)."""
+        ...
+
+    def release(self) -> None:
+        """Give it up at once. Idempotent."""
+        ...
+
+
 class Store(Protocol):
     """Persistent state: apps, revisions, rollouts and the append-only event history.
 
@@ -488,4 +517,12 @@ class Store(Protocol):
 
     def delete_backup(self, backup_id: int) -> None:
         """Forget a backup's record. Idempotent."""
+        ...
+
+    def lease(self, name: str, identity: str, *, ttl: float) -> Lease:
+        """The leader lease ``name`` for this process, named ``identity`` to the others.
+
+        ``ttl``: seconds after which a holder that stopped renewing loses it. Opens nothing
+        until ``Lease.acquire`` is called.
+        """
         ...

@@ -45,8 +45,10 @@ from baepo.core.model import (
     User,
     WebSession,
 )
+from baepo.core.ports import Lease
 from baepo.errors import BaepoError, ConflictError, NotFoundError, StateError
 from baepo.store import engine as store_engine
+from baepo.store import lease as store_lease
 from baepo.store import migrate, translate
 from baepo.store.tables import (
     AnalysisRunRow,
@@ -708,6 +710,12 @@ class SqlStore:
         """Forget a backup's record (its file is the caller's); nothing if it is gone."""
         with self._writing(f"delete backup {backup_id}") as session:
             session.execute(sa.delete(BackupRow).where(BackupRow.id == backup_id))
+
+    # -- leadership -------------------------------------------------------------------------
+
+    def lease(self, name: str, identity: str, *, ttl: float) -> Lease:
+        """The leader lease ``name`` (see ``store.lease``); opens nothing until acquired."""
+        return store_lease.open_lease(self._engine, name, identity, ttl=ttl)
 
     # -- transactions -----------------------------------------------------------------------
 

@@ -1,0 +1,156 @@
+"""The elector's fence (a fake lease and a fake clock) and the SQLite file lease."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from baepo import store
+from baepo.controller.leader import Elector, FencedRouter
+from baepo.core.ports import Backend
+from baepo.errors import StateError
+from baepo.store.lease import FileLease, SoleLease
+
+
+class FakeLease:
+    """A lease another replica may hold; ``answers`` False makes the database unreachable."""
+
+    kind = "fake"
+
+    def __init__(self) -> None:
+        self.taken_by_other = False
+        self.answers = True
+        self.mine = False
+        self.calls: list[str] = []
+
+    def acquire(self) -> bool:
+        self.calls.append("acquire")
+        if not self.answers or self.taken_by_other:
+            return False
+        self.mine = True
+        return True
+
+    def renew(self) -> bool:
+        self.calls.append("renew")
+        if not self.answers:
+            self.mine = False
+        return self.mine
+
+    def holder(self) -> str | None:
+        return "other" if self.taken_by_other else None
+
+    def release(self) -> None:
+        self.mine = False
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def elector(lease: FakeLease, clock: Clock) -> Elector:
+    return Elector(lease, "me", trust=3.0, renew_every=1.0, clock=clock)
+
+
+def test_a_follower_campaigns_until_the_lease_is_free_then_leads() -> None:
+    lease, clock = FakeLease(), Clock()
+    e = elector(lease, clock)
+    lease.taken_by_other = True
+    assert asyncio.run(e.step()) is False
+    assert not e.leading and e.terms == 0
+    assert asyncio.run(e.holder()) == "other"
+    lease.taken_by_other = False
+    assert asyncio.run(e.step()) is True
+    assert e.leading and e.terms == 1 and e.since is not None
+    assert asyncio.run(e.holder()) == "me"
+    assert lease.calls == ["acquire", "acquire"]
+    asyncio.run(e.step())
+    assert lease.calls[-1] == "renew"
+
+
+def test_the_fence_closes_when_renewals_stop_succeeding_in_time() -> None:
+    lease, clock = FakeLease(), Clock()
+    e = elector(lease, clock)
+    asyncio.run(e.step())
+    clock.now += 2.9
+    assert e.leading  # the last renewal was sent 2.9 s ago: still trusted
+    clock.now += 0.2
+    assert not e.leading  # 3.1 s: a renewal that never came back no longer counts
+    with pytest.raises(StateError, match="not the leader"):
+        e.check("routing")
+    asyncio.run(e.step())  # a late answer from the same session renews the term
+    assert e.leading and e.terms == 1
+
+
+def test_a_failed_renewal_ends_the_term_and_a_new_campaign_starts_a_new_one() -> None:
+    lease, clock = FakeLease(), Clock()
+    e = elector(lease, clock)
+    asyncio.run(e.step())
+    lease.answers = False
+    assert asyncio.run(e.step()) is False
+    assert not e.leading and e.since is None
+    assert asyncio.run(e.step()) is False
+    assert lease.calls[-1] == "acquire"
+    lease.answers = True
+    assert asyncio.run(e.step()) is True
+    assert e.terms == 2
+
+
+def test_trust_must_outlast_the_renewal_period() -> None:
+    with pytest.raises(ValueError, match="trust"):
+        Elector(FakeLease(), trust=1.0, renew_every=1.0)
+
+
+def test_a_fenced_router_refuses_changes_but_not_reads_when_not_leading() -> None:
+    class Router:
+        def __init__(self) -> None:
+            self.tables: list[list[Backend]] = []
+
+        async def set_backends(
+            self, app: str, env: str, backends: list[Backend], **_: object
+        ) -> None:
+            self.tables.append(list(backends))
+
+        async def get_backends(
+            self, app: str, env: str, *, listener: str = "main"
+        ) -> list[Backend]:
+            return self.tables[-1] if self.tables else []
+
+    lease, clock, inner = FakeLease(), Clock(), Router()
+    e = elector(lease, clock)
+    fenced = FencedRouter(inner, e)  # type: ignore[arg-type]
+    table = [Backend(1, 100, ("127.0.0.1:1",))]
+    with pytest.raises(StateError, match="routing sample"):
+        asyncio.run(fenced.set_backends("sample", "default", table))
+    assert asyncio.run(fenced.get_backends("sample", "default")) == []
+    asyncio.run(e.step())
+    asyncio.run(fenced.set_backends("sample", "default", table))
+    assert asyncio.run(fenced.get_backends("sample", "default")) == table
+
+
+def test_the_sqlite_file_lease_admits_one_holder_and_names_it(tmp_path: Path) -> None:
+    path = tmp_path / "state.db.controller.leader"
+    first, second = FileLease(path, "first"), FileLease(path, "second")
+    assert first.holder() is None
+    assert first.acquire() and first.renew()
+    assert not second.acquire() and not second.renew()
+    assert second.holder() == "first"
+    first.release()
+    assert second.holder() is None
+    assert second.acquire()
+    assert first.holder() == "second"
+    second.release()
+
+
+def test_the_store_picks_the_lease_of_its_database(tmp_path: Path) -> None:
+    with store.open_store(store.sqlite_url(tmp_path / "state.db")) as db:
+        lease = db.lease("controller", "me", ttl=5)
+        assert isinstance(lease, FileLease)
+        assert lease.path == tmp_path / "state.db.controller.leader"
+    with store.open_store("sqlite://") as memory:
+        assert isinstance(memory.lease("controller", "me", ttl=5), SoleLease)
