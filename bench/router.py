@@ -48,6 +48,16 @@ def wait_port(port: int, timeout: float = 10.0) -> None:
     raise SystemExit(f"nothing listens on port {port} after {timeout} s")
 
 
+def nginx_http_common(folder: Path, prefix: str) -> str:
+    """No access log, and temp paths of their own (``prefix``) inside ``folder``."""
+    temp = "".join(
+        f"    {kind}_temp_path {folder}/{prefix}{name};\n"
+        for kind, name in (("client_body", "body"), ("proxy", "proxy"), ("fastcgi", "fastcgi"),
+                           ("uwsgi", "uwsgi"), ("scgi", "scgi"))
+    )  # fmt: skip
+    return "    access_log off;\n" + temp
+
+
 def nginx_conf(folder: Path, ports: list[int]) -> str:
     servers = "".join(
         f"""
@@ -65,12 +75,7 @@ pid {folder}/nginx.pid;
 error_log {folder}/nginx-error.log warn;
 events {{ worker_connections 4096; }}
 http {{
-    access_log off;
-    client_body_temp_path {folder}/body;
-    proxy_temp_path {folder}/proxy;
-    fastcgi_temp_path {folder}/fastcgi;
-    uwsgi_temp_path {folder}/uwsgi;
-    scgi_temp_path {folder}/scgi;
+{nginx_http_common(folder, "")}
 {servers}
 }}
 """
@@ -107,12 +112,7 @@ pid {folder}/proxy.pid;
 error_log {folder}/proxy-error.log warn;
 events {{ worker_connections 4096; }}
 http {{
-    access_log off;
-    client_body_temp_path {folder}/pbody;
-    proxy_temp_path {folder}/pproxy;
-    fastcgi_temp_path {folder}/pfastcgi;
-    uwsgi_temp_path {folder}/puwsgi;
-    scgi_temp_path {folder}/pscgi;
+{nginx_http_common(folder, "p")}
     upstream be {{
         server 127.0.0.1:{upstreams[0]} weight=80;
         server 127.0.0.1:{upstreams[1]} weight=20;
