@@ -13,9 +13,10 @@ Families, labelled by ``app`` and ``env``:
 - ``baepo_active_rollouts{phase}``, ``baepo_rollout_started_timestamp_seconds{revision}``;
 - ``baepo_traffic_weight{revision}``: the main listener's table last pushed;
 
-plus ``baepo_reconcile_duration_seconds``, ``baepo_reconcile_passes_total`` and
-``baepo_build_info{version}``. Counters derived from the store restart from the history the
-store keeps, so they survive a server restart.
+plus ``baepo_reconcile_duration_seconds``, ``baepo_reconcile_passes_total``,
+``baepo_controller_leader`` (1 while this replica leads) and ``baepo_build_info{version}``.
+Counters derived from the store restart from the history the store keeps, so they survive a
+server restart.
 """
 
 from __future__ import annotations
@@ -221,6 +222,7 @@ class ServerCollector(Collector):
             metric.samples = [s for s in metric.samples if not s.name.endswith("_created")]
             yield metric
         yield passes
+        yield from self.controller.leader_gauge.collect()
 
 
 def registry_for(runtime: Runtime) -> CollectorRegistry:

@@ -1,12 +1,17 @@
-"""``baepo server``: one process running the controller, the REST API (and later the dashboard).
+"""``baepo server``: one process running the controller, the REST API and the dashboard.
 
-One server per state directory: a lock file keeps a second one out, and ``server.json`` tells
-clients where it listens. The data plane (router, instances) lives in other processes and is
-re-adopted on start. Callers: the CLI (``baepo server start``, and on demand).
+With SQLite, one server per state directory: a lock file keeps a second one out. With
+PostgreSQL, several replicas may share the database (and a state directory): all serve the
+API, the one holding the leader lease drives rollouts (``controller.leader``), and
+``GET /api/v1/server`` says which one that is. ``server.json`` tells clients where a server
+listens (the leader rewrites it when it takes over). The data plane (router, instances) lives
+in other processes and is re-adopted on start. Callers: the CLI (``baepo server start``, and
+on demand).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import fcntl
 import json
@@ -20,11 +25,16 @@ from pathlib import Path
 from typing import IO, Any
 
 import uvicorn
+from fastapi import APIRouter, Request
 
 from baepo import __version__
 from baepo.api.app import create_app
+from baepo.api.auth import principal
 from baepo.api.runtime import Runtime
+from baepo.controller import leader
+from baepo.controller.leader import Elector
 from baepo.controller.loop import Controller
+from baepo.controller.reconciler import Reconciler
 from baepo.controller.releases import Releases
 from baepo.controller.steering import Steering
 from baepo.errors import ConfigError, ExternalError, Problem, StateError
@@ -46,6 +56,61 @@ def read_server_file(state_dir: Path) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None
+
+
+def write_server_file(state_dir: Path, info: dict[str, Any]) -> None:
+    """Tell clients where this server listens (atomically; replicas may race to write)."""
+    server_file = state_dir / SERVER_FILE
+    tmp = server_file.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(info, indent=2))
+    tmp.replace(server_file)
+
+
+class Announcement:
+    """A leader's duty with a shared state dir: point ``server.json`` at the leading replica,
+    so the CLI finds a live server after a failover."""
+
+    def __init__(self, state_dir: Path, info: dict[str, Any]) -> None:
+        self.state_dir = state_dir
+        self.info = info
+
+    def start(self) -> None:
+        with contextlib.suppress(OSError):
+            write_server_file(self.state_dir, self.info)
+
+    async def stop(self) -> None:
+        return None
+
+
+router_of_server = APIRouter(prefix="/api/v1", tags=["server"])
+
+
+@router_of_server.get("/server")
+async def server_info(request: Request) -> dict[str, Any]:
+    """This replica (pid, URL, version, database) and which replica leads the controller.
+
+    ``leading`` is whether this one drives rollouts; ``leader`` names the replica holding the
+    lease (host/pid and API URL), null while nobody does.
+    """
+    await asyncio.to_thread(principal, request)
+    runtime: Runtime = request.app.state.runtime
+    controller = runtime.controller
+    elector = controller.elector
+    return {
+        **request.app.state.server_info,
+        "leading": controller.leading,
+        "leader": await elector.holder(),
+        "lease": elector.lease.kind,
+        "leader_since": elector.since.isoformat() if elector.since else None,
+        "terms": elector.terms,
+        "took_over_at": _iso(controller.took_over_at),
+        "first_pass_at": _iso(controller.first_pass_at),
+        "controller_passes": controller.passes,
+    }
+
+
+def _iso(unix: float | None) -> str | None:
+    return None if unix is None else datetime.fromtimestamp(unix, UTC).isoformat()
 
 
 @contextlib.contextmanager
@@ -108,31 +173,41 @@ def serve(
             "then start with --auth required",
         )
     state_dir = state_dir.resolve()
-    with exclusive(state_dir):
-        url = database_url or sqlite_url(state_dir / "state.db")
+    url = database_url or sqlite_url(state_dir / "state.db")
+    # SQLite: one server per state dir. PostgreSQL: replicas may share one; the lease decides
+    # which of them acts.
+    shared = not url.startswith("sqlite")
+    with contextlib.nullcontext() if shared else exclusive(state_dir):
+        sock = _bind(host, port)
+        bound_host, bound_port = sock.getsockname()[:2]
+        api_url = f"http://{_url_host(bound_host)}:{bound_port}"
+        identity = f"{socket.gethostname()}/{os.getpid()} {api_url}"
         store = open_store(url)
         platform = make_platform("local", state_dir)
         router = make_routers(state_dir)
-        controller = Controller(store, platform, router, keyring=Keyring(state_dir))
+        elector = Elector(store.lease(leader.LEASE_NAME, identity, ttl=leader.TTL), identity)
+        controller = Controller(
+            store, platform, router, keyring=Keyring(state_dir), elector=elector
+        )
         lock = threading.Lock()
         releases = Releases(
             store, controller.wake, lock=lock, keyring=controller.reconciler.keyring
         )
-        controller.reconciler.on_watch_trip = lambda app, env, reason: releases.undo(
-            app, env, "baepo (rollback guard)", message=reason
-        )
-        controller.reconciler.gates.state_dir = state_dir
-        controller.reconciler.gates.on_failure_undo = lambda app, env, reason: releases.undo(
-            app, env, "baepo (checks.after)", message=reason
-        )
+
+        def setup(reconciler: Reconciler) -> None:
+            reconciler.on_watch_trip = lambda app, env, reason: releases.undo(
+                app, env, "baepo (rollback guard)", message=reason
+            )
+            reconciler.gates.state_dir = state_dir
+            reconciler.gates.on_failure_undo = lambda app, env, reason: releases.undo(
+                app, env, "baepo (checks.after)", message=reason
+            )
+
+        controller.configure(setup)
+        controller.while_leading(lambda: Notifier(store, api_url))
         steering = Steering(store, controller.wake, lock=lock)
         runtime = Runtime(state_dir, store, platform, router, controller, releases, steering)
-        runtime.notifier = Notifier(store)
         runtime.auth_required = auth_required
-        sock = _bind(host, port)
-        bound_host, bound_port = sock.getsockname()[:2]
-        api_url = f"http://{_url_host(bound_host)}:{bound_port}"
-        runtime.notifier.server_url = api_url
         info = {
             "pid": os.getpid(),
             "url": api_url,
@@ -141,10 +216,9 @@ def serve(
             "auth": auth_required,
             "started_at": datetime.now(UTC).isoformat(),
         }
-        server_file = state_dir / SERVER_FILE
-        tmp = server_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps(info, indent=2))
-        tmp.replace(server_file)
+        write_server_file(state_dir, info)
+        if shared:
+            controller.while_leading(lambda: Announcement(state_dir, info))
         log.warning(
             "baepo server %s listening on %s (state %s, database %s); %s",
             __version__,
@@ -155,15 +229,16 @@ def serve(
             if auth_required
             else "no authentication: loopback only, requests without a token act as the local user",
         )
-        config = uvicorn.Config(
-            create_app(runtime), log_level="warning", access_log=False, lifespan="on"
-        )
+        app = create_app(runtime)
+        app.state.server_info = info
+        app.include_router(router_of_server)
+        config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on")
         try:
             uvicorn.Server(config).run(sockets=[sock])
         finally:
             with contextlib.suppress(FileNotFoundError):
                 if read_server_file(state_dir) == info:
-                    server_file.unlink()
+                    (state_dir / SERVER_FILE).unlink()
             store.close()
 
 

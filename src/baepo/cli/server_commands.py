@@ -12,7 +12,7 @@ import signal
 import time
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -138,21 +138,49 @@ def stop(
 def server_status(
     file: FileOpt = None, state_dir: StateOpt = None, output: OutputOpt = Output.text
 ) -> None:
-    """Say whether a server runs for this state directory, and where.
+    """Say whether a server runs for this state directory, where, and which replica leads.
 
-    Exit code 7 when none runs. Example: `baepo server status -o json`
+    With ``BAEPO_SERVER`` set, asks that server. Exit code 7 when none runs.
+    Example: `baepo server status -o json`
     """
     from baepo.cli.client import running_server
 
     directory = _state_dir(file, state_dir)
-    info = running_server(directory)
+    info = _replica(os.environ.get("BAEPO_SERVER", "")) or running_server(directory)
+    if info is not None:
+        info = {**info, **(_leadership(str(info["url"])) or {})}
     if output == Output.json:
         print(
             json.dumps({"running": info is not None, "state_dir": str(directory), **(info or {})})
         )
     elif info:
         out.print(f"running at {info['url']} (pid {info['pid']}, database {info['database']})")
+        if "leading" in info:
+            role = "leads" if info["leading"] else "follows"
+            out.print(f"this replica {role}; leader: {info.get('leader') or 'none right now'}")
     else:
         out.print(f"no server runs for {directory}")
     if info is None:
         raise typer.Exit(ExternalError.exit_code)
+
+
+def _replica(url: str) -> dict[str, Any] | None:
+    """What the server at ``url`` says about itself, or None (no URL, or no answer)."""
+    if not url:
+        return None
+    return _leadership(url)
+
+
+def _leadership(url: str) -> dict[str, Any] | None:
+    """``GET /api/v1/server`` of the server at ``url``: the replica and who leads."""
+    from baepo.cli.client import Client
+    from baepo.errors import BaepoError
+
+    client = Client(url, timeout=5)
+    try:
+        found = client.get("/api/v1/server")
+    except BaepoError:
+        return None
+    finally:
+        client.close()
+    return found if isinstance(found, dict) else None
