@@ -177,6 +177,7 @@ def serve(
     # SQLite: one server per state dir. PostgreSQL: replicas may share one; the lease decides
     # which of them acts.
     shared = not url.startswith("sqlite")
+    state_dir.mkdir(parents=True, exist_ok=True)
     with contextlib.nullcontext() if shared else exclusive(state_dir):
         sock = _bind(host, port)
         bound_host, bound_port = sock.getsockname()[:2]
