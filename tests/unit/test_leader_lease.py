@@ -101,6 +101,16 @@ def test_a_failed_renewal_ends_the_term_and_a_new_campaign_starts_a_new_one() ->
     assert e.terms == 2
 
 
+def test_priming_takes_a_free_lease_before_the_loop_runs() -> None:
+    lease, clock = FakeLease(), Clock()
+    e = elector(lease, clock)
+    assert e.prime() and e.terms == 1
+    assert e.prime() and e.terms == 1 and lease.calls == ["acquire"]
+    busy = FakeLease()
+    busy.taken_by_other = True
+    assert not elector(busy, clock).prime()
+
+
 def test_trust_must_outlast_the_renewal_period() -> None:
     with pytest.raises(ValueError, match="trust"):
         Elector(FakeLease(), trust=1.0, renew_every=1.0)

@@ -230,6 +230,7 @@ def serve(
             if auth_required
             else "no authentication: loopback only, requests without a token act as the local user",
         )
+        elector.prime()
         app = create_app(runtime)
         app.state.server_info = info
         app.include_router(router_of_server)

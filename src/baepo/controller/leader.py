@@ -110,14 +110,18 @@ class Elector:
             log.warning("leader lease: %s", exc)
             ok = False
         if ok:
-            self._valid_until = sent + self.trust
-            if not held:
-                self._held = True
-                self.terms += 1
-                self.since = datetime.now(UTC)
-                log.warning("leading (%s, %s)", self.identity or "this server", self.lease.kind)
+            self._confirmed(sent)
         elif held:
             self._lose("the lease could not be renewed")
+        return self.leading
+
+    def prime(self) -> bool:
+        """One blocking campaign, before the event loop runs: the server calls it before it
+        serves, so a server alone on its database leads (and notifies) from its first
+        request on. Returns ``leading``."""
+        sent = self.clock()
+        if not self._held and self.lease.acquire():
+            self._confirmed(sent)
         return self.leading
 
     async def run(self) -> None:
@@ -145,6 +149,14 @@ class Elector:
                 f"not {action}: this server is not the leader",
                 hint="the leading replica acts; this one only serves the API",
             )
+
+    def _confirmed(self, sent: float) -> None:
+        self._valid_until = sent + self.trust
+        if not self._held:
+            self._held = True
+            self.terms += 1
+            self.since = datetime.now(UTC)
+            log.warning("leading (%s, %s)", self.identity or "this server", self.lease.kind)
 
     def _lose(self, why: str) -> None:
         self._held = False
