@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from baepo.core.model import Revision
-from baepo.core.ports import InstanceSpec, ProbeConfig, RouterConfig
+from baepo.core.ports import HostConfig, HostsTarget, InstanceSpec, ProbeConfig, RouterConfig
 from baepo.spec.models import ProbeSpec, Spec
 
 _SPECS: dict[str, Spec] = {}
@@ -63,6 +63,30 @@ def instance_spec(revision: Revision) -> InstanceSpec:
         log_backups=spec.logs.backups,
         readiness=probe_config(spec.health.readiness),
         liveness=probe_config(spec.health.liveness) if spec.health.liveness else None,
+        target=hosts_target(spec, revision.spec_dir),
+    )
+
+
+def hosts_target(spec: Spec, spec_dir: str) -> HostsTarget | None:
+    """The spec's ``target`` for the platform: None for ``local``."""
+    target = spec.target
+    if target.kind != "hosts":
+        return None
+    return HostsTarget(
+        hosts=tuple(
+            HostConfig(
+                address=host.address,
+                port=host.port,
+                user=host.user,
+                key=host.key,
+                labels=tuple(sorted(host.labels.items())),
+            )
+            for host in target.hosts
+        ),
+        path=target.path,
+        max_failed_hosts=target.max_failed_hosts,
+        source=str(Path(spec_dir)),
+        workdir=spec.run.cwd or "",
     )
 
 

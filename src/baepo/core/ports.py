@@ -43,6 +43,29 @@ class ProbeConfig:
 
 
 @dataclass(frozen=True)
+class HostConfig:
+    """One SSH host of a ``hosts`` target (see ``spec.target.HostSpec``)."""
+
+    address: str
+    port: int = 22
+    user: str = "root"
+    key: str | None = None
+    labels: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class HostsTarget:
+    """Instances run on SSH hosts: ``source`` (a folder on this machine) is uploaded to each
+    as ``<path>/<app>/<env>/r<revision>/`` and the command runs in its ``workdir``."""
+
+    hosts: tuple[HostConfig, ...]
+    path: str
+    max_failed_hosts: int
+    source: str
+    workdir: str = ""
+
+
+@dataclass(frozen=True)
 class InstanceSpec:
     """What a platform needs to start one instance of a revision."""
 
@@ -64,6 +87,8 @@ class InstanceSpec:
     # The resolved ``secrets:`` of the spec: given to the instance's environment, never
     # written to the platform's records (nor shown in any repr).
     secret_env: dict[str, str] = field(default_factory=dict, repr=False)
+    # Where the instance runs: None on this machine (``cwd`` is then where it starts).
+    target: HostsTarget | None = None
 
 
 class Platform(Protocol):

@@ -28,6 +28,7 @@ from baepo.spec.strategies import (
     RollingSpec,
     StrategySpec,
 )
+from baepo.spec.target import TargetSpec
 from baepo.spec.units import Duration
 
 
@@ -233,6 +234,7 @@ class Spec(SpecModel):
     )
     run: RunSpec = Field(description="How to start one instance.")
     replicas: int = Field(default=1, ge=0, le=100, description="How many instances to run.")
+    target: TargetSpec = Field(default_factory=TargetSpec, description="Where instances run.")
     health: HealthSpec = Field(default_factory=HealthSpec, description="Health checks.")
     router: RouterSpec = Field(default_factory=RouterSpec, description="The built-in router.")
     strategy: StrategySpec = Field(

@@ -1,0 +1,94 @@
+"""What the hosts platform does for a release, as pure functions over values.
+
+Where a new instance goes (``choose_host``), what an instance's agent is told
+(``instance_request``), the release folder as a tar archive (``archive_folder``) and the whole
+plan of a deploy of N replicas as actions (``release_plan``), which ``commands.render_plan``
+prints as a dry run.
+Callers: ``platform.HostsPlatform``; tests.
+"""
+
+from __future__ import annotations
+
+import io
+import tarfile
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from baepo.core.ports import HostConfig, HostsTarget, InstanceSpec
+from baepo.platforms.hosts import commands
+from baepo.platforms.hosts.commands import Action
+
+# Never shipped: baepo's own state folder, version control, caches.
+EXCLUDED = frozenset({".baepo", ".git", "__pycache__", ".venv", ".mypy_cache", ".pytest_cache"})
+
+
+def choose_host(hosts: Sequence[HostConfig], counts: Mapping[str, int]) -> HostConfig:
+    """The host with the fewest instances (``counts`` by address); the first such on a tie."""
+    return min(hosts, key=lambda host: counts.get(host.address, 0))
+
+
+def remote_cwd(target: HostsTarget, app: str, env: str, revision: int) -> str:
+    release = commands.release_dir(target.path, app, env, revision)
+    return f"{release}/{target.workdir}".rstrip("/") if target.workdir else release
+
+
+def instance_request(spec: InstanceSpec, target: HostsTarget, host: HostConfig) -> dict[str, Any]:
+    """The JSON the agent's ``start`` reads: what to run, where, and how to supervise it."""
+    return {
+        "app": spec.app,
+        "environment": spec.env,
+        "revision": spec.revision,
+        "host": host.address,
+        "command": list(spec.command),
+        "cwd": remote_cwd(target, spec.app, spec.env, spec.revision),
+        "env": dict(spec.env_vars),
+        "secret_env": dict(spec.secret_env),
+        "stop_grace_period": spec.stop_grace_period,
+        "backoff_initial": spec.backoff_initial,
+        "backoff_max": spec.backoff_max,
+        "crash_loop_restarts": spec.crash_loop_restarts,
+        "crash_loop_window": spec.crash_loop_window,
+        "log_max_bytes": spec.log_max_bytes,
+        "readiness": asdict(spec.readiness),
+    }
+
+
+def archive_folder(source: Path) -> bytes:
+    """``source`` as an uncompressed tar (paths relative to it), without ``EXCLUDED`` entries."""
+
+    def keep(info: tarfile.TarInfo) -> tarfile.TarInfo | None:
+        parts = Path(info.name).parts
+        return None if any(part in EXCLUDED for part in parts) else info
+
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        for entry in sorted(source.iterdir()):
+            tar.add(entry, arcname=entry.name, filter=keep)
+    return buffer.getvalue()
+
+
+def release_plan(
+    spec: InstanceSpec, replicas: int, *, agent_source: bytes, archive: bytes
+) -> list[Action]:
+    """Every action a deploy of ``replicas`` new instances of ``spec`` runs, host by host,
+    then the starts spread over the hosts (instance ids shown as ``<id-N>``)."""
+    target = spec.target
+    if target is None:
+        return []
+    actions: list[Action] = []
+    for host in target.hosts:
+        actions += commands.prepare_host(host, target.path, agent_source)
+        actions += commands.upload_release(
+            host, target.path, spec.app, spec.env, spec.revision, archive, target.source
+        )
+    counts: dict[str, int] = {}
+    for number in range(1, replicas + 1):
+        host = choose_host(target.hosts, counts)
+        counts[host.address] = counts.get(host.address, 0) + 1
+        request = instance_request(spec, target, host)
+        actions.append(
+            commands.start(host, target.path, spec.app, spec.env, f"<id-{number}>", request)
+        )
+    return actions

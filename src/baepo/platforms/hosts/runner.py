@@ -1,0 +1,154 @@
+"""Runs the hosts platform's actions: SSH commands and SFTP uploads over pooled connections.
+
+``Runner`` is the port (a fake runs in unit tests); ``SSHRunner`` keeps one asyncssh connection
+per host and opens it again once when it was lost. Every failure becomes an ``ExternalError``
+naming the host; no asyncssh exception escapes.
+Callers: ``platform.HostsPlatform``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Protocol
+
+import asyncssh
+
+from baepo.core.ports import HostConfig
+from baepo.errors import ExternalError
+from baepo.platforms.hosts.commands import Exec, Upload, where
+
+CONNECT_TIMEOUT = 10.0
+
+
+@dataclass(frozen=True)
+class Result:
+    exit_code: int
+    stdout: str
+    stderr: str
+
+
+class Runner(Protocol):
+    """Runs actions on hosts. Each call opens (or reuses) the host's connection."""
+
+    async def run(self, action: Exec) -> Result:
+        """Run the command; its exit code is returned, not raised. ExternalError when the
+        host cannot be reached or the command outlives ``action.timeout``."""
+        ...
+
+    async def upload(self, action: Upload) -> None:
+        """Write the file (replacing it). Idempotent. ExternalError on failure."""
+        ...
+
+    def stream(self, action: Exec) -> AsyncIterator[str]:
+        """The command's output lines as they come, until the caller stops iterating."""
+        ...
+
+    async def close(self) -> None:
+        """Close every connection. Idempotent."""
+        ...
+
+
+def _key(host: HostConfig) -> tuple[str, int, str, str | None]:
+    return (host.address, host.port, host.user, host.key)
+
+
+class SSHRunner:
+    """The ``Runner`` over asyncssh: one connection per host, opened on first use.
+
+    Host keys are not checked: hosts are named by the operator in the spec, and a test fleet
+    makes new keys at every start (docs/hosts.md says how to pin them).
+    """
+
+    def __init__(self) -> None:
+        self._connections: dict[tuple[str, int, str, str | None], asyncssh.SSHClientConnection] = {}
+        self._locks: dict[tuple[str, int, str, str | None], asyncio.Lock] = {}
+
+    async def _connect(
+        self, host: HostConfig, *, fresh: bool = False
+    ) -> asyncssh.SSHClientConnection:
+        key = _key(host)
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        async with lock:
+            conn = self._connections.get(key)
+            if conn is not None and not fresh and not conn.is_closed():
+                return conn
+            if conn is not None:
+                conn.close()
+            keys = [os.path.expanduser(host.key)] if host.key else ()
+            try:
+                conn = await asyncio.wait_for(
+                    asyncssh.connect(
+                        host.address,
+                        port=host.port,
+                        username=host.user,
+                        client_keys=keys or (),
+                        known_hosts=None,
+                        keepalive_interval=15,
+                    ),
+                    CONNECT_TIMEOUT,
+                )
+            except (OSError, asyncssh.Error, TimeoutError) as exc:
+                raise ExternalError(f"cannot connect to {where(host)}: {exc}") from exc
+            self._connections[key] = conn
+            return conn
+
+    async def run(self, action: Exec) -> Result:
+        for fresh in (False, True):
+            conn = await self._connect(action.host, fresh=fresh)
+            try:
+                done = await conn.run(
+                    action.command,
+                    input=action.stdin,
+                    check=False,
+                    timeout=action.timeout or None,
+                )
+            except asyncssh.ConnectionLost:
+                continue
+            except asyncssh.TimeoutError as exc:
+                raise ExternalError(
+                    f"{where(action.host)}: {action.argv[0]} {action.argv[1:3]} timed out"
+                ) from exc
+            except (OSError, asyncssh.Error) as exc:
+                if fresh:
+                    raise ExternalError(f"{where(action.host)}: {exc}") from exc
+                continue
+            code = done.exit_status if done.exit_status is not None else -(done.returncode or 1)
+            return Result(code, str(done.stdout or ""), str(done.stderr or ""))
+        raise ExternalError(f"{where(action.host)}: the connection was lost")
+
+    async def upload(self, action: Upload) -> None:
+        for fresh in (False, True):
+            conn = await self._connect(action.host, fresh=fresh)
+            try:
+                async with conn.start_sftp_client() as sftp:
+                    tmp = f"{action.remote}.{os.getpid()}.part"
+                    async with sftp.open(tmp, "wb") as handle:
+                        await handle.write(action.data)
+                    await sftp.posix_rename(tmp, action.remote)
+                return
+            except (OSError, asyncssh.Error) as exc:
+                if fresh:
+                    raise ExternalError(
+                        f"{where(action.host)}: cannot upload {action.remote}: {exc}"
+                    ) from exc
+        raise ExternalError(f"{where(action.host)}: the connection was lost")
+
+    async def stream(self, action: Exec) -> AsyncIterator[str]:
+        conn = await self._connect(action.host)
+        try:
+            async with conn.create_process(action.command) as proc:
+                async for line in proc.stdout:
+                    yield str(line).rstrip("\n")
+        except (OSError, asyncssh.Error) as exc:
+            raise ExternalError(f"{where(action.host)}: {exc}") from exc
+
+    async def close(self) -> None:
+        connections = list(self._connections.values())
+        self._connections.clear()
+        for conn in connections:
+            conn.close()
+        for conn in connections:
+            await conn.wait_closed()

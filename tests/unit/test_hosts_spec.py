@@ -1,0 +1,86 @@
+"""The ``target`` section: local by default, hosts validated with errors naming the field."""
+
+from __future__ import annotations
+
+import pytest
+
+from baepo.controller.desired import hosts_target
+from baepo.errors import ConfigError
+from baepo.spec.loader import parse_spec
+
+BASE = 'app: shop\nrun: {command: ["python3", "app.py", "--port", "{port}"]}\n'
+
+
+def problems(text: str) -> list[tuple[str, str]]:
+    with pytest.raises(ConfigError) as caught:
+        parse_spec(BASE + text)
+    return [(p.path, p.message) for p in caught.value.problems]
+
+
+def test_local_is_the_default() -> None:
+    spec = parse_spec(BASE)
+    assert spec.target.kind == "local"
+    assert hosts_target(spec, "/src") is None
+
+
+def test_hosts_with_defaults() -> None:
+    spec = parse_spec(
+        BASE
+        + "target: {kind: hosts, hosts: [{address: 10.0.0.11, key: ~/.ssh/id}, "
+        + "{address: 10.0.0.12, user: deploy, port: 2222, labels: {zone: a}}]}\n"
+    )
+    target = hosts_target(spec, "/src/shop")
+    assert target is not None
+    assert target.path == "/srv/baepo"
+    assert target.max_failed_hosts == 0
+    assert target.source == "/src/shop"
+    first, second = target.hosts
+    assert (first.address, first.port, first.user, first.key) == (
+        "10.0.0.11",
+        22,
+        "root",
+        "~/.ssh/id",
+    )
+    assert (second.port, second.user, second.labels) == (2222, "deploy", (("zone", "a"),))
+
+
+@pytest.mark.parametrize(
+    ("text", "path", "words"),
+    [
+        ("target: {kind: hosts}\n", "target", "at least one host"),
+        ("target: {kind: cloud}\n", "target.kind", "local"),
+        ("target: {hosts: [{address: a}]}\n", "target", "only `kind: hosts`"),
+        ("target: {kind: hosts, hosts: [{port: 22}]}\n", "target.hosts[0].address", "required"),
+        (
+            "target: {kind: hosts, hosts: [{address: 'a b'}]}\n",
+            "target.hosts[0].address",
+            "host name",
+        ),
+        ("target: {kind: hosts, hosts: [{address: a, port: 0}]}\n", "target.hosts[0].port", ""),
+        (
+            "target: {kind: hosts, hosts: [{address: a, user: 'Bad User'}]}\n",
+            "target.hosts[0].user",
+            "Unix user",
+        ),
+        (
+            "target: {kind: hosts, hosts: [{address: a, pasword: x}]}\n",
+            "target.hosts[0].pasword",
+            "",
+        ),
+        ("target: {kind: hosts, hosts: [{address: a}], path: srv}\n", "target.path", "absolute"),
+        (
+            "target: {kind: hosts, hosts: [{address: a}], path: /srv/../etc}\n",
+            "target.path",
+            "'..'",
+        ),
+        ("target: {kind: hosts, hosts: [{address: a}, {address: a}]}\n", "target", "listed twice"),
+        (
+            "target: {kind: hosts, hosts: [{address: a}], max_failed_hosts: 1}\n",
+            "target",
+            "max_failed_hosts",
+        ),
+    ],
+)
+def test_bad_targets_name_the_field(text: str, path: str, words: str) -> None:
+    found = problems(text)
+    assert any(p == path and words in m for p, m in found), found
