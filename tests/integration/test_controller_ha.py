@@ -165,6 +165,53 @@ def test_the_advisory_lease_admits_one_session_and_frees_it_when_the_session_end
         second.release()
 
 
+def test_the_database_ends_a_silent_leaders_session_so_its_lease_passes_on(
+    database: str,
+) -> None:
+    with store.open_store(database) as db:
+        hung = db.lease("controller", "hung", ttl=1)
+        other = db.lease("controller", "other", ttl=1)
+        assert hung.acquire()
+        assert not other.acquire()
+        time.sleep(2.5)  # the holder sends nothing for longer than its ttl
+        assert other.acquire()
+        assert not hung.renew()
+        other.release()
+
+
+def test_a_replica_that_loses_its_session_stops_leading_and_keeps_serving(
+    project: SampleProject,
+    database: str,
+    pg_server: postgres.PostgresServer,
+    replicas: list[Replica],
+) -> None:
+    first = Replica(project, database, "a")
+    replicas.append(first)
+    until(lambda: first.info()["leading"], "the first replica to lead")
+    second = Replica(project, database, "b")
+    replicas.append(second)
+    until(lambda: second.info()["leader"], "the second replica to see the leader")
+    pg_server.execute(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+        f"WHERE application_name LIKE '%{first.url}'",
+        database=database.rsplit("/", 1)[1],
+    )
+    # The deposed leader notices at its next renewal; whoever wins next waits out its trust.
+    until(
+        lambda: second.info()["leading"] or first.info()["terms"] == 2,
+        "a new term to start",
+        timeout=30,
+    )
+    now, other = (second, first) if second.info()["leading"] else (first, second)
+    until(lambda: now.info()["leading"], "the new leader to act", timeout=30)
+    assert now.url in other.info()["leader"]
+    assert other.info()["leading"] is False  # and it still serves the API
+    assert "baepo_controller_leader 0.0" in httpx.get(f"{other.url}/metrics", timeout=10).text
+    # Both keep campaigning: when the leader stops, the other takes over.
+    now.stop()
+    until(lambda: other.info()["leading"], "the other replica to lead", timeout=30)
+
+
 def test_the_follower_takes_over_a_killed_leader_mid_canary_and_finishes_it(
     project: SampleProject, database: str, replicas: list[Replica]
 ) -> None:

@@ -101,6 +101,22 @@ def test_a_failed_renewal_ends_the_term_and_a_new_campaign_starts_a_new_one() ->
     assert e.terms == 2
 
 
+def test_a_replica_that_wins_a_shared_lease_waits_out_the_old_leaders_trust() -> None:
+    lease, clock = FakeLease(), Clock()
+    e = Elector(lease, "me", trust=3.0, settle=3.0, renew_every=1.0, clock=clock)
+    assert asyncio.run(e.step()) is False  # won, but the old leader may still act for 3 s
+    assert e.terms == 1
+    for _ in range(3):
+        clock.now += 1.0
+        asyncio.run(e.step())
+    assert e.leading
+    lease.answers = False
+    asyncio.run(e.step())
+    lease.answers = True
+    asyncio.run(e.step())
+    assert not e.leading and e.terms == 2  # a new term waits again
+
+
 def test_priming_takes_a_free_lease_before_the_loop_runs() -> None:
     lease, clock = FakeLease(), Clock()
     e = elector(lease, clock)

@@ -186,7 +186,9 @@ def serve(
         store = open_store(url)
         platform = make_platform("local", state_dir)
         router = make_routers(state_dir)
-        elector = Elector(store.lease(leader.LEASE_NAME, identity, ttl=leader.TTL), identity)
+        lease = store.lease(leader.LEASE_NAME, identity, ttl=leader.TTL)
+        # A process-bound lock (SQLite) dies with its holder: no need to wait when winning it.
+        elector = Elector(lease, identity, settle=leader.TRUST if shared else 0.0)
         controller = Controller(
             store, platform, router, keyring=Keyring(state_dir), elector=elector
         )

@@ -8,10 +8,15 @@ for the store's lease (a PostgreSQL session advisory lock, see ``store.lease``) 
 ``Elector.leading`` is the fence every action checks: it is True only while the last
 successful renewal was *sent* less than ``trust`` seconds ago. The database ends a leader's
 session ``ttl`` seconds after its last statement (``idle_session_timeout``), and ``trust`` is
-shorter than ``ttl``, so a leader cut off from the database stops acting before its lock can
-pass to another replica. :class:`FencedPlatform` and :class:`FencedRouter` wrap the ports the
-reconciler acts through and refuse every change while ``leading`` is False, so even work
-already under way (a drain about to stop an instance) stops at once.
+shorter than ``ttl``, so a leader that goes silent stops acting before its lock can pass to
+another replica. A session can also end first on the database's side (a restart, a
+terminated backend, a reset connection): the lock is free at once while the old leader still
+trusts its last renewal. So a replica that wins the lease waits ``settle`` (= ``trust``)
+seconds before it acts: by then the old leader's trust has run out, whatever happened to it.
+
+:class:`FencedPlatform` and :class:`FencedRouter` wrap the ports the reconciler acts through
+and refuse every change while ``leading`` is False, so even work already under way (a drain
+about to stop an instance) stops at once.
 
 Callers: ``controller.loop`` (the Controller owns an Elector and fences its ports with it) and
 ``api.server`` (builds the Elector from the store's lease).
@@ -45,9 +50,10 @@ log = logging.getLogger("baepo.leader")
 LEASE_NAME = "controller"
 # The database ends a silent leader's session (and so frees the lock) after TTL seconds.
 TTL = 6.0
-# A leader trusts its lease this long after *sending* its last successful renewal.
-TRUST = 3.0
-RENEW_EVERY = 1.0
+# A leader trusts its lease this long after *sending* its last successful renewal; a replica
+# that wins a lease other processes may have held waits as long before acting.
+TRUST = 2.0
+RENEW_EVERY = 0.5
 CAMPAIGN_EVERY = 0.5
 
 
@@ -78,6 +84,7 @@ class Elector:
         identity: str = "",
         *,
         trust: float = TRUST,
+        settle: float = 0.0,
         renew_every: float = RENEW_EVERY,
         campaign_every: float = CAMPAIGN_EVERY,
         clock: Callable[[], float] = time.monotonic,
@@ -87,6 +94,7 @@ class Elector:
         self.lease = lease
         self.identity = identity
         self.trust = trust
+        self.settle = settle
         self.renew_every = renew_every
         self.campaign_every = campaign_every
         self.clock = clock
@@ -94,11 +102,14 @@ class Elector:
         self.since: datetime | None = None  # when the current term started (wall clock)
         self._held = False
         self._valid_until = -math.inf
+        self._acts_from = math.inf
 
     @property
     def leading(self) -> bool:
-        """True while the lease is held and was confirmed less than ``trust`` seconds ago."""
-        return self._held and self.clock() < self._valid_until
+        """True while the lease is held, was confirmed less than ``trust`` seconds ago, and
+        was won at least ``settle`` seconds ago."""
+        now = self.clock()
+        return self._held and self._acts_from <= now < self._valid_until
 
     async def step(self) -> bool:
         """One renewal (when holding the lease) or one campaign; returns ``leading``."""
@@ -154,13 +165,20 @@ class Elector:
         self._valid_until = sent + self.trust
         if not self._held:
             self._held = True
+            self._acts_from = self.clock() + self.settle
             self.terms += 1
             self.since = datetime.now(UTC)
-            log.warning("leading (%s, %s)", self.identity or "this server", self.lease.kind)
+            log.warning(
+                "leading (%s, %s)%s",
+                self.identity or "this server",
+                self.lease.kind,
+                f"; acting in {self.settle:g}s" if self.settle else "",
+            )
 
     def _lose(self, why: str) -> None:
         self._held = False
         self._valid_until = -math.inf
+        self._acts_from = math.inf
         self.since = None
         log.warning("no longer leading: %s", why)
 

@@ -5,13 +5,13 @@
 
 - PostgreSQL: a session advisory lock (``pg_try_advisory_lock``) held on a dedicated
   connection. The lock lives exactly as long as that session: a leader that crashes or loses
-  its connection loses the lock the moment PostgreSQL closes the session. The session sets
-  ``idle_session_timeout`` (PostgreSQL 14 and later) to the lease's ``ttl``, so a leader that
-  stops renewing (hung, or cut off without a TCP reset) is disconnected by the server after
-  ``ttl`` seconds, and TCP keepalives so a vanished client is noticed too. The holder's
-  identity travels as the session's ``application_name``, which every replica can read in
-  ``pg_stat_activity``.
-- SQLite file: an exclusive ``flock`` on ``<database>.leader``, which holds the holder's
+  its connection loses the lock the moment PostgreSQL closes the session. Once it holds the
+  lock the session sets ``idle_session_timeout`` (PostgreSQL 14 and later) to the lease's
+  ``ttl``, so a leader that stops renewing (hung, or cut off without a TCP reset) is
+  disconnected by the server after ``ttl`` seconds; TCP keepalives notice a vanished client
+  too. The holder's identity travels as the session's ``application_name``, which every
+  replica can read in ``pg_stat_activity``.
+- SQLite file: an exclusive ``flock`` on ``<database>.<name>.leader``, which holds the holder's
   identity. The lock dies with the process.
 - In-memory SQLite: one process only, always held.
 
@@ -151,18 +151,34 @@ class AdvisoryLease:
     def acquire(self) -> bool:
         if self._held:
             return self.renew()
+        fresh = self._connection is None
         try:
-            connection = self._session()
-            held = bool(
-                connection.execute(
-                    sa.text("SELECT pg_try_advisory_lock(:key)"), {"key": self.key}
-                ).scalar()
-            )
+            held = self._try_lock()
         except sa_exc.SQLAlchemyError as exc:
-            log.info("leader lease: campaign failed: %s", _first_line(exc))
             self._drop()
-            return False
+            if fresh:
+                log.info("leader lease: campaign failed: %s", _first_line(exc))
+                return False
+            try:  # the kept session had died: once more on a new one
+                held = self._try_lock()
+            except sa_exc.SQLAlchemyError as again:
+                log.info("leader lease: campaign failed: %s", _first_line(again))
+                self._drop()
+                return False
         self._held = held
+        return held
+
+    def _try_lock(self) -> bool:
+        connection = self._session()
+        held = bool(
+            connection.execute(
+                sa.text("SELECT pg_try_advisory_lock(:key)"), {"key": self.key}
+            ).scalar()
+        )
+        version = connection.dialect.server_version_info or (0,)
+        if held and version >= (14,):
+            # Only the holder's session is ended when silent; a follower's may idle.
+            self._set(connection, "idle_session_timeout", str(max(int(self.ttl * 1000), 1)))
         return held
 
     def renew(self) -> bool:
@@ -209,20 +225,20 @@ class AdvisoryLease:
         try:
             settings = {"application_name": self.identity, **KEEPALIVE}
             settings["statement_timeout"] = str(max(int(self.ttl * 1000), 1))
-            version = connection.dialect.server_version_info or (0,)
-            if version >= (14,):
-                settings["idle_session_timeout"] = str(max(int(self.ttl * 1000), 1))
             for setting, value in settings.items():
-                connection.execute(
-                    sa.text("SELECT set_config(:name, :value, false)"),
-                    {"name": setting, "value": value},
-                )
+                self._set(connection, setting, value)
         except sa_exc.SQLAlchemyError:
             connection.invalidate()
             connection.close()
             raise
         self._connection = connection
         return connection
+
+    @staticmethod
+    def _set(connection: Connection, setting: str, value: str) -> None:
+        connection.execute(
+            sa.text("SELECT set_config(:name, :value, false)"), {"name": setting, "value": value}
+        )
 
     def _drop(self) -> None:
         """Forget the session; it is never given back to the pool with these settings."""
