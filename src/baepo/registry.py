@@ -8,6 +8,7 @@ controller talks to: it hands each listener to the router of the kind its spec n
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import TypeVar
 
@@ -21,10 +22,12 @@ from baepo.core.ports import (
     Sticky,
 )
 from baepo.errors import ConfigError, Problem
+from baepo.platforms.dispatch import Platforms
+from baepo.platforms.hosts.platform import HostsPlatform
 from baepo.platforms.local.platform import LocalPlatform
 from baepo.routers.builtin.adapter import BuiltinRouter
 
-PLATFORMS: dict[str, Callable[[Path], Platform]] = {"local": LocalPlatform}
+PLATFORMS: dict[str, Callable[[Path], Platform]] = {"local": LocalPlatform, "hosts": HostsPlatform}
 ROUTERS: dict[str, Callable[[Path], Router]] = {"builtin": BuiltinRouter}
 
 T = TypeVar("T")
@@ -41,6 +44,9 @@ def _pick(table: dict[str, Callable[[Path], T]], kind: str, what: str) -> Callab
 
 
 def make_platform(kind: str, state_dir: Path) -> Platform:
+    """``"local"`` is the controller's platform: each app's ``target`` picks local or hosts."""
+    if kind == "local":
+        return Platforms({name: partial(make, state_dir) for name, make in PLATFORMS.items()})
     return _pick(PLATFORMS, kind, "platform")(state_dir)
 
 

@@ -1,0 +1,424 @@
+"""baepo's agent on a host: supervises the instances of one host, run over SSH as a script.
+
+``HostsPlatform`` uploads this file to ``<path>/.baepo/agent.py`` on each host and runs it as
+``python3 agent.py COMMAND ...``; nothing in baepo imports it. It needs only python3 (stdlib).
+
+- ``unpack ARCHIVE DEST``: extract a release tar into DEST (once; atomic rename), drop ARCHIVE
+- ``start DIR`` (instance JSON on stdin): pick a free port on the host's address, write
+  ``instance.json``, start a detached supervisor for the instance and print ``{"port": N}``
+- ``stop DIR [GRACE]``: SIGTERM the supervisor (which stops the app: SIGTERM, then SIGKILL
+  after the grace period), SIGKILL whatever is left after GRACE + 2 s, archive DIR
+- ``restart DIR``: ask the supervisor (SIGUSR1) to restart the app
+- ``status BASE``: one JSON list of the instances under BASE (stopped ones are archived)
+- ``logs BASE TAIL [REVISION]`` / ``follow BASE``: instance output, lines ``<id> <text>``
+
+The supervisor (``supervise DIR``, started by ``start``) runs the app in its own process group
+with its output timestamped in ``output.log``, keeps ``state.json`` current, restarts the app
+with exponential backoff and gives up (phase ``failed``) on a crash loop. Secrets arrive on
+``start``'s stdin and live only in the supervisor's memory, never in a file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import sys
+import tarfile
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+INSTANCE_FILE = "instance.json"
+STATE_FILE = "state.json"
+PID_FILE = "agent.pid"
+STOP_FILE = "stop.json"
+LOG_FILE = "output.log"
+AGENT_LOG = "agent.log"
+ARCHIVE = "logs"
+POLL = 0.05
+
+
+def utc_now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, sort_keys=True))
+    os.replace(tmp, path)
+
+
+def alive(pid: int | None) -> bool:
+    if not pid or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    with contextlib.suppress(OSError):
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        if stat.rsplit(")", 1)[1].split()[0] == "Z":
+            return False
+    return True
+
+
+def agent_pid(directory: Path) -> int | None:
+    with contextlib.suppress(OSError, ValueError):
+        return int((directory / PID_FILE).read_text().strip())
+    return None
+
+
+def killpg(pgid: int | None, sig: signal.Signals) -> None:
+    if pgid:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pgid, sig)
+
+
+# -- commands run over SSH ----------------------------------------------------------------
+
+
+def unpack(archive: Path, dest: Path) -> None:
+    if not dest.is_dir():
+        tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        with tarfile.open(archive) as tar:
+            tar.extractall(tmp, filter="data")
+        os.replace(tmp, dest)
+    with contextlib.suppress(OSError):
+        archive.unlink()
+
+
+def free_port(host: str, taken: set[int]) -> int:
+    for _ in range(50):
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
+            sock.bind((host, 0))
+            port = int(sock.getsockname()[1])
+        if port not in taken:
+            return port
+    raise SystemExit("no free port")
+
+
+def start(directory: Path) -> None:
+    request = json.loads(sys.stdin.read())
+    secret_env = request.pop("secret_env", {}) or {}
+    taken: set[int] = set()
+    for sibling in directory.parent.iterdir() if directory.parent.is_dir() else []:
+        data = read_json(sibling / INSTANCE_FILE)
+        if data is not None and isinstance(data.get("port"), int):
+            taken.add(data["port"])
+    directory.mkdir(parents=True)
+    request["port"] = free_port(request["host"], taken)
+    request["created_at"] = utc_now()
+    write_json(directory / INSTANCE_FILE, request)
+    read_end, write_end = os.pipe()
+    if os.fork() == 0:  # the supervisor, detached from the SSH session
+        os.close(read_end)
+        os.setsid()
+        if os.fork() != 0:
+            os._exit(0)
+        null = os.open(os.devnull, os.O_RDWR)
+        log = os.open(directory / AGENT_LOG, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        os.dup2(null, 0)
+        os.dup2(log, 1)
+        os.dup2(log, 2)
+        (directory / PID_FILE).write_text(f"{os.getpid()}\n")
+        os.write(write_end, b"1")
+        os.close(write_end)
+        code = 1
+        try:
+            code = Supervisor(directory, request, secret_env).run()
+        finally:
+            os._exit(code)
+    os.close(write_end)
+    os.read(read_end, 1)  # the supervisor has written its pid
+    print(json.dumps({"port": request["port"]}), flush=True)
+
+
+def stop(directory: Path, grace: float | None) -> None:
+    if not directory.is_dir():
+        return
+    record = read_json(directory / INSTANCE_FILE) or {}
+    if grace is not None:
+        write_json(directory / STOP_FILE, {"grace": grace})
+    wait = (grace if grace is not None else float(record.get("stop_grace_period", 10))) + 2.0
+    pid = agent_pid(directory)
+    if alive(pid):
+        assert pid is not None
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + wait
+    while alive(pid) and time.monotonic() < deadline:
+        time.sleep(POLL)
+    state = read_json(directory / STATE_FILE) or {}
+    killpg(state.get("pid"), signal.SIGKILL)
+    if alive(pid):
+        assert pid is not None
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    archive(directory)
+
+
+def restart(directory: Path) -> None:
+    pid = agent_pid(directory)
+    if alive(pid):
+        assert pid is not None
+        os.kill(pid, signal.SIGUSR1)
+
+
+def archive(directory: Path) -> None:
+    target = directory.parent.parent / ARCHIVE / directory.name
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(target, ignore_errors=True)
+    with contextlib.suppress(FileNotFoundError):
+        os.replace(directory, target)
+    old = sorted(target.parent.iterdir(), key=lambda p: p.stat().st_mtime, reverse=True)
+    for stale in old[20:]:
+        shutil.rmtree(stale, ignore_errors=True)
+
+
+def status(base: Path) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = []
+    for directory in sorted(base.iterdir()) if base.is_dir() else []:
+        record = read_json(directory / INSTANCE_FILE)
+        if record is None:
+            continue
+        state = read_json(directory / STATE_FILE) or {}
+        pid = agent_pid(directory)
+        supervised = alive(pid)
+        phase = state.get("phase", "starting")
+        message = str(state.get("message", ""))
+        if not supervised:
+            if pid is None and time.time() - directory.stat().st_mtime < 10:
+                phase = "starting"
+            elif phase in ("stopped", "stopping"):
+                archive(directory)
+                continue
+            elif phase != "failed":
+                killpg(state.get("pid"), signal.SIGKILL)
+                phase, message = "failed", f"the agent (pid {pid}) is gone; see {AGENT_LOG}"
+        found.append(
+            {
+                "id": directory.name,
+                "revision": record.get("revision"),
+                "port": record.get("port"),
+                "readiness": record.get("readiness"),
+                "created_at": record.get("created_at"),
+                "phase": phase,
+                "message": message,
+                "pid": state.get("pid") if supervised else None,
+                "restarts": state.get("restarts", 0),
+                "started_at": state.get("started_at"),
+            }
+        )
+    return found
+
+
+def log_dirs(base: Path, revision: int | None) -> list[Path]:
+    dirs = []
+    for root in (base.parent / ARCHIVE, base):
+        for directory in sorted(root.iterdir()) if root.is_dir() else []:
+            record = read_json(directory / INSTANCE_FILE) or {}
+            if revision is None or record.get("revision") == revision:
+                dirs.append(directory)
+    return dirs
+
+
+def logs(base: Path, tail: int, revision: int | None) -> None:
+    lines: list[tuple[str, str]] = []
+    for directory in log_dirs(base, revision):
+        with contextlib.suppress(OSError):
+            for line in (directory / LOG_FILE).read_text(errors="replace").splitlines()[-tail:]:
+                lines.append((line[:24], f"{directory.name} {line}"))
+    lines.sort(key=lambda item: item[0])
+    for _, line in lines[-tail:] if tail > 0 else []:
+        print(line)
+
+
+def follow(base: Path) -> None:
+    offsets: dict[Path, int] = {}
+    for directory in log_dirs(base, None):
+        with contextlib.suppress(OSError):
+            offsets[directory / LOG_FILE] = (directory / LOG_FILE).stat().st_size
+    while True:
+        for directory in log_dirs(base, None):
+            path = directory / LOG_FILE
+            start_at = offsets.get(path, 0)
+            with contextlib.suppress(OSError), path.open("rb") as handle:
+                handle.seek(start_at)
+                chunk = handle.read()
+                complete = chunk[: chunk.rfind(b"\n") + 1]
+                for line in complete.decode(errors="replace").splitlines():
+                    print(f"{directory.name} {line}", flush=True)
+                offsets[path] = start_at + len(complete)
+        time.sleep(0.5)
+
+
+# -- the supervisor ---------------------------------------------------------------------------
+
+
+class Supervisor:
+    """Runs one app process, restarts it, and stops it when told (SIGTERM)."""
+
+    def __init__(self, directory: Path, record: dict[str, Any], secret_env: dict[str, str]):
+        self.directory = directory
+        self.record = record
+        self.secret_env = secret_env
+        self.stopping = False
+        self.restart_requested = False
+        self.state: dict[str, Any] = {"phase": "starting", "restarts": 0, "pid": None}
+        self.log_lock = threading.Lock()
+
+    def update(self, **changes: Any) -> None:
+        self.state.update(changes, updated_at=utc_now())
+        write_json(self.directory / STATE_FILE, self.state)
+
+    def note(self, message: str) -> None:
+        self.write_line(f"[agent] {message}")
+
+    def write_line(self, text: str) -> None:
+        path = self.directory / LOG_FILE
+        with self.log_lock:
+            with contextlib.suppress(OSError):
+                if path.stat().st_size > int(self.record.get("log_max_bytes", 10 << 20)):
+                    os.replace(path, path.with_name(LOG_FILE + ".1"))
+            with path.open("a") as handle:
+                handle.write(f"{utc_now()} {text}\n")
+
+    def run(self) -> int:
+        signal.signal(signal.SIGTERM, self._on_term)
+        signal.signal(signal.SIGUSR1, self._on_usr1)
+        crashes: list[float] = []
+        delay = float(self.record.get("backoff_initial", 0.2))
+        while not self.stopping:
+            pid, pump = self._spawn()
+            code = self._watch(pid)
+            pump.join(timeout=2.0)
+            if self.asked_to_stop():
+                break
+            if self.restart_requested:
+                self.restart_requested = False
+                continue
+            now = time.monotonic()
+            window = float(self.record.get("crash_loop_window", 60))
+            crashes = [t for t in crashes if now - t < window] + [now]
+            if len(crashes) > int(self.record.get("crash_loop_restarts", 3)):
+                message = f"crash loop: exited with {code} {len(crashes)} times in {window:g}s"
+                self.note(message)
+                self.update(phase="failed", pid=None, message=message)
+                return 1
+            self.note(f"exited with {code}; restarting in {delay:g}s")
+            self.update(restarts=self.state["restarts"] + 1, pid=None)
+            deadline = time.monotonic() + delay
+            while not self.stopping and time.monotonic() < deadline:
+                time.sleep(POLL)
+            delay = min(delay * 2, float(self.record.get("backoff_max", 10)))
+        self.update(phase="stopped", pid=None, message="stopped")
+        return 0
+
+    def asked_to_stop(self) -> bool:
+        return self.stopping
+
+    def _on_term(self, _sig: int, _frame: object) -> None:
+        self.stopping = True
+
+    def _on_usr1(self, _sig: int, _frame: object) -> None:
+        self.restart_requested = True
+
+    def _spawn(self) -> tuple[int, threading.Thread]:
+        port = str(self.record["port"])
+        argv = [arg.replace("{port}", port) for arg in self.record["command"]]
+        env = {**os.environ, **self.record.get("env", {}), **self.secret_env, "PORT": port}
+        env["BAEPO_INSTANCE"] = self.directory.name
+        read_end, write_end = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            try:
+                os.setsid()
+                os.chdir(self.record["cwd"])
+                null = os.open(os.devnull, os.O_RDONLY)
+                os.dup2(null, 0)
+                os.dup2(write_end, 1)
+                os.dup2(write_end, 2)
+                os.execvpe(argv[0], argv, env)  # noqa: S606 (the agent's job: run the app)
+            except OSError as exc:
+                os.write(write_end, f"cannot start {argv[0]!r}: {exc}\n".encode())
+            os._exit(127)
+        os.close(write_end)
+        pump = threading.Thread(target=self._pump, args=(read_end,), daemon=True)
+        pump.start()
+        self.note(f"started {argv[0]!r} as pid {pid} on port {port}")
+        self.update(phase="running", pid=pid, started_at=utc_now(), message="")
+        return pid, pump
+
+    def _pump(self, fd: int) -> None:
+        with os.fdopen(fd, "rb") as stream:
+            for raw in iter(lambda: stream.readline(64 * 1024), b""):
+                self.write_line(raw.decode(errors="replace").rstrip("\n"))
+
+    def _watch(self, pid: int) -> int:
+        kill_at: float | None = None
+        while True:
+            done, status_code = os.waitpid(pid, os.WNOHANG)
+            if done:
+                killpg(pid, signal.SIGKILL)  # whatever the app left in its group
+                return os.waitstatus_to_exitcode(status_code)
+            if kill_at is None and (self.stopping or self.restart_requested):
+                grace = float(self.record.get("stop_grace_period", 10))
+                override = read_json(self.directory / STOP_FILE)
+                if override is not None and isinstance(override.get("grace"), int | float):
+                    grace = float(override["grace"])
+                if self.stopping:
+                    self.update(phase="stopping", message="stopping")
+                self.note(f"sending SIGTERM to pid {pid} (SIGKILL in {grace:g}s)")
+                killpg(pid, signal.SIGTERM)
+                kill_at = time.monotonic() + grace
+            elif kill_at is not None and time.monotonic() >= kill_at:
+                self.note(f"pid {pid} still running after the grace period: SIGKILL")
+                killpg(pid, signal.SIGKILL)
+                kill_at = float("inf")
+            time.sleep(POLL)
+
+
+def main(argv: list[str]) -> int:
+    if not argv:
+        print("usage: agent.py unpack|start|stop|restart|status|logs|follow ...", file=sys.stderr)
+        return 2
+    command, args = argv[0], argv[1:]
+    if command == "unpack":
+        unpack(Path(args[0]), Path(args[1]))
+    elif command == "start":
+        start(Path(args[0]))
+    elif command == "stop":
+        stop(Path(args[0]), float(args[1]) if len(args) > 1 else None)
+    elif command == "restart":
+        restart(Path(args[0]))
+    elif command == "status":
+        print(json.dumps(status(Path(args[0]))))
+    elif command == "logs":
+        logs(Path(args[0]), int(args[1]), int(args[2]) if len(args) > 2 else None)
+    elif command == "follow":
+        follow(Path(args[0]))
+    else:
+        print(f"unknown command {command!r}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

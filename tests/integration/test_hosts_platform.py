@@ -1,0 +1,94 @@
+"""HostsPlatform on the namespace fleet: instances spread over the hosts, probed from here,
+answering on their host's address; logs over SSH; stop and restart through each host's agent."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import time
+from pathlib import Path
+
+import httpx
+from fleet import Fleet, fleet
+from harness import SAMPLE
+
+from baepo.core.model import Instance
+from baepo.core.ports import HostConfig, HostsTarget, InstanceSpec, ProbeConfig
+from baepo.platforms.hosts.platform import HostsPlatform
+
+__all__ = ["fleet"]
+
+
+def instance_spec(fleet: Fleet, source: Path, secret: str) -> InstanceSpec:
+    hosts = tuple(HostConfig(a, key=str(fleet.key)) for a in fleet.addresses)
+    return InstanceSpec(
+        app="demo",
+        env="prod",
+        revision=1,
+        command=["python3", "app.py", "--host", "0.0.0.0", "--port", "{port}"],
+        cwd=str(source),
+        env_vars={"SAMPLE_VERSION": "v1", "SAMPLE_ACCESS_LOG": "true"},
+        stop_grace_period=5.0,
+        backoff_initial=0.1,
+        backoff_max=1.0,
+        crash_loop_restarts=3,
+        crash_loop_window=30.0,
+        log_max_bytes=1 << 20,
+        log_backups=1,
+        readiness=ProbeConfig("/health/ready", 0.2, 1.0, 2, 1, 0.0),
+        secret_env={"SAMPLE_SECRET": secret},
+        target=HostsTarget(hosts, "/srv/baepo", 0, str(source)),
+    )
+
+
+async def wait_for(platform: HostsPlatform, check: object, what: str) -> list[Instance]:
+    deadline = time.monotonic() + 60
+    found: list[Instance] = []
+    while time.monotonic() < deadline:
+        found = await platform.list_instances("demo", "prod")
+        if callable(check) and check(found):
+            return found
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}: {found}")
+
+
+def test_instances_on_hosts(fleet: Fleet, tmp_path: Path) -> None:
+    source = tmp_path / "app"
+    source.mkdir()
+    shutil.copy(SAMPLE, source / "app.py")
+    spec = instance_spec(fleet, source, "s3cret-value")
+    platform = HostsPlatform(tmp_path / "state")
+
+    async def scenario() -> None:
+        started = [await platform.start_instance(spec) for _ in range(4)]
+        assert all(i.id.startswith("h-r1-") for i in started)
+        assert sorted(i.host for i in started) == sorted([*fleet.addresses, fleet.addresses[0]])
+        ready = await wait_for(
+            platform, lambda f: len(f) == 4 and all(i.ready for i in f), "4 ready instances"
+        )
+        async with httpx.AsyncClient(trust_env=False) as client:
+            for instance in ready:
+                answer = await client.get(f"http://{instance.address}/", timeout=5)
+                assert answer.status_code == 200
+                assert answer.json()["version"] == "v1"
+        lines = platform.read_logs("demo", "prod", tail=200)
+        assert sum("listening on 0.0.0.0" in line for line in lines) == 4
+        assert not any("s3cret-value" in line for line in lines)
+
+        # A fresh platform object (a restarted controller) finds and stops every instance.
+        again = HostsPlatform(tmp_path / "state")
+        first = started[0]
+        await again.restart_instance(first.id)
+        await wait_for(
+            again,
+            lambda f: any(i.id == first.id and i.restarts == 0 and i.ready for i in f),
+            "the restarted instance ready again",
+        )
+        for instance in started:
+            await again.stop_instance(instance.id, grace=3)
+            await again.stop_instance(instance.id)  # idempotent
+        assert await again.list_instances("demo", "prod") == []
+        await again.close()
+        await platform.close()
+
+    asyncio.run(scenario())
