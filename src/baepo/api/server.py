@@ -188,7 +188,7 @@ def serve(
         router = make_routers(state_dir)
         lease = store.lease(leader.LEASE_NAME, identity, ttl=leader.TTL)
         # A process-bound lock (SQLite) dies with its holder: no need to wait when winning it.
-        elector = Elector(lease, identity, settle=leader.TRUST if shared else 0.0)
+        elector = Elector(lease, identity, settle=leader.SETTLE if shared else 0.0)
         controller = Controller(
             store, platform, router, keyring=Keyring(state_dir), elector=elector
         )

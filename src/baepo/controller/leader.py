@@ -11,8 +11,9 @@ session ``ttl`` seconds after its last statement (``idle_session_timeout``), and
 shorter than ``ttl``, so a leader that goes silent stops acting before its lock can pass to
 another replica. A session can also end first on the database's side (a restart, a
 terminated backend, a reset connection): the lock is free at once while the old leader still
-trusts its last renewal. So a replica that wins the lease waits ``settle`` (= ``trust``)
-seconds before it acts: by then the old leader's trust has run out, whatever happened to it.
+trusts its last renewal. So a replica that wins the lease waits ``settle`` seconds (``trust``
+plus time for a port call begun just before the trust ran out to finish) before it acts: by
+then the old leader has stopped, whatever happened to it.
 
 :class:`FencedPlatform` and :class:`FencedRouter` wrap the ports the reconciler acts through
 and refuse every change while ``leading`` is False, so even work already under way (a drain
@@ -53,6 +54,7 @@ TTL = 6.0
 # A leader trusts its lease this long after *sending* its last successful renewal; a replica
 # that wins a lease other processes may have held waits as long before acting.
 TRUST = 2.0
+SETTLE = TRUST + 0.5
 RENEW_EVERY = 0.5
 CAMPAIGN_EVERY = 0.5
 
