@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from baepo import store
 from baepo.controller.leader import Elector, FencedRouter
+from baepo.controller.loop import Controller
+from baepo.controller.reconciler import Reconciler
 from baepo.core.ports import Backend
 from baepo.errors import StateError
 from baepo.store.lease import FileLease, SoleLease
@@ -180,3 +183,58 @@ def test_the_store_picks_the_lease_of_its_database(tmp_path: Path) -> None:
         assert lease.path == tmp_path / "state.db.controller.leader"
     with store.open_store("sqlite://") as memory:
         assert isinstance(memory.lease("controller", "me", ttl=5), SoleLease)
+
+
+class Duty:
+    """Counts the terms it served."""
+
+    def __init__(self, log: list[str]) -> None:
+        self.log = log
+
+    def start(self) -> None:
+        self.log.append("start")
+
+    async def stop(self) -> None:
+        self.log.append("stop")
+
+
+def test_the_controller_acts_only_while_leading_and_starts_afresh_each_term() -> None:
+    async def scenario() -> None:
+        lease = FakeLease()
+        lease.taken_by_other = True
+        fast = Elector(lease, "me", trust=0.3, renew_every=0.05, campaign_every=0.05)
+        with store.open_store("sqlite://") as db:
+            controller = Controller(db, object(), object(), elector=fast)  # type: ignore[arg-type]
+            duties: list[str] = []
+            controller.while_leading(lambda: Duty(duties))
+            hooked: list[Reconciler] = []
+            controller.configure(hooked.append)
+            controller.start()
+            try:
+                await asyncio.sleep(0.3)
+                assert controller.passes == 0 and duties == []  # a follower does not act
+                lease.taken_by_other = False
+                await until(lambda: controller.passes > 0)
+                first_term = controller.reconciler
+                assert duties == ["start"] and first_term in hooked
+                lease.answers = False  # the session is gone
+                await until(lambda: duties == ["start", "stop"])
+                passes = controller.passes
+                await asyncio.sleep(0.3)
+                assert controller.passes == passes and not controller.leading
+                lease.answers = True
+                await until(lambda: duties == ["start", "stop", "start"])
+                assert controller.reconciler is not first_term and fast.terms == 2
+                assert controller.reconciler in hooked
+            finally:
+                await controller.stop()
+            assert duties[-1] == "stop" and lease.mine is False
+
+    async def until(check: Callable[[], bool]) -> None:
+        for _ in range(200):
+            if check():
+                return
+            await asyncio.sleep(0.02)
+        raise AssertionError("timed out")
+
+    asyncio.run(scenario())

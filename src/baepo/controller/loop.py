@@ -76,7 +76,9 @@ class ObservedTraffic(Traffic):
 class Controller:
     """Owns the reconcile loop. ``wake()`` is safe to call from any thread.
 
-    Without an ``elector`` the controller is alone and always leads.
+    Without an ``elector`` the controller is alone and always leads. ``reconciler`` is
+    replaced at every change of role: give it hooks through :meth:`configure`, not by
+    setting attributes on it.
     """
 
     def __init__(
