@@ -67,6 +67,7 @@ def test_rolling_deploy_on_hosts_fails_no_request(project: SampleProject, fleet:
         status = project.wait_for(lambda s: serving(s, 2, 3), what="revision 2 serving")
     finally:
         report = gen.stop()
+    print(f"rolling deploy on hosts: {report}")  # shown with pytest -s
 
     assert report.sent > 50
     assert report.failed == 0, report

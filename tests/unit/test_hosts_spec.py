@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 
 from baepo.controller.desired import hosts_target
@@ -84,3 +87,11 @@ def test_hosts_with_defaults() -> None:
 def test_bad_targets_name_the_field(text: str, path: str, words: str) -> None:
     found = problems(text)
     assert any(p == path and words in m for p, m in found), found
+
+
+def test_the_yaml_examples_of_docs_hosts_md_load() -> None:
+    text = (Path(__file__).resolve().parents[2] / "docs" / "hosts.md").read_text()
+    blocks = re.findall(r"^```yaml\n(.*?)^```$", text, flags=re.DOTALL | re.MULTILINE)
+    assert blocks
+    for block in blocks:
+        assert parse_spec(block).target.kind == "hosts"

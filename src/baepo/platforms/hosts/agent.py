@@ -1,7 +1,8 @@
 """baepo's agent on a host: supervises the instances of one host, run over SSH as a script.
 
 ``HostsPlatform`` uploads this file to ``<path>/.baepo/agent.py`` on each host and runs it as
-``python3 agent.py COMMAND ...``; nothing in baepo imports it. It needs only python3 (stdlib).
+``python3 agent.py COMMAND ...``; nothing in baepo imports it. It needs only python3 (3.10 or
+newer, stdlib).
 
 - ``unpack ARCHIVE DEST``: extract a release tar into DEST (once; atomic rename), drop ARCHIVE
 - ``start DIR`` (instance JSON on stdin): pick a free port on the host's address, write
@@ -30,7 +31,7 @@ import sys
 import tarfile
 import threading
 import time
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +46,8 @@ POLL = 0.05
 
 
 def utc_now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    now = datetime.now(timezone.utc)  # noqa: UP017 (datetime.UTC needs python 3.11)
+    return now.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
 def read_json(path: Path) -> dict[str, Any] | None:
@@ -98,7 +100,14 @@ def unpack(archive: Path, dest: Path) -> None:
         tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
         shutil.rmtree(tmp, ignore_errors=True)
         with tarfile.open(archive) as tar:
-            tar.extractall(tmp, filter="data")
+            if hasattr(tarfile, "data_filter"):
+                tar.extractall(tmp, filter="data")
+            else:  # an older python3 without extraction filters: refuse unsafe members
+                for member in tar.getmembers():
+                    name = Path(member.name)
+                    if name.is_absolute() or ".." in name.parts or member.issym() or member.islnk():
+                        raise SystemExit(f"unsafe member in the release archive: {member.name}")
+                tar.extractall(tmp)  # noqa: S202 (members checked above)
         os.replace(tmp, dest)
     with contextlib.suppress(OSError):
         archive.unlink()

@@ -20,6 +20,7 @@ import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime
+from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -28,7 +29,7 @@ import httpx
 from baepo.core.model import Instance, InstancePhase
 from baepo.core.ports import HostConfig, HostsTarget, InstanceSpec, Platform, ProbeConfig
 from baepo.errors import ConfigError, ExternalError
-from baepo.platforms.hosts import agent, commands, plan
+from baepo.platforms.hosts import commands, plan
 from baepo.platforms.hosts.commands import Probe, where
 from baepo.platforms.hosts.runner import Runner, SSHRunner
 
@@ -42,7 +43,8 @@ def new_instance_id(revision: int) -> str:
 
 
 def agent_source() -> bytes:
-    return Path(agent.__file__).read_bytes()
+    """The agent script uploaded to each host (``agent.py`` beside this module)."""
+    return resources.files("baepo.platforms.hosts").joinpath("agent.py").read_bytes()
 
 
 @dataclass
