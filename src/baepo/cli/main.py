@@ -59,6 +59,7 @@ def _register() -> None:
         backup_commands,
         demo,
         gate_commands,
+        hosts_commands,
         lock_commands,
         migrate_commands,
         promotion_commands,
@@ -91,6 +92,7 @@ def _register() -> None:
     app.add_typer(server_commands.server, name="server", rich_help_panel="Server")
     app.add_typer(migrate_commands.migrate, name="migrate", rich_help_panel="Release")
     app.add_typer(backup_commands.backup, name="backup", rich_help_panel="Release")
+    app.add_typer(hosts_commands.hosts, name="hosts", rich_help_panel="Release")
 
 
 def report(exc: BaepoError) -> int:

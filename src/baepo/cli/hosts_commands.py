@@ -1,0 +1,72 @@
+"""``baepo hosts plan``: what a deploy to ``target: hosts`` would run on which host, as text.
+
+Nothing is run and no server is needed: the plan is built from the spec file alone by the same
+functions the hosts platform runs (``platforms.hosts.plan``). Callers: ``cli.main`` registers it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from datetime import UTC, datetime
+from typing import Annotated
+
+import typer
+
+from baepo.cli.context import EnvOpt, FileOpt, Project
+from baepo.controller import desired
+from baepo.core.model import Revision
+from baepo.errors import ConfigError, Problem
+from baepo.platforms.hosts import commands
+from baepo.platforms.hosts import plan as hosts_plan
+from baepo.platforms.hosts.platform import agent_source
+from baepo.spec.loader import load_spec
+
+hosts = typer.Typer(help="Apps on SSH hosts (`target: hosts`).", no_args_is_help=True)
+
+
+@hosts.command()
+def plan(
+    file: FileOpt = None,
+    env: EnvOpt = None,
+    revision: Annotated[
+        int, typer.Option("--revision", min=1, help="The revision number to show.")
+    ] = 1,
+) -> None:
+    """Print every command and upload a deploy of the spec runs, host by host, then where
+    each replica starts. Secrets are shown redacted; nothing runs.
+    Example: `baepo hosts plan --env production`.
+    """
+    project = Project(file, env, None)
+    loaded = load_spec(project.path, env=project.env)
+    spec = loaded.spec
+    if spec.target.kind != "hosts":
+        raise ConfigError(
+            f"{loaded.path}: the app runs on this machine",
+            problems=[Problem("target.kind", "`baepo hosts plan` needs `kind: hosts`")],
+        )
+    config = spec.model_dump(mode="json")
+    digest = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()
+    instance = desired.instance_spec(
+        Revision(
+            app=spec.app,
+            env=project.env,
+            number=revision,
+            version=spec.version or "",
+            config=config,
+            config_hash=digest,
+            spec_dir=str(loaded.directory),
+            created_by="plan",
+            created_at=datetime.now(UTC),
+        )
+    )
+    # Secrets are resolved by the server at deploy time; here only their names are known.
+    instance = dataclasses.replace(instance, secret_env=dict.fromkeys(spec.secrets, "<secret>"))
+    actions = hosts_plan.release_plan(
+        instance,
+        spec.replicas,
+        agent_source=agent_source(),
+        archive=hosts_plan.archive_folder(loaded.directory),
+    )
+    print(commands.render_plan(actions), end="")
