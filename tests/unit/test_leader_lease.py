@@ -130,6 +130,15 @@ def test_priming_takes_a_free_lease_before_the_loop_runs() -> None:
     assert not elector(busy, clock).prime()
 
 
+def test_an_unexpected_lease_failure_counts_as_a_lost_campaign() -> None:
+    class Broken(FakeLease):
+        def acquire(self) -> bool:
+            raise OSError("read-only file system")
+
+    e = elector(Broken(), Clock())
+    assert asyncio.run(e.step()) is False
+
+
 def test_trust_must_outlast_the_renewal_period() -> None:
     with pytest.raises(ValueError, match="trust"):
         Elector(FakeLease(), trust=1.0, renew_every=1.0)
@@ -202,7 +211,7 @@ def test_the_controller_acts_only_while_leading_and_starts_afresh_each_term() ->
     async def scenario() -> None:
         lease = FakeLease()
         lease.taken_by_other = True
-        fast = Elector(lease, "me", trust=0.3, renew_every=0.05, campaign_every=0.05)
+        fast = Elector(lease, "me", trust=1.0, renew_every=0.05, campaign_every=0.05)
         with store.open_store("sqlite://") as db:
             controller = Controller(db, object(), object(), elector=fast)  # type: ignore[arg-type]
             duties: list[str] = []
@@ -231,7 +240,7 @@ def test_the_controller_acts_only_while_leading_and_starts_afresh_each_term() ->
             assert duties[-1] == "stop" and lease.mine is False
 
     async def until(check: Callable[[], bool]) -> None:
-        for _ in range(200):
+        for _ in range(500):
             if check():
                 return
             await asyncio.sleep(0.02)

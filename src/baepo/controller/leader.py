@@ -122,6 +122,9 @@ class Elector:
         except BaepoError as exc:
             log.warning("leader lease: %s", exc)
             ok = False
+        except Exception:  # the campaign must outlive any failure of the lease
+            log.exception("leader lease: unexpected failure")
+            ok = False
         if ok:
             self._confirmed(sent)
         elif held:
