@@ -4,6 +4,7 @@ answering on their host's address; logs over SSH; stop and restart through each 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import shutil
 import time
 from pathlib import Path
@@ -12,8 +13,9 @@ import httpx
 from fleet import Fleet, fleet
 from harness import SAMPLE
 
-from baepo.core.model import Instance
+from baepo.core.model import Instance, InstancePhase
 from baepo.core.ports import HostConfig, HostsTarget, InstanceSpec, ProbeConfig
+from baepo.platforms.hosts import commands
 from baepo.platforms.hosts.platform import HostsPlatform
 
 __all__ = ["fleet"]
@@ -89,6 +91,48 @@ def test_instances_on_hosts(fleet: Fleet, tmp_path: Path) -> None:
             await again.stop_instance(instance.id)  # idempotent
         assert await again.list_instances("demo", "prod") == []
         await again.close()
+        await platform.close()
+
+    asyncio.run(scenario())
+
+
+def test_the_agent_restarts_a_crashed_app_and_gives_up_on_a_crash_loop(
+    fleet: Fleet, tmp_path: Path
+) -> None:
+    source = tmp_path / "app"
+    source.mkdir()
+    shutil.copy(SAMPLE, source / "app.py")
+    spec = instance_spec(fleet, source, "x")
+    looping = dataclasses.replace(
+        spec, revision=2, env_vars={**spec.env_vars, "SAMPLE_CRASH_ON_START": "true"}
+    )
+    platform = HostsPlatform(tmp_path / "state")
+
+    async def scenario() -> None:
+        healthy = await platform.start_instance(spec)
+        ready = await wait_for(
+            platform, lambda f: any(i.id == healthy.id and i.ready for i in f), "ready"
+        )
+        pid = next(i.pid for i in ready if i.id == healthy.id)
+        assert pid is not None
+        host = HostConfig(healthy.host, key=str(fleet.key))
+        await platform.runner.run(commands.Exec(host, ("kill", "-9", str(pid))))
+        await wait_for(
+            platform,
+            lambda f: any(i.id == healthy.id and i.restarts == 1 and i.ready for i in f),
+            "the killed app restarted and ready",
+        )
+        crashing = await platform.start_instance(looping)
+        failed = await wait_for(
+            platform,
+            lambda f: any(i.id == crashing.id and i.phase is InstancePhase.FAILED for i in f),
+            "the crash-looping instance failed",
+        )
+        message = next(i.message for i in failed if i.id == crashing.id)
+        assert "crash loop" in message
+        for instance in (healthy, crashing):
+            await platform.stop_instance(instance.id, grace=2)
+        assert await platform.list_instances("demo", "prod") == []
         await platform.close()
 
     asyncio.run(scenario())
