@@ -253,6 +253,7 @@ def test_the_follower_takes_over_a_killed_leader_mid_canary_and_finishes_it(
         took_over = time.monotonic() - killed
         info = second.info()
         assert second.url in info["leader"] and info["terms"] == 1
+        assert project.server_info()["url"] == second.url  # the CLI finds the new leader
         resumed = second.status()
         assert resumed["rollout"]["id"] == rollout_id
         assert resumed["canary"]["step"] >= 1  # where the old leader left it, not step 0
