@@ -222,8 +222,7 @@ class Controller:
                 log.error("controller passes ended", exc_info=passes.exception())
         finally:
             passes.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await passes
+            await asyncio.gather(passes, return_exceptions=True)
             for duty in duties:
                 with contextlib.suppress(Exception):
                     await duty.stop()
