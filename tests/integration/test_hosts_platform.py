@@ -83,7 +83,7 @@ def test_instances_on_hosts(fleet: Fleet, tmp_path: Path) -> None:
         await again.restart_instance(first.id)
         await wait_for(
             again,
-            lambda f: any(i.id == first.id and i.restarts == 0 and i.ready for i in f),
+            lambda f: any(i.id == first.id and i.restarts == 1 and i.ready for i in f),
             "the restarted instance ready again",
         )
         for instance in started:
@@ -133,6 +133,33 @@ def test_the_agent_restarts_a_crashed_app_and_gives_up_on_a_crash_loop(
         for instance in (healthy, crashing):
             await platform.stop_instance(instance.id, grace=2)
         assert await platform.list_instances("demo", "prod") == []
+        await platform.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_failing_liveness_probe_restarts_the_app(fleet: Fleet, tmp_path: Path) -> None:
+    source = tmp_path / "app"
+    source.mkdir()
+    shutil.copy(SAMPLE, source / "app.py")
+    base = instance_spec(fleet, source, "x")
+    spec = dataclasses.replace(
+        base,
+        env_vars={**base.env_vars, "SAMPLE_HEALTH_FAIL_AFTER": "1"},
+        liveness=ProbeConfig("/health", 0.2, 1.0, 2, 1, 0.0),
+    )
+    platform = HostsPlatform(tmp_path / "state")
+
+    async def scenario() -> None:
+        started = await platform.start_instance(spec)
+        await wait_for(
+            platform,
+            lambda f: any(i.id == started.id and i.restarts >= 2 for i in f),
+            "two restarts by the liveness probe",
+        )
+        lines = platform.read_logs("demo", "prod", tail=500)
+        assert sum("sending SIGTERM" in line for line in lines) >= 2
+        await platform.stop_instance(started.id, grace=2)
         await platform.close()
 
     asyncio.run(scenario())

@@ -227,6 +227,7 @@ def status(base: Path) -> list[dict[str, Any]]:
                 "revision": record.get("revision"),
                 "port": record.get("port"),
                 "readiness": record.get("readiness"),
+                "liveness": record.get("liveness"),
                 "created_at": record.get("created_at"),
                 "phase": phase,
                 "message": message,
@@ -320,8 +321,9 @@ class Supervisor:
             pump.join(timeout=2.0)
             if self.asked_to_stop():
                 break
-            if self.restart_requested:
+            if self.restart_requested:  # restart_instance (a liveness failure): no backoff
                 self.restart_requested = False
+                self.update(restarts=self.state["restarts"] + 1)
                 continue
             now = time.monotonic()
             window = float(self.record.get("crash_loop_window", 60))
@@ -331,8 +333,11 @@ class Supervisor:
                 self.note(message)
                 self.update(phase="failed", pid=None, message=message)
                 return 1
-            self.note(f"exited with {code}; restarting in {delay:g}s")
-            self.update(restarts=self.state["restarts"] + 1, pid=None)
+            message = f"exited with {code}; restarting in {delay:g}s"
+            self.note(message)
+            self.update(
+                phase="starting", restarts=self.state["restarts"] + 1, pid=None, message=message
+            )
             deadline = time.monotonic() + delay
             while not self.stopping and time.monotonic() < deadline:
                 time.sleep(POLL)

@@ -52,6 +52,7 @@ def instance_request(spec: InstanceSpec, target: HostsTarget, host: HostConfig) 
         "crash_loop_window": spec.crash_loop_window,
         "log_max_bytes": spec.log_max_bytes,
         "readiness": asdict(spec.readiness),
+        "liveness": asdict(spec.liveness) if spec.liveness is not None else None,
     }
 
 

@@ -48,16 +48,18 @@ def agent_source() -> bytes:
 
 
 @dataclass
-class _Readiness:
-    """One instance's readiness probe: a background task and its last verdict."""
+class _Probes:
+    """One app process's probes, run from this machine: tasks and their last verdicts.
 
-    config: ProbeConfig
-    address: str
-    port: int
+    ``pid`` is the app process they watch: a new process (after a restart) gets new probes.
+    """
+
+    pid: int | None
+    readiness: ProbeConfig
+    liveness: ProbeConfig | None
     ready: bool = False
-    successes: int = 0
-    failures: int = 0
-    task: asyncio.Task[None] | None = None
+    failures: int = 0  # readiness checks failed in a row
+    tasks: tuple[asyncio.Task[None], ...] = ()
 
 
 class HostsPlatform:
@@ -70,7 +72,7 @@ class HostsPlatform:
         self._released: set[tuple[str, int, str, str, str, int]] = set()
         self._agents: set[tuple[str, int, str]] = set()
         self._locks: dict[object, asyncio.Lock] = {}
-        self._probes: dict[str, _Readiness] = {}
+        self._probes: dict[str, _Probes] = {}
         self._http: httpx.AsyncClient | None = None
 
     # -- the port ---------------------------------------------------------------------------
@@ -282,8 +284,13 @@ class HostsPlatform:
         if not (self.root / "instances" / f"{instance_id}.json").exists():
             self._remember_instance(instance_id, app, env, host, path)
         probe = self._probes.get(instance_id)
+        if probe is not None and (
+            phase is not InstancePhase.RUNNING or probe.pid != item.get("pid")
+        ):
+            self._forget_probe(instance_id)  # the process it watched is gone
+            probe = None
         if phase is InstancePhase.RUNNING and probe is None and item.get("readiness"):
-            probe = self._start_probe(instance_id, host.address, port, item["readiness"])
+            probe = self._start_probes(instance_id, (host, path, app, env), port, item)
         ready = bool(probe and probe.ready and phase is InstancePhase.RUNNING)
         message = str(item.get("message", ""))
         if phase is InstancePhase.RUNNING and probe is not None and not probe.ready:
@@ -305,33 +312,62 @@ class HostsPlatform:
             probe_failures=probe.failures if probe else 0,
         )
 
-    def _start_probe(
-        self, instance_id: str, address: str, port: int, config: dict[str, Any]
-    ) -> _Readiness:
-        state = _Readiness(ProbeConfig(**config), address, port)
-        state.task = asyncio.create_task(self._probe_loop(state))
+    def _start_probes(
+        self,
+        instance_id: str,
+        place: tuple[HostConfig, str, str, str],
+        port: int,
+        item: dict[str, Any],
+    ) -> _Probes:
+        host, path, app, env = place
+        liveness = ProbeConfig(**item["liveness"]) if item.get("liveness") else None
+        state = _Probes(item.get("pid"), ProbeConfig(**item["readiness"]), liveness)
+        tasks = [asyncio.create_task(self._readiness_loop(state, host.address, port))]
+        if liveness is not None:
+            restart = commands.restart(host, path, app, env, instance_id)
+            tasks.append(
+                asyncio.create_task(self._liveness_loop(liveness, host.address, port, restart))
+            )
+        state.tasks = tuple(tasks)
         self._probes[instance_id] = state
         return state
 
     def _forget_probe(self, instance_id: str) -> None:
         state = self._probes.pop(instance_id, None)
-        if state is not None and state.task is not None:
-            state.task.cancel()
+        for task in state.tasks if state is not None else ():
+            task.cancel()
 
-    async def _probe_loop(self, state: _Readiness) -> None:
-        config = state.config
-        action = Probe(state.address, state.port, config.path, config.timeout)
+    async def _readiness_loop(self, state: _Probes, address: str, port: int) -> None:
+        config = state.readiness
+        action = Probe(address, port, config.path, config.timeout)
+        successes = 0
         await asyncio.sleep(config.initial_delay)
         while True:
-            passed = await self._probe(action)
-            if passed:
-                state.successes, state.failures = state.successes + 1, 0
-                if state.successes >= config.success_threshold:
+            if await self._probe(action):
+                successes, state.failures = successes + 1, 0
+                if successes >= config.success_threshold:
                     state.ready = True
             else:
-                state.successes, state.failures = 0, state.failures + 1
+                successes, state.failures = 0, state.failures + 1
                 if state.failures >= config.failure_threshold:
                     state.ready = False
+            await asyncio.sleep(config.interval)
+
+    async def _liveness_loop(
+        self, config: ProbeConfig, address: str, port: int, restart: commands.Exec
+    ) -> None:
+        """After ``failure_threshold`` failures in a row, ask the agent to restart the app
+        (the new process then gets new probes, and this task is cancelled)."""
+        action = Probe(address, port, config.path, config.timeout)
+        failures = 0
+        await asyncio.sleep(config.initial_delay)
+        while True:
+            failures = 0 if await self._probe(action) else failures + 1
+            if failures >= config.failure_threshold:
+                with contextlib.suppress(ExternalError):
+                    await self.runner.run(restart)
+                failures = 0
+                await asyncio.sleep(max(config.initial_delay, config.interval))
             await asyncio.sleep(config.interval)
 
     async def _probe(self, action: Probe) -> bool:
