@@ -8,6 +8,8 @@ while the leader is SIGKILLed in the middle of a canary.
 from __future__ import annotations
 
 import contextlib
+import os
+import re
 import signal
 import subprocess
 import sys
@@ -23,6 +25,7 @@ from harness import SampleProject, free_port, serving
 
 from baepo import store
 from baepo.cli.loadgen import LoadGenerator
+from baepo.shell.process import pid_alive
 from baepo.store.lease import AdvisoryLease
 
 pytestmark = pytest.mark.slow
@@ -210,6 +213,43 @@ def test_a_replica_that_loses_its_session_stops_leading_and_keeps_serving(
     # Both keep campaigning: when the leader stops, the other takes over.
     now.stop()
     until(lambda: other.info()["leading"], "the other replica to lead", timeout=30)
+
+
+def test_baepo_server_start_adds_replicas_on_postgresql(
+    project: SampleProject, database: str
+) -> None:
+    pids: list[int] = []
+    try:
+        urls = []
+        for _ in range(2):
+            out = project.ok("server", "start", "--database-url", database)
+            found = re.search(r"server started at (\S+) \(pid (\d+)\)", out)
+            assert found, out
+            urls.append(found[1])
+            pids.append(int(found[2]))
+        assert "leader: " in out
+        infos = [
+            until(lambda u=url: httpx.get(f"{u}/api/v1/server", timeout=5).json(), "an answer")
+            for url in urls
+        ]
+        assert {i["pid"] for i in infos} == set(pids)
+        leader = until(
+            lambda: [u for u in urls if httpx.get(f"{u}/api/v1/server").json()["leading"]],
+            "one replica to lead",
+        )
+        assert leader == [urls[0]]
+        text = project.ok("server", "status")
+        assert "leader: " in text and urls[0] in text
+    finally:
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+        for pid in pids:
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and pid_alive(pid):
+                time.sleep(0.05)
+        with contextlib.suppress(FileNotFoundError):
+            (project.state_dir / "server.json").unlink()
 
 
 def test_the_follower_takes_over_a_killed_leader_mid_canary_and_finishes_it(

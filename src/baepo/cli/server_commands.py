@@ -79,6 +79,9 @@ def start(
 ) -> None:
     """Start the server for this app's state directory.
 
+    With a PostgreSQL `--database-url` another replica may start for the same state dir: all
+    serve the API, one leads (see docs/high-availability.md).
+
     A team server: create an admin token first (`baepo token create --name ops --role admin
     --env '*'` against the local server), then
     `baepo server start --listen 0.0.0.0:7070 --auth required`.
@@ -99,12 +102,16 @@ def start(
     from baepo.cli.client import running_server, start_server
 
     info = running_server(directory)
-    if info is not None:
+    replica = bool(database_url) and not str(database_url).startswith("sqlite")
+    if info is not None and not replica:
         out.print(f"a server already runs for {directory} at {info['url']} (pid {info['pid']})")
         return
     extra = ["--listen", listen, "--auth", auth.value]
     info = start_server(directory, database_url=database_url, extra_args=extra)
     out.print(f"server started at {info['url']} (pid {info['pid']}); log: {directory}/server.log")
+    if replica:
+        role = _leadership(str(info["url"])) or {}
+        out.print(f"leader: {role.get('leader') or 'none yet'}")
 
 
 @server.command()
