@@ -1,0 +1,134 @@
+"""nginx.conf rendering of the nginx router: weights, rules, quoting and table validation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from baepo.core.ports import Backend, HeaderRoute, Sticky
+from baepo.errors import ConfigError
+from baepo.routers.nginx.render import (
+    Settings,
+    Table,
+    exact_key,
+    quote,
+    render,
+    revision_of,
+    split_entries,
+    validate,
+)
+
+SETTINGS = Settings(
+    folder=Path("/srv/r"),
+    listen="127.0.0.1:8080",
+    status_socket=Path("/srv/r/status.sock"),
+    upstream_timeout=30,
+    idle_timeout=75,
+    drain_timeout=10,
+    generation=7,
+)
+
+
+def test_weights_become_split_clients_newest_first() -> None:
+    table = validate(
+        [
+            Backend(1, 75, ("127.0.0.1:9001", "127.0.0.1:9002")),
+            Backend(2, 25, ("127.0.0.1:9003",)),
+            Backend(3, 0, ("127.0.0.1:9004",)),
+        ]
+    )
+    assert split_entries(table) == [("25.00%", "baepo_r2"), ("*", "baepo_r1")]
+    conf = render(SETTINGS, table)
+    assert "server 127.0.0.1:9001 max_fails=0;\n        server 127.0.0.1:9002" in conf
+    assert "upstream baepo_r3 {" in conf  # kept for header routes, out of the split
+    assert 'split_clients "$request_id" $baepo_weighted' in conf
+    assert "worker_shutdown_timeout 10000ms;" in conf
+    assert 'return 200 "7\\n";' in conf
+
+
+def test_relative_weights_and_rounding() -> None:
+    table = validate([Backend(1, 1, ("h:1",)), Backend(2, 1, ("h:2",)), Backend(3, 1, ("h:3",))])
+    assert split_entries(table) == [
+        ("33.33%", "baepo_r3"),
+        ("33.33%", "baepo_r2"),
+        ("*", "baepo_r1"),
+    ]
+    # A revision without upstreams is out of the split and has no upstream group.
+    table = validate([Backend(1, 50, ()), Backend(2, 50, ("h:2",))])
+    assert split_entries(table) == [("*", "baepo_r2")]
+    assert "baepo_r1 {" not in render(SETTINGS, table)
+
+
+def test_empty_table_answers_503() -> None:
+    conf = render(SETTINGS, Table())
+    assert "split_clients" not in conf
+    assert 'return 503 "no ready instance\\n";' in conf
+    assert "    upstream " not in conf
+
+
+def test_header_routes_chain_maps_to_the_weighted_choice() -> None:
+    table = validate(
+        [Backend(1, 100, ("h:1",)), Backend(2, 0, ("h:2",)), Backend(3, 0, ())],
+        header_routes=[
+            HeaderRoute("X-Canary", "yes", 2),
+            HeaderRoute("X-Gone", "1", 3),  # no upstreams: ignored
+            HeaderRoute("X-Beta", "on", 1),
+        ],
+    )
+    conf = render(SETTINGS, table)
+    assert "map $http_x_canary $baepo_upstream {" in conf
+    assert '"~^yes$" baepo_r2;\n        default $baepo_route1;' in conf
+    assert "map $http_x_beta $baepo_route1 {" in conf
+    assert "default $baepo_weighted;" in conf
+    assert "x_gone" not in conf
+
+
+def test_sticky_cookie_and_header() -> None:
+    backends = [Backend(1, 90, ("h:1",)), Backend(2, 10, ("h:2",))]
+    conf = render(SETTINGS, validate(backends, Sticky(cookie="sid")))
+    assert 'split_clients "$baepo_sticky_key"' in conf
+    assert "map $cookie_sid $baepo_sticky_key" in conf
+    assert "add_header Set-Cookie $baepo_set_cookie always;" in conf
+    conf = render(SETTINGS, validate(backends, Sticky(header="X-User")))
+    assert "map $http_x_user $baepo_sticky_key" in conf
+    assert "Set-Cookie" not in conf
+
+
+def test_quoting() -> None:
+    assert quote('a"b\\c') == '"a\\"b\\\\c"'
+    assert exact_key("~v$") == '"~^\\\\~v\\\\$$"'
+    assert revision_of("baepo_r12") == 12
+    assert revision_of("") is None
+    assert revision_of("baepo_rx") is None
+
+
+@pytest.mark.parametrize(
+    ("backends", "sticky", "routes", "field"),
+    [
+        ([Backend(1, 101, ())], None, [], "backends[0].weight"),
+        ([Backend(1, -1, ())], None, [], "backends[0].weight"),
+        ([Backend(1, 1, ("nohost",))], None, [], "backends[0].upstreams[0]"),
+        ([Backend(1, 1, ("h:70000",))], None, [], "backends[0].upstreams[0]"),
+        ([Backend(1, 1, ()), Backend(1, 1, ())], None, [], "backends[1].revision"),
+        ([], Sticky(cookie="my-session"), [], "sticky.cookie"),
+        ([], Sticky(header="X_User"), [], "sticky.header"),
+        ([], Sticky(), [], "sticky"),
+        ([], None, [HeaderRoute("X Bad", "1", 1)], "header_routes[0].header"),
+        ([], None, [HeaderRoute("X-Ok", "a\nb", 1)], "header_routes[0].value"),
+    ],
+)
+def test_what_nginx_cannot_express_names_the_field(
+    backends: list[Backend], sticky: Sticky | None, routes: list[HeaderRoute], field: str
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        validate(backends, sticky, routes)
+    assert [p.path for p in caught.value.problems] == [field]
+
+
+def test_table_json_round_trip_and_determinism() -> None:
+    table = validate(
+        [Backend(4, 30, ("h:1", "h:2"))], Sticky(cookie="sid"), [HeaderRoute("X-A", "b", 4)]
+    )
+    assert Table.from_json(table.to_json()) == table
+    assert render(SETTINGS, table) == render(SETTINGS, Table.from_json(table.to_json()))
