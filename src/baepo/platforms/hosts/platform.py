@@ -17,6 +17,7 @@ import contextlib
 import json
 import secrets
 import threading
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime
@@ -34,6 +35,10 @@ from baepo.platforms.hosts.commands import Probe, where
 from baepo.platforms.hosts.runner import Runner, SSHRunner
 
 PREFIX = "h-"  # every instance id of this platform starts with it
+# How long an agent's status report is reused: the controller lists instances many times a
+# second while busy, and each report is an SSH command on every host. Starting, stopping or
+# restarting an instance of app+env drops its reports, so a listing never misses those.
+STATUS_TTL = 0.5
 T = TypeVar("T")
 
 
@@ -74,6 +79,8 @@ class HostsPlatform:
         self._locks: dict[object, asyncio.Lock] = {}
         self._probes: dict[str, _Probes] = {}
         self._http: httpx.AsyncClient | None = None
+        self._generations: dict[tuple[str, str], int] = {}
+        self._reports: dict[tuple[str, int, str, str, str], tuple[float, list[dict[str, Any]]]] = {}
 
     # -- the port ---------------------------------------------------------------------------
 
@@ -98,6 +105,7 @@ class HostsPlatform:
                 )
             port = int(json.loads(done.stdout.strip().splitlines()[-1])["port"])
             self._remember_instance(instance_id, spec.app, spec.env, host, target.path)
+            self._changed(spec.app, spec.env)
         return Instance(
             id=instance_id,
             app=spec.app,
@@ -137,6 +145,7 @@ class HostsPlatform:
         app, env, host, path = where_
         self._forget_probe(instance_id)
         done = await self.runner.run(commands.stop(host, path, app, env, instance_id, grace))
+        self._changed(app, env)
         if done.exit_code != 0:
             raise ExternalError(f"{where(host)}: cannot stop {instance_id}: {done.stderr.strip()}")
         with contextlib.suppress(OSError):
@@ -148,6 +157,7 @@ class HostsPlatform:
         if where_ is not None:
             app, env, host, path = where_
             await self.runner.run(commands.restart(host, path, app, env, instance_id))
+            self._changed(app, env)
 
     def read_logs(
         self, app: str, env: str, *, revision: int | None = None, tail: int = 100
@@ -211,7 +221,7 @@ class HostsPlatform:
 
     async def _place(self, spec: InstanceSpec, target: HostsTarget) -> HostConfig:
         reports = await asyncio.gather(
-            *(self._status(h, target.path, spec.app, spec.env) for h in target.hosts),
+            *(self._status(h, target.path, spec.app, spec.env, fresh=True) for h in target.hosts),
             return_exceptions=True,
         )
         failed = [
@@ -263,6 +273,26 @@ class HostsPlatform:
                 )
 
     async def _status(
+        self, host: HostConfig, path: str, app: str, env: str, *, fresh: bool = False
+    ) -> list[dict[str, Any]]:
+        """What the host's agent reports, at most ``STATUS_TTL`` old unless ``fresh``."""
+        key = (host.address, host.port, path, app, env)
+        cached = self._reports.get(key)
+        if not fresh and cached is not None and time.monotonic() - cached[0] < STATUS_TTL:
+            return cached[1]
+        generation = self._generations.get((app, env), 0)
+        report = await self._ask_status(host, path, app, env)
+        if self._generations.get((app, env), 0) == generation:  # nothing changed meanwhile
+            self._reports[key] = (time.monotonic(), report)
+        return report
+
+    def _changed(self, app: str, env: str) -> None:
+        """Forget cached reports of app+env: the next listing asks the hosts again."""
+        self._generations[(app, env)] = self._generations.get((app, env), 0) + 1
+        for key in [k for k in self._reports if k[3:] == (app, env)]:
+            del self._reports[key]
+
+    async def _ask_status(
         self, host: HostConfig, path: str, app: str, env: str
     ) -> list[dict[str, Any]]:
         done = await self.runner.run(commands.status(host, path, app, env))
