@@ -69,3 +69,22 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
         )
     finally:
         _script("down", directory=directory)
+        assert_nothing_left(directory)
+
+
+def assert_nothing_left(directory: Path) -> None:
+    """After ``scripts/fleet down``: no namespace, link, sshd or file of the fleet remains."""
+    namespaces = subprocess.run(
+        ["ip", "netns", "list"], capture_output=True, text=True, check=False
+    ).stdout
+    links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True, check=False).stdout
+    assert "baepo-h" not in namespaces, namespaces
+    assert "baepo-br0" not in links and "veth-h" not in links, links
+    assert not directory.exists()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmdline = (entry / "cmdline").read_bytes().decode(errors="replace")
+            except OSError:
+                continue
+            assert str(directory) not in cmdline, f"pid {entry.name} left: {cmdline}"

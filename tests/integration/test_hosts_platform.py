@@ -10,11 +10,13 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 from fleet import Fleet, fleet
 from harness import SAMPLE
 
 from baepo.core.model import Instance, InstancePhase
 from baepo.core.ports import HostConfig, HostsTarget, InstanceSpec, ProbeConfig
+from baepo.errors import ExternalError
 from baepo.platforms.hosts import commands
 from baepo.platforms.hosts.platform import HostsPlatform
 
@@ -159,6 +161,37 @@ def test_a_failing_liveness_probe_restarts_the_app(fleet: Fleet, tmp_path: Path)
         )
         lines = platform.read_logs("demo", "prod", tail=500)
         assert sum("sending SIGTERM" in line for line in lines) >= 2
+        await platform.stop_instance(started.id, grace=2)
+        await platform.close()
+
+    asyncio.run(scenario())
+
+
+def test_unreachable_hosts_up_to_max_failed_hosts_are_passed_over(
+    fleet: Fleet, tmp_path: Path
+) -> None:
+    source = tmp_path / "app"
+    source.mkdir()
+    shutil.copy(SAMPLE, source / "app.py")
+    base = instance_spec(fleet, source, "x")
+    assert base.target is not None
+    gone = HostConfig("10.213.0.99", key=str(fleet.key))  # on the bridge, nobody there
+    hosts = (gone, *base.target.hosts[:1])
+    tolerant = dataclasses.replace(
+        base, target=dataclasses.replace(base.target, hosts=hosts, max_failed_hosts=1)
+    )
+    strict = dataclasses.replace(
+        base, target=dataclasses.replace(base.target, hosts=hosts, max_failed_hosts=0)
+    )
+    platform = HostsPlatform(tmp_path / "state")
+
+    async def scenario() -> None:
+        with pytest.raises(ExternalError, match=r"1 host\(s\) unreachable .*10\.213\.0\.99"):
+            await platform.start_instance(strict)
+        started = await platform.start_instance(tolerant)
+        assert started.host == fleet.addresses[0]
+        listed = await platform.list_instances("demo", "prod")  # the dead host is skipped
+        assert [i.id for i in listed] == [started.id]
         await platform.stop_instance(started.id, grace=2)
         await platform.close()
 

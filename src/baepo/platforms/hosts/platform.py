@@ -39,6 +39,9 @@ PREFIX = "h-"  # every instance id of this platform starts with it
 # second while busy, and each report is an SSH command on every host. Starting, stopping or
 # restarting an instance of app+env drops its reports, so a listing never misses those.
 STATUS_TTL = 0.5
+# A host that did not answer is not asked again for this long (a connection attempt may take
+# up to the connect timeout, and listing must stay fast).
+DOWN_RETRY = 5.0
 T = TypeVar("T")
 
 
@@ -80,6 +83,7 @@ class HostsPlatform:
         self._probes: dict[str, _Probes] = {}
         self._http: httpx.AsyncClient | None = None
         self._generations: dict[tuple[str, str], int] = {}
+        self._down: dict[tuple[str, int], float] = {}
         self._reports: dict[tuple[str, int, str, str, str], tuple[float, list[dict[str, Any]]]] = {}
 
     # -- the port ---------------------------------------------------------------------------
@@ -280,8 +284,18 @@ class HostsPlatform:
         cached = self._reports.get(key)
         if not fresh and cached is not None and time.monotonic() - cached[0] < STATUS_TTL:
             return cached[1]
+        down_since = self._down.get((host.address, host.port))
+        if down_since is not None and time.monotonic() - down_since < DOWN_RETRY:
+            raise ExternalError(
+                f"{where(host)} is unreachable (trying again every {DOWN_RETRY:g}s)"
+            )
         generation = self._generations.get((app, env), 0)
-        report = await self._ask_status(host, path, app, env)
+        try:
+            report = await self._ask_status(host, path, app, env)
+        except ExternalError:
+            self._down[(host.address, host.port)] = time.monotonic()
+            raise
+        self._down.pop((host.address, host.port), None)
         if self._generations.get((app, env), 0) == generation:  # nothing changed meanwhile
             self._reports[key] = (time.monotonic(), report)
         return report
