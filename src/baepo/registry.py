@@ -26,9 +26,10 @@ from baepo.platforms.dispatch import Platforms
 from baepo.platforms.hosts.platform import HostsPlatform
 from baepo.platforms.local.platform import LocalPlatform
 from baepo.routers.builtin.adapter import BuiltinRouter
+from baepo.routers.nginx.adapter import NginxRouter
 
 PLATFORMS: dict[str, Callable[[Path], Platform]] = {"local": LocalPlatform, "hosts": HostsPlatform}
-ROUTERS: dict[str, Callable[[Path], Router]] = {"builtin": BuiltinRouter}
+ROUTERS: dict[str, Callable[[Path], Router]] = {"builtin": BuiltinRouter, "nginx": NginxRouter}
 
 T = TypeVar("T")
 

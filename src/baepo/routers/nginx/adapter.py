@@ -1,0 +1,463 @@
+"""``NginxRouter``: a real nginx per listener of an app+environment (``core.ports.Router``).
+
+Each listener's nginx keeps everything in ``state_dir/routers/nginx/{app}.{env}.{listener}/``
+(its ``-p`` prefix): ``nginx.conf``, ``nginx.pid``, ``table.json`` (the table served),
+``settings.json`` (listen address, timeouts, binary, config generation), ``access.log`` (JSON
+lines, read by ``accesslog``), ``stats.json``, ``error.log``, ``temp/`` and ``status.sock`` (a
+unix-socket server answering ``/generation`` and ``/status``). nginx runs detached
+(``shell.process.spawn_detached``, ``daemon off``) so it outlives the controller; a new
+``NginxRouter`` adopts it from the pid file.
+
+Every change (table, listen address, timeouts) renders a whole new configuration, checks it
+with ``nginx -t`` (a rejected one is never applied; ConfigError quotes nginx), replaces
+``nginx.conf`` atomically, sends SIGHUP to the master and returns once the master's serving
+workers all run the new generation. An unchanged table or configuration reloads nothing.
+Callers: the controller, via ``registry.Routers``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import os
+import pwd
+import re
+import shutil
+import signal
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from baepo.core.ports import Backend, HeaderRoute, RevisionStats, RouterConfig, Sticky
+from baepo.errors import ConfigError, ExternalError, Problem
+from baepo.routers.nginx import accesslog, procfs
+from baepo.routers.nginx.render import Settings, Table, render, validate
+from baepo.shell import process
+
+MAIN = "main"
+LISTENER_RE = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
+START_TIMEOUT = 5.0
+RELOAD_TIMEOUT = 10.0
+CONNECT_TIMEOUT = 5.0
+SUN_PATH_MAX = 107
+DEFAULT_BINARY = "/usr/sbin/nginx"
+
+
+def find_binary(configured: str | None) -> str:
+    """The nginx executable: ``router.binary``, else ``nginx`` on PATH, else /usr/sbin."""
+    if configured:
+        if not os.access(configured, os.X_OK):
+            raise ConfigError(
+                f"router.binary {configured!r} is not an executable",
+                problems=[Problem("router.binary", f"{configured!r} is not an executable")],
+            )
+        return configured
+    found = shutil.which("nginx") or (DEFAULT_BINARY if os.access(DEFAULT_BINARY, os.X_OK) else "")
+    if not found:
+        raise ExternalError(
+            "nginx is not installed (router.kind: nginx)",
+            hint="install nginx (Debian: apt-get install nginx-light) or set router.binary",
+        )
+    return found
+
+
+def status_socket(folder: Path) -> Path:
+    """The status server's socket: in the folder when the path fits a unix socket address,
+    otherwise in a private per-user temporary directory named by a hash of the folder."""
+    inside = folder / "status.sock"
+    if len(os.fsencode(inside)) <= SUN_PATH_MAX:
+        return inside
+    digest = hashlib.sha256(os.fsencode(folder.resolve())).hexdigest()[:20]
+    private = Path(tempfile.gettempdir()) / f"baepo-{os.getuid()}"
+    private.mkdir(mode=0o700, exist_ok=True)
+    return private / f"nginx-{digest}.sock"
+
+
+class NginxRouter:
+    """Runs and drives one nginx per listener of an app+environment."""
+
+    def __init__(self, state_dir: Path, *, start_timeout: float = START_TIMEOUT) -> None:
+        self.state_dir = Path(state_dir)
+        self.start_timeout = start_timeout
+
+    def folder(self, app: str, env: str, listener: str = MAIN) -> Path:
+        if not LISTENER_RE.fullmatch(listener):
+            raise ConfigError(
+                f"listener: {listener!r} must be lower-case letters, digits and inner dashes"
+            )
+        return self.state_dir / "routers" / "nginx" / f"{app}.{env}.{listener}"
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    async def ensure_running(self, config: RouterConfig) -> None:
+        """Start nginx for ``config.listener``, adopt the running one, or reload it when its
+        address or timeouts changed (restart when the binary changed). Keeps the table."""
+        folder = self.folder(config.app, config.env, config.listener)
+        try:
+            (folder / "temp").mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ExternalError(f"cannot create {folder}: {exc.strerror or exc}") from exc
+        binary = find_binary(config.binary)
+        record = self._read_json(folder / "settings.json")
+        wanted = self._wanted(config, binary)
+        pid = self._running_pid(folder)
+        if pid is not None and record.get("binary") != binary:
+            await self._quit(pid, float(record.get("drain_timeout", 30.0)))
+            pid = None
+        table = self._table(folder)
+        generation = int(record.get("generation", 0)) + 1
+        if pid is None:
+            await self._start(folder, wanted, generation, table)
+        elif any(record.get(k) != v for k, v in wanted.items()):
+            await self._apply(folder, pid, wanted, generation, table)
+
+    async def stop(self, app: str, env: str, *, listener: str = MAIN) -> None:
+        """Graceful quit (SIGQUIT: finish in-flight requests, at most drain_timeout), then
+        SIGKILL. Idempotent; other listeners keep running."""
+        folder = self.folder(app, env, listener)
+        pid = self._running_pid(folder)
+        if pid is not None:
+            record = self._read_json(folder / "settings.json")
+            await self._quit(pid, float(record.get("drain_timeout", 30.0)))
+        with contextlib.suppress(OSError):
+            (folder / "nginx.pid").unlink()
+
+    async def listeners(self, app: str, env: str) -> list[str]:
+        """Listeners of app+env whose nginx runs, ``"main"`` first (pid files + liveness)."""
+        prefix = f"{app}.{env}."
+        try:
+            folders = sorted((self.state_dir / "routers" / "nginx").iterdir())
+        except OSError:
+            return []
+        found = []
+        for folder in folders:
+            name = folder.name[len(prefix) :]
+            if not folder.name.startswith(prefix) or not LISTENER_RE.fullmatch(name):
+                continue
+            record = self._read_json(folder / "settings.json")
+            if record.get("app") != app or record.get("env") != env:
+                continue  # another environment whose name has a dot
+            if self._running_pid(folder) is not None:
+                found.append(name)
+        return sorted(found, key=lambda name: (name != MAIN, name))
+
+    # -- table and stats -----------------------------------------------------------------
+
+    async def set_backends(
+        self,
+        app: str,
+        env: str,
+        backends: Sequence[Backend],
+        *,
+        sticky: Sticky | None = None,
+        header_routes: Sequence[HeaderRoute] = (),
+        listener: str = MAIN,
+    ) -> None:
+        """Render, check and reload; returns once new workers serve the table. Idempotent:
+        the table already served reloads nothing. ConfigError names what nginx rejects."""
+        table = validate(backends, sticky, header_routes)
+        folder = self.folder(app, env, listener)
+        pid = self._require(folder, app, env, listener)
+        if self._table(folder) == table:
+            return
+        record = self._read_json(folder / "settings.json")
+        wanted = {k: v for k, v in record.items() if k != "generation"}
+        await self._apply(folder, pid, wanted, int(record.get("generation", 0)) + 1, table)
+
+    async def get_backends(self, app: str, env: str, *, listener: str = MAIN) -> list[Backend]:
+        folder = self.folder(app, env, listener)
+        self._require(folder, app, env, listener)
+        return list(self._table(folder).backends)
+
+    async def get_rules(
+        self, app: str, env: str, *, listener: str = MAIN
+    ) -> tuple[Sticky | None, tuple[HeaderRoute, ...]]:
+        """The sticky rule and header routes nginx applies now."""
+        folder = self.folder(app, env, listener)
+        self._require(folder, app, env, listener)
+        table = self._table(folder)
+        return table.sticky, table.header_routes
+
+    async def in_flight(self, app: str, env: str, *, listener: str = MAIN) -> dict[str, int]:
+        """Open connections from nginx's workers to each upstream of the table (non-zero only).
+
+        Counted from /proc (TCP connections of the master's workers other than those of
+        clients): this includes a current worker's idle keep-alive connections; an upstream
+        removed from the table keeps its count until the old workers serving requests to it
+        finish them and exit.
+        """
+        folder = self.folder(app, env, listener)
+        pid = self._running_pid(folder)
+        if pid is None:
+            return {}
+        listen = str(self._read_json(folder / "settings.json").get("listen", ""))
+        port = int(listen.rpartition(":")[2] or 0)
+        return await asyncio.to_thread(procfs.connections, pid, port)
+
+    async def stats(self, app: str, env: str, *, listener: str = MAIN) -> list[RevisionStats]:
+        """Per-revision counters from the access log; empty when nginx is not running."""
+        folder = self.folder(app, env, listener)
+        if self._running_pid(folder) is None:
+            return []
+        revisions = await asyncio.to_thread(
+            accesslog.update, folder / "access.log", folder / "stats.json"
+        )
+        flights = await self.in_flight(app, env, listener=listener)
+        by_revision: dict[int, int] = {}
+        for backend in self._table(folder).backends:
+            by_revision[backend.revision] = sum(flights.get(a, 0) for a in backend.upstreams)
+        return accesslog.to_stats(revisions, by_revision)
+
+    # -- internals -----------------------------------------------------------------------
+
+    @staticmethod
+    def _wanted(config: RouterConfig, binary: str) -> dict[str, Any]:
+        return {
+            "app": config.app,
+            "env": config.env,
+            "listener": config.listener,
+            "listen": config.listen,
+            "upstream_timeout": float(config.upstream_timeout),
+            "idle_timeout": float(config.idle_timeout),
+            "drain_timeout": float(config.drain_timeout),
+            "binary": binary,
+        }
+
+    @staticmethod
+    def _settings(folder: Path, wanted: dict[str, Any], generation: int) -> Settings:
+        user = None
+        if os.geteuid() == 0:
+            # Workers run as the owner of the state folder, who can reach the temp paths.
+            try:
+                user = pwd.getpwuid(folder.stat().st_uid).pw_name
+            except (KeyError, OSError):
+                user = "root"
+        return Settings(
+            folder=folder,
+            listen=str(wanted["listen"]),
+            status_socket=status_socket(folder),
+            upstream_timeout=float(wanted["upstream_timeout"]),
+            idle_timeout=float(wanted["idle_timeout"]),
+            drain_timeout=float(wanted["drain_timeout"]),
+            connect_timeout=CONNECT_TIMEOUT,
+            user=user,
+            workers=max(1, min(4, os.cpu_count() or 1)),
+            generation=generation,
+            name=f"{wanted['app']}.{wanted['env']} {wanted['listener']}",
+        )
+
+    async def _check(self, binary: str, folder: Path, conf: Path) -> None:
+        """``nginx -t`` of ``conf``; ConfigError quoting nginx when it is rejected."""
+        argv = [binary, "-t", "-q", "-p", f"{folder}/", "-e", str(folder / "error.log")]
+        result = await process.run_command([*argv, "-c", str(conf)], timeout=30)
+        if result.exit_code != 0:
+            lines = [line for line in result.output.splitlines() if "[emerg]" in line]
+            reason = (lines[0] if lines else result.output.strip()).replace("nginx: ", "")
+            raise ConfigError(
+                f"nginx rejected the configuration of {folder.name}: {reason}",
+                problems=[Problem("router", reason)],
+            )
+
+    async def _prepare(
+        self, folder: Path, wanted: dict[str, Any], generation: int, table: Table
+    ) -> tuple[Settings, Path]:
+        """Render and ``nginx -t`` the configuration; the checked file, not yet in place."""
+        settings = self._settings(folder, wanted, generation)
+        tmp = folder / ".nginx.conf.new"
+        tmp.write_text(render(settings, table))
+        await self._check(str(wanted["binary"]), folder, tmp)
+        return settings, tmp
+
+    def _commit(self, folder: Path, wanted: dict[str, Any], generation: int, table: Table) -> None:
+        self._write_json(folder / "table.json", table.to_json())
+        self._write_json(folder / "settings.json", {**wanted, "generation": generation})
+
+    async def _apply(
+        self, folder: Path, pid: int, wanted: dict[str, Any], generation: int, table: Table
+    ) -> None:
+        """Check, swap in and reload; return once only new workers accept connections."""
+        settings, tmp = await self._prepare(folder, wanted, generation, table)
+        conf = folder / "nginx.conf"
+        previous = conf.read_bytes() if conf.exists() else b""
+        old_workers = procfs.serving_workers(pid)
+        errors = self._size(folder / "error.log")
+        os.replace(tmp, conf)
+        os.kill(pid, signal.SIGHUP)
+        deadline = time.monotonic() + RELOAD_TIMEOUT
+        while True:
+            served = await self._generation(settings.status_socket)
+            if served == generation and not procfs.serving_workers(pid) & old_workers:
+                break
+            failure = self._new_errors(folder / "error.log", errors)
+            if failure or time.monotonic() > deadline:
+                tmp.write_bytes(previous)
+                os.replace(tmp, conf)
+                raise ExternalError(
+                    f"nginx of {folder.name} did not load generation {generation}: "
+                    + (failure or f"no new workers within {RELOAD_TIMEOUT:g} s"),
+                    hint=f"see {folder / 'error.log'}",
+                )
+            await asyncio.sleep(0.005)
+        self._commit(folder, wanted, generation, table)
+
+    async def _start(
+        self, folder: Path, wanted: dict[str, Any], generation: int, table: Table
+    ) -> None:
+        settings, tmp = await self._prepare(folder, wanted, generation, table)
+        os.replace(tmp, folder / "nginx.conf")
+        with contextlib.suppress(OSError):
+            settings.status_socket.unlink()  # left by a killed nginx; would block the bind
+        errors = self._size(folder / "error.log")
+        argv = [str(wanted["binary"]), "-p", f"{folder}/", "-e", str(folder / "error.log")]
+        argv += ["-c", str(folder / "nginx.conf"), "-g", "daemon off;"]
+        pid = process.spawn_detached(argv, cwd=folder, output=folder / "nginx.out")
+        deadline = time.monotonic() + self.start_timeout
+        while True:
+            process.reap_children()
+            if not process.pid_alive(pid) or time.monotonic() > deadline:
+                reason = self._new_errors(folder / "error.log", errors) or (
+                    "it exited at once"
+                    if not process.pid_alive(pid)
+                    else f"not serving within {self.start_timeout:g} s"
+                )
+                if process.pid_alive(pid):
+                    await self._quit(pid, 0.5)
+                raise ExternalError(
+                    f"nginx of {folder.name} could not start: {reason}",
+                    hint=f"see {folder / 'error.log'}",
+                )
+            if (
+                await self._generation(settings.status_socket) == generation
+                and self._running_pid(folder) == pid
+                and await _accepts(settings.listen)
+            ):
+                break
+            await asyncio.sleep(0.02)
+        self._commit(folder, wanted, generation, table)
+
+    @staticmethod
+    def _size(path: Path) -> int:
+        try:
+            return path.stat().st_size
+        except OSError:
+            return 0
+
+    @staticmethod
+    def _new_errors(log: Path, offset: int) -> str:
+        """The first [emerg] line nginx wrote to ``log`` after ``offset``, else ''."""
+        try:
+            with log.open("rb") as handle:
+                handle.seek(offset)
+                text = handle.read().decode(errors="replace")
+        except OSError:
+            return ""
+        for line in text.splitlines():
+            if "[emerg]" in line:
+                return line.split("[emerg]", 1)[1].strip()
+        return ""
+
+    @staticmethod
+    async def _generation(sock: Path) -> int | None:
+        """The generation the status server answers, None when it does not answer."""
+        try:
+            reader, writer = await asyncio.wait_for(asyncio.open_unix_connection(str(sock)), 1.0)
+        except (OSError, TimeoutError):
+            return None
+        try:
+            writer.write(b"GET /generation HTTP/1.0\r\nHost: status\r\n\r\n")
+            data = await asyncio.wait_for(reader.read(), 1.0)
+        except (OSError, TimeoutError):
+            return None
+        finally:
+            writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
+        head, _, body = data.partition(b"\r\n\r\n")
+        if not head.startswith(b"HTTP/1.1 200") or not body.strip().isdigit():
+            return None
+        return int(body.strip())
+
+    async def _quit(self, pid: int, drain: float) -> None:
+        """SIGQUIT the master; SIGKILL the group if it is still alive after ``drain`` + 2 s."""
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGQUIT)
+        deadline = time.monotonic() + drain + 2
+        while time.monotonic() < deadline:
+            process.reap_children()
+            if not process.pid_alive(pid):
+                break
+            await asyncio.sleep(0.05)
+        else:
+            process.signal_group(pid, signal.SIGKILL)
+            for _ in range(40):
+                process.reap_children()
+                if not process.pid_alive(pid):
+                    break
+                await asyncio.sleep(0.05)
+        for child in procfs.children(pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child, signal.SIGKILL)
+
+    def _require(self, folder: Path, app: str, env: str, listener: str) -> int:
+        pid = self._running_pid(folder)
+        if pid is None:
+            where = f"{app}.{env}" if listener == MAIN else f"{app}.{env} (listener {listener})"
+            raise ExternalError(
+                f"the nginx router of {where} is not running (no live {folder}/nginx.pid)"
+            )
+        return pid
+
+    @staticmethod
+    def _running_pid(folder: Path) -> int | None:
+        """The pid in nginx.pid when it is alive and is this folder's nginx master."""
+        try:
+            pid = int((folder / "nginx.pid").read_text().strip())
+        except (OSError, ValueError):
+            return None
+        if not process.pid_alive(pid):
+            return None
+        name = procfs.title(pid)
+        if name and ("master process" not in name or str(folder) not in name):
+            return None
+        return pid
+
+    def _table(self, folder: Path) -> Table:
+        data = self._read_json(folder / "table.json")
+        try:
+            return Table.from_json(data)
+        except (KeyError, TypeError, ValueError):
+            return Table()
+
+    @staticmethod
+    def _read_json(path: Path) -> dict[str, Any]:
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    @staticmethod
+    def _write_json(path: Path, data: dict[str, Any]) -> None:
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(json.dumps(data, indent=1) + "\n")
+        os.replace(tmp, path)
+
+
+async def _accepts(listen: str) -> bool:
+    """True when ``host:port`` accepts a TCP connection."""
+    host, _, port = listen.rpartition(":")
+    host = host.strip("[]") or "127.0.0.1"
+    if host in ("0.0.0.0", "::", "*"):
+        host = "127.0.0.1"
+    try:
+        _, writer = await asyncio.wait_for(asyncio.open_connection(host, int(port)), 1.0)
+    except (OSError, TimeoutError, ValueError):
+        return False
+    writer.close()
+    with contextlib.suppress(OSError):
+        await writer.wait_closed()
+    return True
