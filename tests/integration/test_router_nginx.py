@@ -11,8 +11,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+from harness import SampleProject, serving, versions
 from upstreams import UpstreamServer, free_port
 
+from baepo.cli.loadgen import LoadGenerator
 from baepo.core.ports import Backend, HeaderRoute, RouterConfig, Sticky
 from baepo.errors import ConfigError, ExternalError
 from baepo.routers.nginx.adapter import NginxRouter
@@ -201,3 +203,43 @@ def test_weight_changes_under_load_fail_nothing(tmp_path: Path) -> None:
     assert seen["a"] + seen["b"] >= 2900, seen
     assert seen["a"] > 0
     assert seen["b"] > 0
+
+
+@pytest.mark.slow
+def test_deploy_through_the_cli_behind_nginx(project: SampleProject) -> None:
+    """``baepo deploy`` with ``router: {kind: nginx}``: nginx serves each revision, a rolling
+    deploy under load gets no non-2xx answer, and a killed server's successor adopts nginx."""
+
+    def write(version: str) -> None:
+        project.write(version, replicas=2)
+        text = project.spec.read_text().replace("router:\n", "router:\n  kind: nginx\n", 1)
+        project.spec.write_text(text)
+
+    write("1.0.0")
+    project.ok("deploy", "--wait")
+    project.wait_for(lambda s: serving(s, 1, 2), what="revision 1 serving")
+    pid_files = list((project.state_dir / "routers" / "nginx").glob("sample.*.main/nginx.pid"))
+    assert len(pid_files) == 1
+    pid = int(pid_files[0].read_text())
+    assert "nginx: master process" in Path(f"/proc/{pid}/cmdline").read_bytes().decode()
+    assert set(versions(project.port, 10)) == {"1.0.0"}
+
+    gen = LoadGenerator("127.0.0.1", project.port, rate=40, workers=2, max_seconds=120).start()
+    try:
+        write("2.0.0")
+        project.ok("deploy", "--wait")
+        project.wait_for(lambda s: serving(s, 2, 2), what="revision 2 serving")
+    finally:
+        report = gen.stop()
+    assert report.sent > 20
+    assert all(200 <= status < 300 for status in report.statuses), report
+    assert set(report.errors) <= {"RemoteDisconnected", "ConnectionResetError"}, report
+    assert set(versions(project.port, 10)) == {"2.0.0"}
+
+    # The data plane outlives the server; the next server adopts the same nginx.
+    project.kill_server()
+    assert set(versions(project.port, 5)) == {"2.0.0"}
+    project.ok("status")
+    assert int(pid_files[0].read_text()) == pid
+    stats = project.status()
+    assert [t["revision"] for t in stats["traffic"]] == [2]
