@@ -24,7 +24,7 @@ from baepo.core.model import (
     RolloutPhase,
 )
 from baepo.errors import NotFoundError, StateError
-from baepo.store import tables
+from baepo.store import analysis_tables, tables
 from baepo.store.migrate import alembic_config
 
 T0 = datetime(2025, 3, 1, 12, 0, 0, 123456, tzinfo=UTC)
@@ -243,7 +243,7 @@ def test_null_values_are_stored_as_json_or_sql_null(db: store.SqlStore) -> None:
     run = db.create_analysis_run(run_of(new_rollout(db)))
     with db.engine.begin() as connection:
         connection.execute(
-            sa.insert(tables.MeasurementRow).values(
+            sa.insert(analysis_tables.MeasurementRow).values(
                 run_id=run.id,
                 template="t",
                 metric="m",

@@ -9,19 +9,9 @@ from __future__ import annotations
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 
-from baepo.core.model import (
-    ApiToken,
-    AuditRecord,
-    User,
-    WebSession,
-)
+from baepo.core.model import ApiToken, AuditRecord, User, WebSession
 from baepo.errors import NotFoundError, StateError
-from baepo.store.tables import (
-    AuditRow,
-    SessionRow,
-    TokenRow,
-    UserRow,
-)
+from baepo.store.access_tables import AuditRow, SessionRow, TokenRow, UserRow
 from baepo.store.transactions import Transactions
 
 

@@ -18,11 +18,8 @@ from baepo.core.model import (
     Measurement,
 )
 from baepo.errors import BaepoError, NotFoundError, StateError
-from baepo.store.tables import (
-    AnalysisRunRow,
-    MeasurementRow,
-    RolloutRow,
-)
+from baepo.store.analysis_tables import AnalysisRunRow, MeasurementRow
+from baepo.store.tables import RolloutRow
 from baepo.store.transactions import Transactions, rowcount
 
 

@@ -8,20 +8,10 @@ from __future__ import annotations
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 
-from baepo.core.model import (
-    Backup,
-    DeployLock,
-    GateRun,
-    Secret,
-)
+from baepo.core.model import Backup, DeployLock, GateRun, Secret
 from baepo.errors import NotFoundError, StateError
 from baepo.store import engine as store_engine
-from baepo.store.tables import (
-    BackupRow,
-    GateRunRow,
-    LockRow,
-    SecretRow,
-)
+from baepo.store.pipeline_tables import BackupRow, GateRunRow, LockRow, SecretRow
 from baepo.store.transactions import Transactions
 
 

@@ -24,13 +24,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from baepo.core.model import (
-    TERMINAL_PHASES,
-    App,
-    Event,
-    Revision,
-    Rollout,
-)
+from baepo.core.model import TERMINAL_PHASES, App, Event, Revision, Rollout
 from baepo.core.ports import Lease
 from baepo.errors import NotFoundError, StateError
 from baepo.store import engine as store_engine
@@ -39,12 +33,7 @@ from baepo.store import migrate
 from baepo.store.access_records import AccessRecords
 from baepo.store.analysis_records import AnalysisRecords
 from baepo.store.pipeline_records import PipelineRecords
-from baepo.store.tables import (
-    AppRow,
-    EventRow,
-    RevisionRow,
-    RolloutRow,
-)
+from baepo.store.tables import AppRow, EventRow, RevisionRow, RolloutRow
 from baepo.store.transactions import conflict, rowcount
 
 _TERMINAL = sorted(phase.value for phase in TERMINAL_PHASES)
