@@ -156,11 +156,10 @@ def test_start_weights_adopt_stats_and_stop(tmp_path: Path) -> None:
 
 
 def test_weight_changes_under_load_fail_nothing(tmp_path: Path) -> None:
-    """Reloads while 8 keep-alive clients send requests: every answer is a 2xx.
+    """Reloads while 8 keep-alive clients send requests: every request is answered 2xx.
 
-    A reload's old workers close their idle keep-alive client connections; a request sent on
-    one at that instant sees the connection closed without an answer (docs/router-nginx.md
-    measures how often). Those are the only failures allowed: never a non-2xx answer.
+    The front nginx on the listen address is not reloaded; it resends a request that met a
+    back connection being closed by a reload's old worker (see docs/router-nginx.md).
     """
     port = free_port()
     url = f"http://127.0.0.1:{port}"
@@ -197,10 +196,7 @@ def test_weight_changes_under_load_fail_nothing(tmp_path: Path) -> None:
     with UpstreamServer("a") as a, UpstreamServer("b") as b:
         seen = asyncio.run(scenario(a, b))
     assert sum(seen.values()) == 3000
-    assert not [k for k in seen if k.startswith("status:")], seen
-    closed = ("failed:ReadError", "failed:RemoteProtocolError")
-    assert not [k for k in seen if k not in ("a", "b", *closed)], seen
-    assert seen["a"] + seen["b"] >= 2900, seen
+    assert not [k for k in seen if k not in ("a", "b")], seen
     assert seen["a"] > 0
     assert seen["b"] > 0
 
@@ -232,8 +228,7 @@ def test_deploy_through_the_cli_behind_nginx(project: SampleProject) -> None:
     finally:
         report = gen.stop()
     assert report.sent > 20
-    assert all(200 <= status < 300 for status in report.statuses), report
-    assert set(report.errors) <= {"RemoteDisconnected", "ConnectionResetError"}, report
+    assert report.failed == 0, report
     assert set(versions(project.port, 10)) == {"2.0.0"}
 
     # The data plane outlives the server; the next server adopts the same nginx.

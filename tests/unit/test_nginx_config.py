@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ from baepo.routers.nginx.render import (
     exact_key,
     quote,
     render,
+    render_front,
     revision_of,
     split_entries,
     validate,
@@ -132,3 +134,16 @@ def test_table_json_round_trip_and_determinism() -> None:
     )
     assert Table.from_json(table.to_json()) == table
     assert render(SETTINGS, table) == render(SETTINGS, Table.from_json(table.to_json()))
+
+
+def test_front_forwards_to_the_back_socket_and_retries_closed_connections() -> None:
+    settings = replace(SETTINGS, back_socket=Path("/srv/r/back.sock"))
+    front = render_front(settings)
+    assert "listen 127.0.0.1:8080;" in front
+    assert "server unix:/srv/r/back.sock max_fails=0;" in front
+    assert "proxy_next_upstream error non_idempotent;" in front
+    assert "pid /srv/r/front.pid;" in front
+    back = render(settings, validate([Backend(1, 100, ("h:1",))]))
+    assert "listen unix:/srv/r/back.sock;" in back
+    assert "listen 127.0.0.1:8080" not in back
+    assert "proxy_set_header X-Forwarded-For $http_x_forwarded_for;" in back

@@ -1,17 +1,24 @@
-"""``NginxRouter``: a real nginx per listener of an app+environment (``core.ports.Router``).
+"""``NginxRouter``: real nginx per listener of an app+environment (``core.ports.Router``).
 
-Each listener's nginx keeps everything in ``state_dir/routers/nginx/{app}.{env}.{listener}/``
-(its ``-p`` prefix): ``nginx.conf``, ``nginx.pid``, ``table.json`` (the table served),
-``settings.json`` (listen address, timeouts, binary, config generation), ``access.log`` (JSON
-lines, read by ``accesslog``), ``stats.json``, ``error.log``, ``temp/`` and ``status.sock`` (a
-unix-socket server answering ``/generation`` and ``/status``). nginx runs detached
-(``shell.process.spawn_detached``, ``daemon off``) so it outlives the controller; a new
-``NginxRouter`` adopts it from the pid file.
+Each listener runs two nginx masters, both with their files in
+``state_dir/routers/nginx/{app}.{env}.{listener}/`` (their ``-p`` prefix):
 
-Every change (table, listen address, timeouts) renders a whole new configuration, checks it
-with ``nginx -t`` (a rejected one is never applied; ConfigError quotes nginx), replaces
-``nginx.conf`` atomically, sends SIGHUP to the master and returns once the master's serving
-workers all run the new generation. An unchanged table or configuration reloads nothing.
+- the **back** (``nginx.conf``, ``nginx.pid``): the routing table (``render.render``), served on
+  ``back.sock``, reloaded on every change; ``status.sock`` answers ``/generation`` and
+  ``/status``; ``access.log`` (JSON lines, read by ``accesslog``) feeds ``stats``;
+- the **front** (``front.conf``, ``front.pid``): listens on the app's address and forwards to
+  the back over keep-alive connections (``render.render_front``); reloaded only when the
+  address or a timeout changes. It resends a request that meets a back connection closed by a
+  reload, so a table change fails no client request.
+
+``table.json`` is the table served, ``settings.json`` the listen address, timeouts, binary and
+config generation. Both masters run detached (``shell.process.spawn_detached``, ``daemon
+off``) so they outlive the controller; a new ``NginxRouter`` adopts them from the pid files.
+
+Every change renders a whole configuration, checks it with ``nginx -t`` (a rejected one is
+never applied; ConfigError quotes nginx), replaces the file atomically, sends SIGHUP to the
+master and returns once only new workers accept connections (the back's status server
+answers the new generation). An unchanged table reloads nothing.
 Callers: the controller, via ``registry.Routers``.
 """
 
@@ -35,10 +42,12 @@ from typing import Any
 from baepo.core.ports import Backend, HeaderRoute, RevisionStats, RouterConfig, Sticky
 from baepo.errors import ConfigError, ExternalError, Problem
 from baepo.routers.nginx import accesslog, procfs
-from baepo.routers.nginx.render import Settings, Table, render, validate
+from baepo.routers.nginx.render import Settings, Table, render, render_front, validate
 from baepo.shell import process
 
 MAIN = "main"
+BACK_PID = "nginx.pid"
+FRONT_PID = "front.pid"
 LISTENER_RE = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
 START_TIMEOUT = 5.0
 RELOAD_TIMEOUT = 10.0
@@ -65,16 +74,16 @@ def find_binary(configured: str | None) -> str:
     return found
 
 
-def status_socket(folder: Path) -> Path:
-    """The status server's socket: in the folder when the path fits a unix socket address,
+def socket_path(folder: Path, name: str) -> Path:
+    """A unix socket of the folder's nginx: in the folder when the path fits a socket address,
     otherwise in a private per-user temporary directory named by a hash of the folder."""
-    inside = folder / "status.sock"
+    inside = folder / name
     if len(os.fsencode(inside)) <= SUN_PATH_MAX:
         return inside
     digest = hashlib.sha256(os.fsencode(folder.resolve())).hexdigest()[:20]
     private = Path(tempfile.gettempdir()) / f"baepo-{os.getuid()}"
     private.mkdir(mode=0o700, exist_ok=True)
-    return private / f"nginx-{digest}.sock"
+    return private / f"nginx-{digest}-{name}"
 
 
 class NginxRouter:
@@ -105,26 +114,31 @@ class NginxRouter:
         record = self._read_json(folder / "settings.json")
         wanted = self._wanted(config, binary)
         pid = self._running_pid(folder)
-        if pid is not None and record.get("binary") != binary:
-            await self._quit(pid, float(record.get("drain_timeout", 30.0)))
-            pid = None
+        front = self._running_pid(folder, FRONT_PID)
+        if record.get("binary") != binary:
+            for running in (front, pid):
+                if running is not None:
+                    await self._quit(running, float(record.get("drain_timeout", 30.0)))
+            pid = front = None
         table = self._table(folder)
         generation = int(record.get("generation", 0)) + 1
         if pid is None:
             await self._start(folder, wanted, generation, table)
         elif any(record.get(k) != v for k, v in wanted.items()):
             await self._apply(folder, pid, wanted, generation, table)
+        await self._ensure_front(folder, wanted, front)
 
     async def stop(self, app: str, env: str, *, listener: str = MAIN) -> None:
         """Graceful quit (SIGQUIT: finish in-flight requests, at most drain_timeout), then
         SIGKILL. Idempotent; other listeners keep running."""
         folder = self.folder(app, env, listener)
-        pid = self._running_pid(folder)
-        if pid is not None:
-            record = self._read_json(folder / "settings.json")
-            await self._quit(pid, float(record.get("drain_timeout", 30.0)))
-        with contextlib.suppress(OSError):
-            (folder / "nginx.pid").unlink()
+        drain = float(self._read_json(folder / "settings.json").get("drain_timeout", 30.0))
+        for name in (FRONT_PID, BACK_PID):  # the front first: it drains its clients
+            pid = self._running_pid(folder, name)
+            if pid is not None:
+                await self._quit(pid, drain)
+            with contextlib.suppress(OSError):
+                (folder / name).unlink()
 
     async def listeners(self, app: str, env: str) -> list[str]:
         """Listeners of app+env whose nginx runs, ``"main"`` first (pid files + liveness)."""
@@ -141,7 +155,7 @@ class NginxRouter:
             record = self._read_json(folder / "settings.json")
             if record.get("app") != app or record.get("env") != env:
                 continue  # another environment whose name has a dot
-            if self._running_pid(folder) is not None:
+            if self._running_pid(folder) and self._running_pid(folder, FRONT_PID):
                 found.append(name)
         return sorted(found, key=lambda name: (name != MAIN, name))
 
@@ -239,7 +253,8 @@ class NginxRouter:
         return Settings(
             folder=folder,
             listen=str(wanted["listen"]),
-            status_socket=status_socket(folder),
+            status_socket=socket_path(folder, "status.sock"),
+            back_socket=socket_path(folder, "back.sock"),
             upstream_timeout=float(wanted["upstream_timeout"]),
             idle_timeout=float(wanted["idle_timeout"]),
             drain_timeout=float(wanted["drain_timeout"]),
@@ -309,8 +324,10 @@ class NginxRouter:
     ) -> None:
         settings, tmp = await self._prepare(folder, wanted, generation, table)
         os.replace(tmp, folder / "nginx.conf")
-        with contextlib.suppress(OSError):
-            settings.status_socket.unlink()  # left by a killed nginx; would block the bind
+        for sock in (settings.status_socket, settings.back_socket):
+            with contextlib.suppress(OSError):
+                if sock is not None:
+                    sock.unlink()  # left by a killed nginx; would block the bind
         errors = self._size(folder / "error.log")
         argv = [str(wanted["binary"]), "-p", f"{folder}/", "-e", str(folder / "error.log")]
         argv += ["-c", str(folder / "nginx.conf"), "-g", "daemon off;"]
@@ -333,11 +350,66 @@ class NginxRouter:
             if (
                 await self._generation(settings.status_socket) == generation
                 and self._running_pid(folder) == pid
-                and await _accepts(settings.listen)
             ):
                 break
             await asyncio.sleep(0.02)
         self._commit(folder, wanted, generation, table)
+
+    async def _ensure_front(self, folder: Path, wanted: dict[str, Any], pid: int | None) -> None:
+        """Start the front, or reload it when its configuration changed (listen address,
+        timeouts); a front already serving ``front.conf``'s text is left alone."""
+        settings = self._settings(folder, wanted, 0)
+        text = render_front(settings)
+        conf = folder / "front.conf"
+        if pid is not None and conf.exists() and conf.read_text() == text:
+            return
+        tmp = folder / ".front.conf.new"
+        tmp.write_text(text)
+        await self._check(str(wanted["binary"]), folder, tmp)
+        errors = self._size(folder / "front-error.log")
+        if pid is not None:
+            previous = conf.read_bytes() if conf.exists() else b""
+            old_workers = procfs.serving_workers(pid)
+            os.replace(tmp, conf)
+            os.kill(pid, signal.SIGHUP)
+        else:
+            os.replace(tmp, conf)
+            argv = [
+                str(wanted["binary"]),
+                "-p",
+                f"{folder}/",
+                "-e",
+                str(folder / "front-error.log"),
+            ]
+            argv += ["-c", str(conf), "-g", "daemon off;"]
+            pid = process.spawn_detached(argv, cwd=folder, output=folder / "nginx.out")
+            previous, old_workers = b"", set()
+        deadline = time.monotonic() + max(self.start_timeout, RELOAD_TIMEOUT)
+        while True:
+            process.reap_children()
+            workers = procfs.serving_workers(pid)
+            if (
+                self._running_pid(folder, FRONT_PID) == pid
+                and workers
+                and not workers & old_workers
+                and await _accepts(settings.listen)
+            ):
+                return
+            failure = self._new_errors(folder / "front-error.log", errors)
+            if not process.pid_alive(pid) and not failure:
+                failure = "it exited at once"
+            if failure or time.monotonic() > deadline:
+                if old_workers:
+                    tmp.write_bytes(previous)
+                    os.replace(tmp, conf)
+                elif process.pid_alive(pid):
+                    await self._quit(pid, 0.5)
+                raise ExternalError(
+                    f"nginx front of {folder.name} could not serve {settings.listen}: "
+                    + (failure or "not serving in time"),
+                    hint=f"see {folder / 'front-error.log'}",
+                )
+            await asyncio.sleep(0.01)
 
     @staticmethod
     def _size(path: Path) -> int:
@@ -412,10 +484,10 @@ class NginxRouter:
         return pid
 
     @staticmethod
-    def _running_pid(folder: Path) -> int | None:
-        """The pid in nginx.pid when it is alive and is this folder's nginx master."""
+    def _running_pid(folder: Path, name: str = "nginx.pid") -> int | None:
+        """The pid in ``name`` when it is alive and is this folder's nginx master."""
         try:
-            pid = int((folder / "nginx.pid").read_text().strip())
+            pid = int((folder / name).read_text().strip())
         except (OSError, ValueError):
             return None
         if not process.pid_alive(pid):

@@ -36,6 +36,8 @@ COOKIE_RE = re.compile(r"[A-Za-z0-9_]+")
 MAX_WEIGHT = 100
 # Idle keep-alive connections each worker keeps per revision's upstream group.
 UPSTREAM_KEEPALIVE = 32
+# How long the front keeps an idle connection to the back (the back waits longer).
+FRONT_IDLE = 60
 
 
 @dataclass(frozen=True)
@@ -93,6 +95,8 @@ class Settings:
     workers: int = 1
     generation: int = 0
     name: str = ""  # "app.env listener", for the header comment
+    # With a front (see ``render_front``): the unix socket this nginx serves the front on.
+    back_socket: Path | None = None
 
 
 def validate(
@@ -277,6 +281,73 @@ def render(settings: Settings, table: Table) -> str:
     return "\n".join(lines) + "\n"
 
 
+def render_front(settings: Settings) -> str:
+    """front.conf: the nginx on the listen address that is never reloaded for a table change.
+
+    It forwards every request over keep-alive unix-socket connections to the back (the nginx
+    of ``render``, reloaded on every change). When a reload's old back workers close an idle
+    connection just as the front sends a request on it, the front sends the request again on a
+    new connection, which a new worker answers; clients never see the reload. The request was
+    not read by the back, so the retry is safe for POST too (``non_idempotent``), and the front
+    buffers request bodies so it can resend them.
+    """
+    folder = settings.folder
+    lines = [
+        f"# front.conf of the baepo router {settings.name}: the listen address, in front of",
+        "# nginx.conf's server. Written by baepo; edits here are overwritten.",
+    ]
+    if settings.user:
+        lines.append(f"user {settings.user};")
+    lines += [
+        f"worker_processes {settings.workers};",
+        f"pid {folder / 'front.pid'};",
+        f"error_log {folder / 'front-error.log'} notice;",
+        f"worker_shutdown_timeout {seconds(settings.drain_timeout)};",
+        "events {",
+        "    worker_connections 4096;",
+        "}",
+        "http {",
+        "    default_type text/plain;",
+        "    server_tokens off;",
+        "    access_log off;",
+    ]
+    for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
+        lines.append(f"    {kind}_temp_path {folder / 'temp' / ('front_' + kind)};")
+    lines += [
+        "    map $http_upgrade $baepo_connection {",
+        "        default upgrade;",
+        '        "" "";',
+        "    }",
+        "    upstream baepo_back {",
+        f"        server unix:{settings.back_socket} max_fails=0;",
+        "        keepalive 256;",
+        f"        keepalive_timeout {FRONT_IDLE}s;",
+        "        keepalive_requests 100000;",
+        "    }",
+        "    server {",
+        f"        listen {settings.listen};",
+        f"        keepalive_timeout {seconds(settings.idle_timeout)};",
+        "        location / {",
+        "            proxy_pass http://baepo_back;",
+        "            proxy_http_version 1.1;",
+        "            proxy_set_header Host $http_host;",
+        "            proxy_set_header Upgrade $http_upgrade;",
+        "            proxy_set_header Connection $baepo_connection;",
+        "            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;",
+        "            proxy_set_header X-Forwarded-Proto $scheme;",
+        "            proxy_connect_timeout 5s;",
+        f"            proxy_read_timeout {seconds(settings.upstream_timeout + 5)};",
+        f"            proxy_send_timeout {seconds(settings.upstream_timeout + 5)};",
+        "            proxy_buffering off;",
+        "            proxy_next_upstream error non_idempotent;",
+        "            proxy_next_upstream_tries 4;",
+        "        }",
+        "    }",
+        "}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
 def _sticky(sticky: Sticky | None) -> list[str]:
     if sticky is None:
         return []
@@ -304,10 +375,16 @@ def _sticky(sticky: Sticky | None) -> list[str]:
 
 def _server(settings: Settings, table: Table) -> list[str]:
     folder = settings.folder
+    listen, keepalive = settings.listen, settings.idle_timeout
+    forwarded = ("$proxy_add_x_forwarded_for", "$scheme")
+    if settings.back_socket is not None:
+        # Behind the front: outlive the front's idle upstream connections, keep its headers.
+        listen, keepalive = f"unix:{settings.back_socket}", FRONT_IDLE + 15
+        forwarded = ("$http_x_forwarded_for", "$http_x_forwarded_proto")
     lines = [
         "    server {",
-        f"        listen {settings.listen};",
-        f"        keepalive_timeout {seconds(settings.idle_timeout)};",
+        f"        listen {listen};",
+        f"        keepalive_timeout {seconds(keepalive)};",
         f"        access_log {folder / 'access.log'} baepo;",
         "        location / {",
         '            if ($baepo_upstream = "") {',
@@ -318,8 +395,8 @@ def _server(settings: Settings, table: Table) -> list[str]:
         "            proxy_set_header Host $http_host;",
         "            proxy_set_header Upgrade $http_upgrade;",
         "            proxy_set_header Connection $baepo_connection;",
-        "            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;",
-        "            proxy_set_header X-Forwarded-Proto $scheme;",
+        f"            proxy_set_header X-Forwarded-For {forwarded[0]};",
+        f"            proxy_set_header X-Forwarded-Proto {forwarded[1]};",
         f"            proxy_connect_timeout {seconds(settings.connect_timeout)};",
         f"            proxy_read_timeout {seconds(settings.upstream_timeout)};",
         f"            proxy_send_timeout {seconds(settings.upstream_timeout)};",
