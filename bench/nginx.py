@@ -27,6 +27,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -65,6 +66,15 @@ def upstream(name: str) -> tuple[ThreadingHTTPServer, str]:
     return server, f"127.0.0.1:{server.server_address[1]}"
 
 
+@dataclass
+class Flip:
+    """The flip in progress: the side expected, since when, and whether it answered yet."""
+
+    target: str = "a"
+    since: float = 0.0
+    seen: bool = True
+
+
 def table(a: str, b: str, weight_b: int) -> list[Backend]:
     return [Backend(1, 100 - weight_b, (a,)), Backend(2, weight_b, (b,))]
 
@@ -75,7 +85,7 @@ async def change_latency(
     """Per flip: (seconds until set_backends returned, seconds until the first new answer)."""
     returned: list[float] = []
     visible: list[float] = []
-    state = {"target": "a", "since": 0.0, "seen": True}
+    state = Flip()
     stop = asyncio.Event()
     async with httpx.AsyncClient(base_url=url, timeout=10) as client:
 
@@ -87,21 +97,21 @@ async def change_latency(
                 except httpx.HTTPError:
                     continue
                 if (
-                    not state["seen"]
-                    and response.headers.get("x-upstream") == state["target"]
-                    and sent >= float(state["since"])
+                    not state.seen
+                    and response.headers.get("x-upstream") == state.target
+                    and sent >= state.since
                 ):
-                    state["seen"] = True
-                    visible.append(time.monotonic() - float(state["since"]))
+                    state.seen = True
+                    visible.append(time.monotonic() - state.since)
 
         probes = [asyncio.create_task(probe()) for _ in range(4)]
         for i in range(flips):
             target = "b" if i % 2 == 0 else "a"
-            state.update(target=target, since=time.monotonic(), seen=False)
+            state.target, state.since, state.seen = target, time.monotonic(), False
             await router.set_backends("bench", "nginx", table(a, b, 100 if target == "b" else 0))
-            returned.append(time.monotonic() - float(state["since"]))
+            returned.append(time.monotonic() - state.since)
             deadline = time.monotonic() + 5
-            while not state["seen"] and time.monotonic() < deadline:
+            while not state.seen and time.monotonic() < deadline:
                 await asyncio.sleep(0.001)
             await asyncio.sleep(0.1)
         stop.set()
