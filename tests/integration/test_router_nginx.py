@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -238,3 +239,38 @@ def test_deploy_through_the_cli_behind_nginx(project: SampleProject) -> None:
     assert int(pid_files[0].read_text()) == pid
     stats = project.status()
     assert [t["revision"] for t in stats["traffic"]] == [2]
+
+
+def test_removed_upstream_finishes_its_request_and_drains(tmp_path: Path) -> None:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+
+    async def scenario(a: UpstreamServer, b: UpstreamServer) -> None:
+        router = NginxRouter(tmp_path)
+        await router.ensure_running(_config(port))
+        await router.set_backends("shop", "prod", [Backend(1, 100, (a.address,))])
+        async with httpx.AsyncClient(timeout=10) as client:
+            slow = asyncio.create_task(client.get(url + "/slow?delay=1.5"))
+            deadline = time.monotonic() + 5
+            while not (await router.in_flight("shop", "prod")).get(a.address):
+                assert time.monotonic() < deadline
+                await asyncio.sleep(0.02)
+            await router.set_backends("shop", "prod", [Backend(2, 100, (b.address,))])
+            assert (await client.get(url + "/hello")).headers["x-upstream"] == "b"
+            assert (await router.in_flight("shop", "prod")).get(a.address, 0) >= 1
+            answer = await slow
+            assert answer.status_code == 200
+            assert answer.headers["x-upstream"] == "a"
+            deadline = time.monotonic() + 10
+            while (await router.in_flight("shop", "prod")).get(a.address):
+                assert time.monotonic() < deadline
+                await asyncio.sleep(0.05)
+            stats = {s.revision: s for s in await router.stats("shop", "prod")}
+            assert stats[1].requests == 1
+            assert stats[1].latency_sum >= 1.5
+            assert stats[1].latency_buckets["1"] == 0
+            assert stats[1].latency_buckets["2.5"] == 1
+        await router.stop("shop", "prod")
+
+    with UpstreamServer("a") as a, UpstreamServer("b") as b:
+        asyncio.run(scenario(a, b))
