@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import pytest
 
 from baepo.core.ports import Backend, HeaderRoute, Sticky
 from baepo.errors import ConfigError
+from baepo.routers.nginx import accesslog
 from baepo.routers.nginx.render import (
     Settings,
     Table,
@@ -147,3 +149,52 @@ def test_front_forwards_to_the_back_socket_and_retries_closed_connections() -> N
     assert "listen unix:/srv/r/back.sock;" in back
     assert "listen 127.0.0.1:8080" not in back
     assert "proxy_set_header X-Forwarded-For $http_x_forwarded_for;" in back
+
+
+def _line(upstream: str, status: int, seconds: float, header_time: str = "0.001") -> str:
+    return json.dumps(
+        {"u": upstream, "s": str(status), "t": str(seconds), "a": "", "h": header_time}
+    )
+
+
+def test_access_log_counts_incrementally_and_survives_rotation(tmp_path: Path) -> None:
+    log, state = tmp_path / "access.log", tmp_path / "stats.json"
+    log.write_text(
+        "\n".join(
+            [
+                _line("baepo_r1", 200, 0.003),
+                _line("baepo_r1", 500, 0.2),
+                _line("baepo_r1", 502, 5.0, "-"),  # nginx's own: no upstream answered
+                _line("baepo_r2", 404, 0.0),
+                _line("", 503, 0.0),  # empty table: no revision
+                "not json",
+            ]
+        )
+        + "\n"
+        + _line("baepo_r2", 200, 0.001)[:10]  # half-written line: read next time
+    )
+    stats = {s.revision: s for s in accesslog.to_stats(accesslog.update(log, state), {1: 2})}
+    assert stats[1].requests == 3
+    assert stats[1].status["2xx"] == 1
+    assert stats[1].status["5xx"] == 1
+    assert stats[1].status["error"] == 1
+    assert stats[1].latency_buckets["0.005"] == 1
+    assert stats[1].latency_buckets["0.25"] == 2
+    assert stats[1].latency_buckets["+Inf"] == 3
+    assert stats[1].in_flight == 2
+    assert stats[2].status["4xx"] == 1
+    # Nothing is read twice; the completed line is counted once.
+    with log.open("a") as handle:
+        handle.write(_line("baepo_r2", 200, 0.001)[10:] + "\n")
+    reopened: list[bool] = []
+    revisions = accesslog.update(log, state, rotate_bytes=10, reopen=lambda: reopened.append(True))
+    assert revisions["2"]["requests"] == 2
+    assert reopened == [True]
+    assert not log.exists()
+    # nginx still wrote to the renamed file before reopening, then to a new one.
+    with (tmp_path / "access.log.1").open("a") as handle:
+        handle.write(_line("baepo_r2", 200, 0.001) + "\n")
+    log.write_text(_line("baepo_r1", 200, 0.001) + "\n")
+    revisions = accesslog.update(log, state)
+    assert (revisions["1"]["requests"], revisions["2"]["requests"]) == (4, 3)
+    assert accesslog.update(log, state) == revisions

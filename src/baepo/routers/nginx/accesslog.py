@@ -4,7 +4,8 @@ nginx writes one line per finished request (``render`` defines the format): the 
 upstream group (so the revision), the status, ``$request_time`` and, per upstream attempt,
 ``$upstream_header_time``. ``update`` reads the lines added since the last call and adds them
 to counters kept in ``stats.json`` beside the log, so counters are monotonic across controller
-restarts and nothing is read twice. Callers: ``adapter.NginxRouter.stats``.
+restarts and nothing is read twice; a log grown past ``ROTATE_BYTES`` is rotated.
+Callers: ``adapter.NginxRouter.stats``.
 
 A 502/503/504 for which no upstream sent a response head (connection refused, timeout) is
 nginx's own answer and counts as ``error``, like the built-in router's; requests nginx answered
@@ -13,9 +14,11 @@ without choosing a revision (503 with an empty table) belong to no revision and 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from bisect import bisect_left
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +29,8 @@ from baepo.routers.nginx.render import revision_of
 LABELS = [f"{b:g}" for b in BOUNDS] + ["+Inf"]
 # At most this much of the log is read per call, so one call stays short after a long pause.
 CHUNK = 64 * 1024 * 1024
+# A log file is rotated (renamed <log>.1, replacing the previous one) once this much was read.
+ROTATE_BYTES = 256 * 1024 * 1024
 
 
 def status_class(status: int, header_times: str) -> str:
@@ -64,30 +69,61 @@ def count_line(revisions: dict[str, dict[str, Any]], line: bytes) -> None:
     counters["latency_sum"] += latency
 
 
-def update(log: Path, state_file: Path) -> dict[str, dict[str, Any]]:
+def _read_lines(path: Path, offset: int, inode: int | None) -> tuple[bytes, int, int] | None:
+    """Whole lines of ``path`` from ``offset`` (from 0 when it is another file or shorter):
+    (data, new offset, inode); None when it cannot be read."""
+    try:
+        handle = path.open("rb")
+    except OSError:
+        return None
+    with handle:
+        info = os.fstat(handle.fileno())
+        if inode != info.st_ino or info.st_size < offset:
+            offset = 0
+        handle.seek(offset)
+        data = handle.read(CHUNK)
+    end = data.rfind(b"\n") + 1  # a half-written last line waits for the next call
+    return data[:end], offset + end, info.st_ino
+
+
+def update(
+    log: Path,
+    state_file: Path,
+    *,
+    rotate_bytes: int = ROTATE_BYTES,
+    reopen: Callable[[], None] | None = None,
+) -> dict[str, dict[str, Any]]:
     """Read what ``log`` gained since the last call; return the counters, saved in
-    ``state_file``. A log that was replaced or truncated is read from its start."""
+    ``state_file``. A log that was replaced or truncated is read from its start.
+
+    Once more than ``rotate_bytes`` were read from one file it is renamed ``<log>.1`` and
+    ``reopen`` is called (it makes nginx reopen its logs, SIGUSR1); the next call reads what
+    nginx still wrote to the renamed file before going on with the new one.
+    """
     try:
         state: dict[str, Any] = json.loads(state_file.read_text())
     except (OSError, ValueError):
         state = {"inode": None, "offset": 0, "revisions": {}}
     revisions: dict[str, dict[str, Any]] = state.setdefault("revisions", {})
-    try:
-        handle = log.open("rb")
-    except OSError:
+    inode, offset = state.get("inode"), int(state.get("offset", 0))
+    old = log.with_name(log.name + ".1")
+    with contextlib.suppress(OSError):
+        if inode is not None and log.stat().st_ino != inode and old.stat().st_ino == inode:
+            rest = _read_lines(old, offset, inode)
+            if rest is not None:
+                for line in rest[0].splitlines():
+                    count_line(revisions, line)
+    read = _read_lines(log, offset, inode)
+    if read is None:
         return revisions
-    with handle:
-        info = os.fstat(handle.fileno())
-        offset = int(state.get("offset", 0))
-        if state.get("inode") != info.st_ino or info.st_size < offset:
-            offset = 0
-        handle.seek(offset)
-        data = handle.read(CHUNK)
-    end = data.rfind(b"\n") + 1  # a half-written last line waits for the next call
-    for line in data[:end].splitlines():
+    data, new_offset, new_inode = read
+    for line in data.splitlines():
         count_line(revisions, line)
-    if end or state.get("inode") != info.st_ino:
-        state.update(inode=info.st_ino, offset=offset + end)
+    if reopen is not None and new_offset > rotate_bytes:
+        os.replace(log, old)
+        reopen()
+    if (new_offset, new_inode) != (offset, inode):
+        state.update(inode=new_inode, offset=new_offset)
         tmp = state_file.with_name(f".{state_file.name}.tmp")
         tmp.write_text(json.dumps(state))
         os.replace(tmp, state_file)

@@ -215,10 +215,16 @@ class NginxRouter:
     async def stats(self, app: str, env: str, *, listener: str = MAIN) -> list[RevisionStats]:
         """Per-revision counters from the access log; empty when nginx is not running."""
         folder = self.folder(app, env, listener)
-        if self._running_pid(folder) is None:
+        pid = self._running_pid(folder)
+        if pid is None:
             return []
+
+        def reopen() -> None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGUSR1)
+
         revisions = await asyncio.to_thread(
-            accesslog.update, folder / "access.log", folder / "stats.json"
+            accesslog.update, folder / "access.log", folder / "stats.json", reopen=reopen
         )
         flights = await self.in_flight(app, env, listener=listener)
         by_revision: dict[int, int] = {}
