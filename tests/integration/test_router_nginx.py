@@ -41,7 +41,7 @@ def _config(port: int, **extra: object) -> RouterConfig:
     )  # type: ignore[arg-type]
 
 
-async def _load(url: str, total: int, concurrency: int) -> Counter[str]:
+async def _load(url: str, total: int, concurrency: int, *, post: bool = False) -> Counter[str]:
     """``total`` keep-alive GETs over ``concurrency`` connections; counts by upstream or failure."""
     seen: Counter[str] = Counter()
     remaining = [total]
@@ -52,7 +52,10 @@ async def _load(url: str, total: int, concurrency: int) -> Counter[str]:
             while remaining[0] > 0:
                 remaining[0] -= 1
                 try:
-                    response = await client.get("/hello")
+                    if post:
+                        response = await client.post("/echo", content=b"order=1")
+                    else:
+                        response = await client.get("/hello")
                 except httpx.HTTPError as exc:
                     seen[f"failed:{type(exc).__name__}"] += 1
                     continue
@@ -157,7 +160,7 @@ def test_start_weights_adopt_stats_and_stop(tmp_path: Path) -> None:
 
 
 def test_weight_changes_under_load_fail_nothing(tmp_path: Path) -> None:
-    """Reloads while 8 keep-alive clients send requests: every request is answered 2xx.
+    """Reloads while 8 keep-alive clients send GETs and 4 send POSTs: every one answered 2xx.
 
     The front nginx on the listen address is not reloaded; it resends a request that met a
     back connection being closed by a reload's old worker (see docs/router-nginx.md).
@@ -186,17 +189,17 @@ def test_weight_changes_under_load_fail_nothing(tmp_path: Path) -> None:
 
         flipper = asyncio.create_task(flip())
         try:
-            seen = await _load(url, 3000, 8)
+            seen, posted = await asyncio.gather(_load(url, 3000, 8), _load(url, 600, 4, post=True))
         finally:
             done.set()
             reloads = await flipper
         assert reloads >= 5
         await router.stop("shop", "prod")
-        return seen
+        return seen + posted
 
     with UpstreamServer("a") as a, UpstreamServer("b") as b:
         seen = asyncio.run(scenario(a, b))
-    assert sum(seen.values()) == 3000
+    assert sum(seen.values()) == 3600
     assert not [k for k in seen if k not in ("a", "b")], seen
     assert seen["a"] > 0
     assert seen["b"] > 0

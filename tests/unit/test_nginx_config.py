@@ -10,7 +10,7 @@ import pytest
 
 from baepo.core.ports import Backend, HeaderRoute, Sticky
 from baepo.errors import ConfigError
-from baepo.routers.nginx import accesslog
+from baepo.routers.nginx import accesslog, procfs
 from baepo.routers.nginx.render import (
     Settings,
     Table,
@@ -198,3 +198,9 @@ def test_access_log_counts_incrementally_and_survives_rotation(tmp_path: Path) -
     revisions = accesslog.update(log, state)
     assert (revisions["1"]["requests"], revisions["2"]["requests"]) == (4, 3)
     assert accesslog.update(log, state) == revisions
+
+
+def test_proc_net_addresses() -> None:
+    assert procfs._address("0100007F:1F90", v6=False) == "127.0.0.1:8080"
+    assert procfs._address("0000000000000000FFFF00000100007F:0050", v6=True) == "127.0.0.1:80"
+    assert procfs._address("00000000000000000000000001000000:0050", v6=True) == "[::1]:80"
