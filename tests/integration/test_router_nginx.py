@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import signal
 import time
 from collections import Counter
 from pathlib import Path
@@ -13,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 from harness import SampleProject, serving, versions
-from upstreams import UpstreamServer, free_port
+from upstreams import UpstreamServer, free_port, read_ws_frame, ws_frame
 
 from baepo.cli.loadgen import LoadGenerator
 from baepo.core.ports import Backend, HeaderRoute, RouterConfig, Sticky
@@ -277,3 +278,52 @@ def test_removed_upstream_finishes_its_request_and_drains(tmp_path: Path) -> Non
 
     with UpstreamServer("a") as a, UpstreamServer("b") as b:
         asyncio.run(scenario(a, b))
+
+
+def test_streams_pass_and_killed_masters_are_replaced(tmp_path: Path) -> None:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+
+    async def scenario(a: UpstreamServer) -> None:
+        router = NginxRouter(tmp_path)
+        await router.ensure_running(_config(port))
+        await router.set_backends("shop", "prod", [Backend(1, 100, (a.address,))])
+        # Server-sent events arrive one by one through front and back (no buffering).
+        started, arrivals = time.monotonic(), []
+        async with (
+            httpx.AsyncClient() as client,
+            client.stream("GET", url + "/sse?n=3&delay=0.3") as response,
+        ):
+            async for _ in response.aiter_text():
+                arrivals.append(time.monotonic() - started)
+        assert len(arrivals) == 3
+        assert arrivals[2] - arrivals[0] > 0.4
+        # WebSocket upgrade through both.
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(
+            b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        )
+        assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 101")
+        writer.write(ws_frame(1, b"hi", mask=True))
+        assert await read_ws_frame(reader) == (1, b"hi")
+        writer.write(ws_frame(8, b"", mask=True))
+        assert (await read_ws_frame(reader))[0] == 8
+        writer.close()
+
+        # A killed master (its workers left holding the sockets) is replaced, table kept.
+        folder = router.folder("shop", "prod")
+        for name in ("nginx.pid", "front.pid"):
+            os.kill(int((folder / name).read_text()), signal.SIGKILL)
+            deadline = time.monotonic() + 5
+            while await router.listeners("shop", "prod"):
+                assert time.monotonic() < deadline
+                await asyncio.sleep(0.02)
+            await router.ensure_running(_config(port))
+            assert await router.listeners("shop", "prod") == ["main"]
+            async with httpx.AsyncClient() as client:
+                assert (await client.get(url + "/hello")).headers["x-upstream"] == "a"
+        await router.stop("shop", "prod")
+
+    with UpstreamServer("a") as a:
+        asyncio.run(scenario(a))

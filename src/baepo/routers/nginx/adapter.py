@@ -122,7 +122,10 @@ class NginxRouter:
             pid = front = None
         table = self._table(folder)
         generation = int(record.get("generation", 0)) + 1
+        if front is None:
+            self._kill_orphans(folder, FRONT_PID)
         if pid is None:
+            self._kill_orphans(folder, BACK_PID)
             await self._start(folder, wanted, generation, table)
         elif any(record.get(k) != v for k, v in wanted.items()):
             await self._apply(folder, pid, wanted, generation, table)
@@ -479,6 +482,19 @@ class NginxRouter:
         for child in procfs.children(pid):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(child, signal.SIGKILL)
+
+    @staticmethod
+    def _kill_orphans(folder: Path, name: str) -> None:
+        """SIGKILL the workers a killed master left behind (its process group, still holding
+        the listening sockets), so that a new master can bind them."""
+        try:
+            pgid = int((folder / name).read_text().strip())
+        except (OSError, ValueError):
+            return
+        for pid in procfs.group(pgid):
+            if procfs.title(pid).startswith("nginx: "):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
 
     def _require(self, folder: Path, app: str, env: str, listener: str) -> int:
         pid = self._running_pid(folder)

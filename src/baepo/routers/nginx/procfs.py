@@ -38,6 +38,19 @@ def children(pid: int) -> list[int]:
     return found
 
 
+def group(pgid: int) -> list[int]:
+    """Pids whose process group is ``pgid``."""
+    found = []
+    for entry in PROC.iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            stat = (entry / "stat").read_text()
+            if int(stat.rsplit(")", 1)[1].split()[2]) == pgid:
+                found.append(int(entry.name))
+    return found
+
+
 def serving_workers(master: int) -> set[int]:
     """The master's workers that accept new connections (not those shutting down)."""
     return {pid for pid in children(master) if title(pid) == WORKER_TITLE}
