@@ -135,6 +135,11 @@ def test_table_json_round_trip_and_determinism() -> None:
         [Backend(4, 30, ("h:1", "h:2"))], Sticky(cookie="sid"), [HeaderRoute("X-A", "b", 4)]
     )
     assert Table.from_json(table.to_json()) == table
+    reordered = validate([Backend(1, 0, ()), Backend(4, 30, ("h:2", "h:1"))], Sticky(cookie="sid"))
+    assert not reordered.same_routing(table)
+    assert validate([Backend(4, 30, ("h:2", "h:1")), Backend(1, 0, ())]).same_routing(
+        validate([Backend(1, 0, ()), Backend(4, 30, ("h:1", "h:2"))])
+    )
     assert render(SETTINGS, table) == render(SETTINGS, Table.from_json(table.to_json()))
 
 

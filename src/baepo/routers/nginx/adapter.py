@@ -140,6 +140,7 @@ class NginxRouter:
             pid = self._running_pid(folder, name)
             if pid is not None:
                 await self._quit(pid, drain)
+            self._kill_orphans(folder, name)
             with contextlib.suppress(OSError):
                 (folder / name).unlink()
 
@@ -179,7 +180,7 @@ class NginxRouter:
         table = validate(backends, sticky, header_routes)
         folder = self.folder(app, env, listener)
         pid = self._require(folder, app, env, listener)
-        if self._table(folder) == table:
+        if self._table(folder).same_routing(table):
             return
         record = self._read_json(folder / "settings.json")
         wanted = {k: v for k, v in record.items() if k != "generation"}

@@ -64,6 +64,17 @@ class Table:
             ],
         }
 
+    def same_routing(self, other: Table) -> bool:
+        """True when both route every request alike (backend and instance order aside)."""
+
+        def key(table: Table) -> tuple[object, ...]:
+            backends = sorted(
+                (b.revision, b.weight, tuple(sorted(b.upstreams))) for b in table.backends
+            )
+            return (backends, table.sticky, table.header_routes)
+
+        return key(self) == key(other)
+
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Table:
         sticky = data.get("sticky")
