@@ -78,6 +78,27 @@ def test_instances_on_hosts(fleet: Fleet, tmp_path: Path) -> None:
         lines = platform.read_logs("demo", "prod", tail=200)
         assert sum("listening on 0.0.0.0" in line for line in lines) == 4
         assert not any("s3cret-value" in line for line in lines)
+        host = HostConfig(fleet.addresses[0], key=str(fleet.key))
+        files = await platform.runner.run(
+            commands.Exec(host, ("sh", "-c", "cat /srv/baepo/demo/prod/instances/*/*.json"))
+        )
+        assert '"port"' in files.stdout and "s3cret-value" not in files.stdout
+
+        follow = platform.follow_logs("demo", "prod", revision=1)
+
+        async def followed() -> str:
+            async for line in follow:  # access-log lines of the probes come too
+                if "/followed" in line:
+                    return line
+            return ""
+
+        found = asyncio.ensure_future(followed())
+        async with httpx.AsyncClient(trust_env=False) as client:
+            await asyncio.sleep(2.0)  # the followers have started
+            await client.get(f"http://{ready[0].address}/followed", timeout=5)
+        line = await asyncio.wait_for(found, 30)
+        assert line.startswith(f"{ready[0].host} {ready[0].id} ")
+        await follow.aclose()
 
         # A fresh platform object (a restarted controller) finds and stops every instance.
         again = HostsPlatform(tmp_path / "state")

@@ -261,22 +261,34 @@ def logs(base: Path, tail: int, revision: int | None) -> None:
 
 
 def follow(base: Path) -> None:
-    offsets: dict[Path, int] = {}
+    """Print new output lines until the SSH session ends: a blank heartbeat line every few
+    seconds fails once the reader is gone, and so does a change of parent process."""
+    parent = os.getppid()
+    offsets: dict[str, int] = {}  # by instance id: a stopped instance's folder moves
     for directory in log_dirs(base, None):
         with contextlib.suppress(OSError):
-            offsets[directory / LOG_FILE] = (directory / LOG_FILE).stat().st_size
-    while True:
-        for directory in log_dirs(base, None):
-            path = directory / LOG_FILE
-            start_at = offsets.get(path, 0)
-            with contextlib.suppress(OSError), path.open("rb") as handle:
-                handle.seek(start_at)
-                chunk = handle.read()
+            offsets[directory.name] = (directory / LOG_FILE).stat().st_size
+    beat = time.monotonic()
+    try:
+        while os.getppid() == parent:
+            for directory in log_dirs(base, None):
+                start_at = offsets.get(directory.name, 0)
+                try:
+                    with (directory / LOG_FILE).open("rb") as handle:
+                        handle.seek(start_at)
+                        chunk = handle.read()
+                except FileNotFoundError:
+                    continue
                 complete = chunk[: chunk.rfind(b"\n") + 1]
                 for line in complete.decode(errors="replace").splitlines():
                     print(f"{directory.name} {line}", flush=True)
-                offsets[path] = start_at + len(complete)
-        time.sleep(0.5)
+                offsets[directory.name] = start_at + len(complete)
+            if time.monotonic() - beat > 5.0:
+                print("", flush=True)
+                beat = time.monotonic()
+            time.sleep(0.5)
+    except BrokenPipeError:
+        return
 
 
 # -- the supervisor ---------------------------------------------------------------------------

@@ -210,6 +210,7 @@ class HostsPlatform:
         finally:
             for task in tasks:
                 task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
 
     async def close(self) -> None:
         for instance_id in list(self._probes):

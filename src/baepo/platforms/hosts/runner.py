@@ -139,11 +139,17 @@ class SSHRunner:
     async def stream(self, action: Exec) -> AsyncIterator[str]:
         conn = await self._connect(action.host)
         try:
-            async with conn.create_process(action.command) as proc:
-                async for line in proc.stdout:
-                    yield str(line).rstrip("\n")
+            proc = await conn.create_process(action.command)
         except (OSError, asyncssh.Error) as exc:
             raise ExternalError(f"{where(action.host)}: {exc}") from exc
+        try:
+            async for line in proc.stdout:
+                if text := str(line).rstrip("\n"):  # blank lines are the agent's heartbeats
+                    yield text
+        except (OSError, asyncssh.Error) as exc:
+            raise ExternalError(f"{where(action.host)}: {exc}") from exc
+        finally:
+            proc.close()  # the remote side ends on its next write; waiting could block
 
     async def close(self) -> None:
         connections = list(self._connections.values())
