@@ -4,9 +4,11 @@ bad tables, stop; and a full ``baepo deploy`` of the sample app behind nginx."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
 import signal
+import socket
 import time
 from collections import Counter
 from pathlib import Path
@@ -327,3 +329,32 @@ def test_streams_pass_and_killed_masters_are_replaced(tmp_path: Path) -> None:
 
     with UpstreamServer("a") as a:
         asyncio.run(scenario(a))
+
+
+def test_a_taken_port_is_a_clear_error_and_the_old_address_keeps_serving(tmp_path: Path) -> None:
+    port = free_port()
+
+    async def scenario(a: UpstreamServer, taken: int) -> None:
+        router = NginxRouter(tmp_path / "fresh")
+        with pytest.raises(ExternalError, match="Address already in use"):
+            await router.ensure_running(_config(taken))
+        assert await router.listeners("shop", "prod") == []
+        assert not (
+            tmp_path / "fresh" / "routers" / "nginx" / "shop.prod.main" / "nginx.pid"
+        ).exists()
+
+        router = NginxRouter(tmp_path / "moving")
+        await router.ensure_running(_config(port))
+        await router.set_backends("shop", "prod", [Backend(1, 100, (a.address,))])
+        with pytest.raises(ExternalError, match="Address already in use"):
+            await router.ensure_running(_config(taken))
+        async with httpx.AsyncClient() as client:
+            assert (await client.get(f"http://127.0.0.1:{port}/hello")).status_code == 200
+        folder = router.folder("shop", "prod")
+        assert json.loads((folder / "settings.json").read_text())["listen"] == f"127.0.0.1:{port}"
+        await router.stop("shop", "prod")
+
+    with socket.socket() as sock, UpstreamServer("a") as a:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        asyncio.run(scenario(a, sock.getsockname()[1]))

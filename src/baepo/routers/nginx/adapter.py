@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from baepo.core.ports import Backend, HeaderRoute, RevisionStats, RouterConfig, Sticky
-from baepo.errors import ConfigError, ExternalError, Problem
+from baepo.errors import BaepoError, ConfigError, ExternalError, Problem
 from baepo.routers.nginx import accesslog, procfs
 from baepo.routers.nginx.render import Settings, Table, render, render_front, validate
 from baepo.shell import process
@@ -127,9 +127,16 @@ class NginxRouter:
         if pid is None:
             self._kill_orphans(folder, BACK_PID)
             await self._start(folder, wanted, generation, table)
-        elif any(record.get(k) != v for k, v in wanted.items()):
-            await self._apply(folder, pid, wanted, generation, table)
+            try:
+                await self._ensure_front(folder, wanted, front)
+            except BaepoError:
+                await self.stop(config.app, config.env, listener=config.listener)
+                raise
+            return
+        # The front first: when it cannot take the new address, nothing has changed.
         await self._ensure_front(folder, wanted, front)
+        if any(record.get(k) != v for k, v in wanted.items()):
+            await self._apply(folder, pid, wanted, generation, table)
 
     async def stop(self, app: str, env: str, *, listener: str = MAIN) -> None:
         """Graceful quit (SIGQUIT: finish in-flight requests, at most drain_timeout), then

@@ -225,7 +225,7 @@ def render(settings: Settings, table: Table) -> str:
     lines += [
         f"worker_processes {settings.workers};",
         f"pid {folder / 'nginx.pid'};",
-        f"error_log {folder / 'error.log'} notice;",
+        f"error_log {folder / 'error.log'} warn;",
         f"worker_shutdown_timeout {seconds(settings.drain_timeout)};",
         "events {",
         "    worker_connections 4096;",
@@ -312,7 +312,7 @@ def render_front(settings: Settings) -> str:
     lines += [
         f"worker_processes {settings.workers};",
         f"pid {folder / 'front.pid'};",
-        f"error_log {folder / 'front-error.log'} notice;",
+        f"error_log {folder / 'front-error.log'} warn;",
         f"worker_shutdown_timeout {seconds(settings.drain_timeout)};",
         "events {",
         "    worker_connections 4096;",
