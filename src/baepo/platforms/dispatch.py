@@ -18,8 +18,7 @@ from typing import TYPE_CHECKING
 from baepo.core.model import Instance
 from baepo.core.ports import InstanceSpec, Platform
 from baepo.errors import ConfigError, Problem
-
-HOSTS_PREFIX = "h-"
+from baepo.platforms.hosts.records import PREFIX as HOSTS_PREFIX
 
 
 def kind_of_spec(spec: InstanceSpec) -> str:

@@ -19,22 +19,20 @@ import secrets
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import asdict, dataclass
 from datetime import datetime
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-import httpx
-
 from baepo.core.model import Instance, InstancePhase
 from baepo.core.ports import HostConfig, HostsTarget, InstanceSpec, Platform, ProbeConfig
 from baepo.errors import ConfigError, ExternalError
 from baepo.platforms.hosts import commands, plan
-from baepo.platforms.hosts.commands import Probe, where
+from baepo.platforms.hosts.commands import where
+from baepo.platforms.hosts.probes import Prober
+from baepo.platforms.hosts.records import PREFIX, Records
 from baepo.platforms.hosts.runner import Runner, SSHRunner
 
-PREFIX = "h-"  # every instance id of this platform starts with it
 # How long an agent's status report is reused: the controller lists instances many times a
 # second while busy, and each report is an SSH command on every host. Starting, stopping or
 # restarting an instance of app+env drops its reports, so a listing never misses those.
@@ -55,21 +53,6 @@ def agent_source() -> bytes:
     return resources.files("baepo.platforms.hosts").joinpath("agent.py").read_bytes()
 
 
-@dataclass
-class _Probes:
-    """One app process's probes, run from this machine: tasks and their last verdicts.
-
-    ``pid`` is the app process they watch: a new process (after a restart) gets new probes.
-    """
-
-    pid: int | None
-    readiness: ProbeConfig
-    liveness: ProbeConfig | None
-    ready: bool = False
-    failures: int = 0  # readiness checks failed in a row
-    tasks: tuple[asyncio.Task[None], ...] = ()
-
-
 class HostsPlatform:
     """The ``Platform`` port over SSH hosts (the ``target: hosts`` of a spec)."""
 
@@ -80,8 +63,8 @@ class HostsPlatform:
         self._released: set[tuple[str, int, str, str, str, int]] = set()
         self._agents: set[tuple[str, int, str]] = set()
         self._locks: dict[object, asyncio.Lock] = {}
-        self._probes: dict[str, _Probes] = {}
-        self._http: httpx.AsyncClient | None = None
+        self.records = Records(self.root)
+        self.prober = Prober()
         self._generations: dict[tuple[str, str], int] = {}
         self._down: dict[tuple[str, int], float] = {}
         self._reports: dict[tuple[str, int, str, str, str], tuple[float, list[dict[str, Any]]]] = {}
@@ -94,7 +77,7 @@ class HostsPlatform:
         target = spec.target
         if target is None:
             raise ConfigError("the hosts platform needs a spec with `target: {kind: hosts}`")
-        self._remember_group(spec.app, spec.env, target)
+        self.records.remember_group(spec.app, spec.env, target)
         async with self._lock(("place", spec.app, spec.env)):
             host = await self._place(spec, target)
             await self._ship(spec, target, host)
@@ -108,7 +91,7 @@ class HostsPlatform:
                     f"{(done.stderr or done.stdout).strip()[-500:]}"
                 )
             port = int(json.loads(done.stdout.strip().splitlines()[-1])["port"])
-            self._remember_instance(instance_id, spec.app, spec.env, host, target.path)
+            self.records.remember_instance(instance_id, spec.app, spec.env, host, target.path)
             self._changed(spec.app, spec.env)
         return Instance(
             id=instance_id,
@@ -123,7 +106,7 @@ class HostsPlatform:
 
     async def list_instances(self, app: str, env: str) -> list[Instance]:
         """Every instance the hosts' agents report; readiness from this machine's probes."""
-        group = self._group(app, env)
+        group = self.records.group(app, env)
         if group is None:
             return []
         path, hosts = group
@@ -137,27 +120,27 @@ class HostsPlatform:
             for item in report:
                 found.append(self._instance(app, env, host, path, item))
         seen = {instance.id for instance in found}
-        for instance_id in [i for i in self._probes if i not in seen and self._owned(i, app, env)]:
-            self._forget_probe(instance_id)
+        for instance_id in self.prober.ids():
+            if instance_id not in seen and self.records.belongs(instance_id, app, env):
+                self.prober.forget(instance_id)
         return found
 
     async def stop_instance(self, instance_id: str, *, grace: float | None = None) -> None:
         """Ask the host's agent to stop it (SIGTERM, grace, SIGKILL); forget it. Idempotent."""
-        where_ = self._where(instance_id)
+        where_ = self.records.where(instance_id)
         if where_ is None:
             return
         app, env, host, path = where_
-        self._forget_probe(instance_id)
+        self.prober.forget(instance_id)
         done = await self.runner.run(commands.stop(host, path, app, env, instance_id, grace))
         self._changed(app, env)
         if done.exit_code != 0:
             raise ExternalError(f"{where(host)}: cannot stop {instance_id}: {done.stderr.strip()}")
-        with contextlib.suppress(OSError):
-            (self.root / "instances" / f"{instance_id}.json").unlink()
+        self.records.forget_instance(instance_id)
 
     async def restart_instance(self, instance_id: str) -> None:
         """Ask the host's agent (SIGUSR1) to restart the app. Idempotent."""
-        where_ = self._where(instance_id)
+        where_ = self.records.where(instance_id)
         if where_ is not None:
             app, env, host, path = where_
             await self.runner.run(commands.restart(host, path, app, env, instance_id))
@@ -167,7 +150,7 @@ class HostsPlatform:
         self, app: str, env: str, *, revision: int | None = None, tail: int = 100
     ) -> list[str]:
         """The last ``tail`` lines of the instances on every host, fetched over SSH."""
-        group = self._group(app, env)
+        group = self.records.group(app, env)
         if group is None:
             return []
         path, hosts = group
@@ -187,7 +170,7 @@ class HostsPlatform:
         self, app: str, env: str, *, revision: int | None = None
     ) -> AsyncIterator[str]:
         """New lines of every host's instances, as ``<address> <id> <line>``."""
-        group = self._group(app, env)
+        group = self.records.group(app, env)
         if group is None:
             return
         path, hosts = group
@@ -213,10 +196,8 @@ class HostsPlatform:
             await asyncio.gather(*tasks, return_exceptions=True)
 
     async def close(self) -> None:
-        for instance_id in list(self._probes):
-            self._forget_probe(instance_id)
-        if self._http is not None:
-            await self._http.aclose()
+        """Stop probing and close the SSH connections. Idempotent."""
+        await self.prober.close()
         await self.runner.close()
 
     # -- placing and shipping ---------------------------------------------------------------
@@ -326,16 +307,23 @@ class HostsPlatform:
         instance_id = str(item["id"])
         phase = InstancePhase(item.get("phase", "starting"))
         port = int(item.get("port") or 0)
-        if not (self.root / "instances" / f"{instance_id}.json").exists():
-            self._remember_instance(instance_id, app, env, host, path)
-        probe = self._probes.get(instance_id)
+        self.records.remember_instance(instance_id, app, env, host, path)
+        probe = self.prober.get(instance_id)
         if probe is not None and (
             phase is not InstancePhase.RUNNING or probe.pid != item.get("pid")
         ):
-            self._forget_probe(instance_id)  # the process it watched is gone
+            self.prober.forget(instance_id)  # the process it watched is gone
             probe = None
         if phase is InstancePhase.RUNNING and probe is None and item.get("readiness"):
-            probe = self._start_probes(instance_id, (host, path, app, env), port, item)
+            restart = commands.restart(host, path, app, env, instance_id)
+            probe = self.prober.start(
+                instance_id,
+                (host.address, port),
+                item.get("pid"),
+                ProbeConfig(**item["readiness"]),
+                ProbeConfig(**item["liveness"]) if item.get("liveness") else None,
+                lambda: self.runner.run(restart),
+            )
         ready = bool(probe and probe.ready and phase is InstancePhase.RUNNING)
         message = str(item.get("message", ""))
         if phase is InstancePhase.RUNNING and probe is not None and not probe.ready:
@@ -356,138 +344,6 @@ class HostsPlatform:
             message=message,
             probe_failures=probe.failures if probe else 0,
         )
-
-    def _start_probes(
-        self,
-        instance_id: str,
-        place: tuple[HostConfig, str, str, str],
-        port: int,
-        item: dict[str, Any],
-    ) -> _Probes:
-        host, path, app, env = place
-        liveness = ProbeConfig(**item["liveness"]) if item.get("liveness") else None
-        state = _Probes(item.get("pid"), ProbeConfig(**item["readiness"]), liveness)
-        tasks = [asyncio.create_task(self._readiness_loop(state, host.address, port))]
-        if liveness is not None:
-            restart = commands.restart(host, path, app, env, instance_id)
-            tasks.append(
-                asyncio.create_task(self._liveness_loop(liveness, host.address, port, restart))
-            )
-        state.tasks = tuple(tasks)
-        self._probes[instance_id] = state
-        return state
-
-    def _forget_probe(self, instance_id: str) -> None:
-        state = self._probes.pop(instance_id, None)
-        for task in state.tasks if state is not None else ():
-            task.cancel()
-
-    async def _readiness_loop(self, state: _Probes, address: str, port: int) -> None:
-        config = state.readiness
-        action = Probe(address, port, config.path, config.timeout)
-        successes = 0
-        await asyncio.sleep(config.initial_delay)
-        while True:
-            if await self._probe(action):
-                successes, state.failures = successes + 1, 0
-                if successes >= config.success_threshold:
-                    state.ready = True
-            else:
-                successes, state.failures = 0, state.failures + 1
-                if state.failures >= config.failure_threshold:
-                    state.ready = False
-            await asyncio.sleep(config.interval)
-
-    async def _liveness_loop(
-        self, config: ProbeConfig, address: str, port: int, restart: commands.Exec
-    ) -> None:
-        """After ``failure_threshold`` failures in a row, ask the agent to restart the app
-        (the new process then gets new probes, and this task is cancelled)."""
-        action = Probe(address, port, config.path, config.timeout)
-        failures = 0
-        await asyncio.sleep(config.initial_delay)
-        while True:
-            failures = 0 if await self._probe(action) else failures + 1
-            if failures >= config.failure_threshold:
-                with contextlib.suppress(ExternalError):
-                    await self.runner.run(restart)
-                failures = 0
-                await asyncio.sleep(max(config.initial_delay, config.interval))
-            await asyncio.sleep(config.interval)
-
-    async def _probe(self, action: Probe) -> bool:
-        if self._http is None:
-            self._http = httpx.AsyncClient(trust_env=False)
-        try:
-            response = await self._http.get(action.url, timeout=action.timeout)
-        except httpx.HTTPError:
-            return False
-        return 200 <= response.status_code < 400
-
-    # -- this machine's records -------------------------------------------------------------
-
-    def _group_file(self, app: str, env: str) -> Path:
-        return self.root / "groups" / f"{app}.{env}.json"
-
-    def _remember_group(self, app: str, env: str, target: HostsTarget) -> None:
-        hosts = {(h.address, h.port): h for h in self._group_hosts(app, env)}
-        hosts.update({(h.address, h.port): h for h in target.hosts})
-        data = {"path": target.path, "hosts": [asdict(h) for h in hosts.values()]}
-        _write_json(self._group_file(app, env), data)
-
-    def _group_hosts(self, app: str, env: str) -> list[HostConfig]:
-        group = self._group(app, env)
-        return group[1] if group else []
-
-    def _group(self, app: str, env: str) -> tuple[str, list[HostConfig]] | None:
-        data = _read_json(self._group_file(app, env))
-        if data is None:
-            return None
-        return str(data["path"]), [_host(h) for h in data.get("hosts", [])]
-
-    def _remember_instance(
-        self, instance_id: str, app: str, env: str, host: HostConfig, path: str
-    ) -> None:
-        data = {"app": app, "env": env, "host": asdict(host), "path": path}
-        _write_json(self.root / "instances" / f"{instance_id}.json", data)
-
-    def _where(self, instance_id: str) -> tuple[str, str, HostConfig, str] | None:
-        if not instance_id.startswith(PREFIX) or "/" in instance_id or ".." in instance_id:
-            raise ConfigError(f"{instance_id!r} is not an instance id of the hosts platform")
-        data = _read_json(self.root / "instances" / f"{instance_id}.json")
-        if data is None:
-            return None
-        return str(data["app"]), str(data["env"]), _host(data["host"]), str(data["path"])
-
-    def _owned(self, instance_id: str, app: str, env: str) -> bool:
-        data = _read_json(self.root / "instances" / f"{instance_id}.json")
-        return data is None or (data.get("app"), data.get("env")) == (app, env)
-
-
-def _host(data: dict[str, Any]) -> HostConfig:
-    labels = tuple((str(k), str(v)) for k, v in data.get("labels", ()))
-    return HostConfig(
-        address=str(data["address"]),
-        port=int(data.get("port", 22)),
-        user=str(data.get("user", "root")),
-        key=data.get("key"),
-        labels=labels,
-    )
-
-
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, sort_keys=True))
-    tmp.replace(path)
 
 
 async def _with_runner(work: Callable[[Runner], Awaitable[T]]) -> T:

@@ -1,0 +1,122 @@
+"""The probes of instances on hosts, run from the controller's machine over HTTP.
+
+Readiness decides whether an instance is ``ready`` (the router only sends traffic to ready
+ones); after ``failure_threshold`` liveness failures in a row the app is restarted through its
+agent. One ``ProbeState`` per app process: a new process (after a restart) gets new probes.
+Callers: ``platform.HostsPlatform``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import httpx
+
+from baepo.core.ports import ProbeConfig
+from baepo.errors import ExternalError
+from baepo.platforms.hosts.commands import Probe
+
+Restart = Callable[[], Awaitable[object]]
+
+
+@dataclass
+class ProbeState:
+    """One app process's probes: their tasks and the last readiness verdict."""
+
+    pid: int | None
+    readiness: ProbeConfig
+    liveness: ProbeConfig | None
+    ready: bool = False
+    failures: int = 0  # readiness checks failed in a row
+    tasks: tuple[asyncio.Task[None], ...] = ()
+
+
+class Prober:
+    """Runs probe tasks on the controller's event loop, one set per instance id."""
+
+    def __init__(self) -> None:
+        self._states: dict[str, ProbeState] = {}
+        self._http: httpx.AsyncClient | None = None
+
+    def get(self, instance_id: str) -> ProbeState | None:
+        return self._states.get(instance_id)
+
+    def ids(self) -> list[str]:
+        return list(self._states)
+
+    def start(
+        self,
+        instance_id: str,
+        target: tuple[str, int],
+        pid: int | None,
+        readiness: ProbeConfig,
+        liveness: ProbeConfig | None,
+        restart: Restart,
+    ) -> ProbeState:
+        """Start probing ``target`` (address, port) for the process ``pid``."""
+        self.forget(instance_id)
+        state = ProbeState(pid, readiness, liveness)
+        tasks = [asyncio.create_task(self._readiness_loop(state, target))]
+        if liveness is not None:
+            tasks.append(asyncio.create_task(self._liveness_loop(liveness, target, restart)))
+        state.tasks = tuple(tasks)
+        self._states[instance_id] = state
+        return state
+
+    def forget(self, instance_id: str) -> None:
+        state = self._states.pop(instance_id, None)
+        for task in state.tasks if state is not None else ():
+            task.cancel()
+
+    async def close(self) -> None:
+        for instance_id in self.ids():
+            self.forget(instance_id)
+        if self._http is not None:
+            await self._http.aclose()
+            self._http = None
+
+    async def _readiness_loop(self, state: ProbeState, target: tuple[str, int]) -> None:
+        config = state.readiness
+        action = Probe(*target, config.path, config.timeout)
+        successes = 0
+        await asyncio.sleep(config.initial_delay)
+        while True:
+            if await self.probe(action):
+                successes, state.failures = successes + 1, 0
+                if successes >= config.success_threshold:
+                    state.ready = True
+            else:
+                successes, state.failures = 0, state.failures + 1
+                if state.failures >= config.failure_threshold:
+                    state.ready = False
+            await asyncio.sleep(config.interval)
+
+    async def _liveness_loop(
+        self, config: ProbeConfig, target: tuple[str, int], restart: Restart
+    ) -> None:
+        """After ``failure_threshold`` failures in a row, restart the app (the new process
+        then gets new probes, and this task is cancelled)."""
+        action = Probe(*target, config.path, config.timeout)
+        failures = 0
+        await asyncio.sleep(config.initial_delay)
+        while True:
+            failures = 0 if await self.probe(action) else failures + 1
+            if failures >= config.failure_threshold:
+                with contextlib.suppress(ExternalError):
+                    await restart()
+                failures = 0
+                await asyncio.sleep(max(config.initial_delay, config.interval))
+            await asyncio.sleep(config.interval)
+
+    async def probe(self, action: Probe) -> bool:
+        """True for a 2xx or 3xx answer within the timeout."""
+        if self._http is None:
+            self._http = httpx.AsyncClient(trust_env=False)
+        try:
+            response = await self._http.get(action.url, timeout=action.timeout)
+        except httpx.HTTPError:
+            return False
+        return 200 <= response.status_code < 400
