@@ -21,6 +21,8 @@ from baepo.errors import ExternalError
 from baepo.platforms.hosts.commands import Exec, Upload, where
 
 CONNECT_TIMEOUT = 10.0
+CHANNELS = 6  # commands at once per host connection
+HostKey = tuple[str, int, str, str | None]
 
 
 @dataclass(frozen=True)
@@ -51,29 +53,32 @@ class Runner(Protocol):
         ...
 
 
-def _key(host: HostConfig) -> tuple[str, int, str, str | None]:
+def _key(host: HostConfig) -> HostKey:
     return (host.address, host.port, host.user, host.key)
 
 
 class SSHRunner:
     """The ``Runner`` over asyncssh: one connection per host, opened on first use.
 
-    Host keys are not checked: hosts are named by the operator in the spec, and a test fleet
-    makes new keys at every start (docs/hosts.md says how to pin them).
+    At most ``CHANNELS`` commands and uploads run at once on a host's connection (OpenSSH
+    allows 10 sessions per connection by default; followers of logs use the rest). A lost
+    connection is opened again once, by whichever command noticed first.
+    Host keys are not checked (docs/hosts.md): hosts are named by the operator in the spec.
     """
 
     def __init__(self) -> None:
-        self._connections: dict[tuple[str, int, str, str | None], asyncssh.SSHClientConnection] = {}
-        self._locks: dict[tuple[str, int, str, str | None], asyncio.Lock] = {}
+        self._connections: dict[HostKey, asyncssh.SSHClientConnection] = {}
+        self._locks: dict[HostKey, asyncio.Lock] = {}
+        self._slots: dict[HostKey, asyncio.Semaphore] = {}
 
     async def _connect(
-        self, host: HostConfig, *, fresh: bool = False
+        self, host: HostConfig, *, broken: asyncssh.SSHClientConnection | None = None
     ) -> asyncssh.SSHClientConnection:
+        """The host's pooled connection; a new one if there is none, or it is ``broken``."""
         key = _key(host)
-        lock = self._locks.setdefault(key, asyncio.Lock())
-        async with lock:
+        async with self._locks.setdefault(key, asyncio.Lock()):
             conn = self._connections.get(key)
-            if conn is not None and not fresh and not conn.is_closed():
+            if conn is not None and conn is not broken and not conn.is_closed():
                 return conn
             if conn is not None:
                 conn.close()
@@ -95,42 +100,50 @@ class SSHRunner:
             self._connections[key] = conn
             return conn
 
+    def _slot(self, host: HostConfig) -> asyncio.Semaphore:
+        return self._slots.setdefault(_key(host), asyncio.Semaphore(CHANNELS))
+
     async def run(self, action: Exec) -> Result:
-        for fresh in (False, True):
-            conn = await self._connect(action.host, fresh=fresh)
-            try:
-                done = await conn.run(
-                    action.command,
-                    input=action.stdin,
-                    check=False,
-                    timeout=action.timeout or None,
-                )
-            except asyncssh.ConnectionLost:
-                continue
-            except asyncssh.TimeoutError as exc:
-                raise ExternalError(
-                    f"{where(action.host)}: {action.argv[0]} {action.argv[1:3]} timed out"
-                ) from exc
-            except (OSError, asyncssh.Error) as exc:
-                if fresh:
+        broken: asyncssh.SSHClientConnection | None = None
+        async with self._slot(action.host):
+            for _attempt in range(2):
+                conn = await self._connect(action.host, broken=broken)
+                try:
+                    done = await conn.run(
+                        action.command,
+                        input=action.stdin,
+                        check=False,
+                        timeout=action.timeout or None,
+                    )
+                except (asyncssh.ConnectionLost, asyncssh.DisconnectError):
+                    broken = conn
+                    continue
+                except asyncssh.TimeoutError as exc:
+                    raise ExternalError(
+                        f"{where(action.host)}: `{action.command}` timed out"
+                    ) from exc
+                except (OSError, asyncssh.Error) as exc:
                     raise ExternalError(f"{where(action.host)}: {exc}") from exc
-                continue
-            code = done.exit_status if done.exit_status is not None else -(done.returncode or 1)
-            return Result(code, str(done.stdout or ""), str(done.stderr or ""))
+                status = done.exit_status
+                code = status if status is not None else -(done.returncode or 1)
+                return Result(code, str(done.stdout or ""), str(done.stderr or ""))
         raise ExternalError(f"{where(action.host)}: the connection was lost")
 
     async def upload(self, action: Upload) -> None:
-        for fresh in (False, True):
-            conn = await self._connect(action.host, fresh=fresh)
-            try:
-                async with conn.start_sftp_client() as sftp:
-                    tmp = f"{action.remote}.{os.getpid()}.part"
-                    async with sftp.open(tmp, "wb") as handle:
-                        await handle.write(action.data)
-                    await sftp.posix_rename(tmp, action.remote)
-                return
-            except (OSError, asyncssh.Error) as exc:
-                if fresh:
+        broken: asyncssh.SSHClientConnection | None = None
+        async with self._slot(action.host):
+            for _attempt in range(2):
+                conn = await self._connect(action.host, broken=broken)
+                try:
+                    async with conn.start_sftp_client() as sftp:
+                        tmp = f"{action.remote}.{os.getpid()}.part"
+                        async with sftp.open(tmp, "wb") as handle:
+                            await handle.write(action.data)
+                        await sftp.posix_rename(tmp, action.remote)
+                    return
+                except (asyncssh.ConnectionLost, asyncssh.DisconnectError):
+                    broken = conn
+                except (OSError, asyncssh.Error) as exc:
                     raise ExternalError(
                         f"{where(action.host)}: cannot upload {action.remote}: {exc}"
                     ) from exc
