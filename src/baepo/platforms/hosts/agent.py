@@ -43,6 +43,7 @@ LOG_FILE = "output.log"
 AGENT_LOG = "agent.log"
 ARCHIVE = "logs"
 POLL = 0.05
+KEEP_RELEASES = 5  # release folders kept per app and environment, besides those in use
 
 
 def utc_now() -> str:
@@ -111,6 +112,24 @@ def unpack(archive: Path, dest: Path) -> None:
         os.replace(tmp, dest)
     with contextlib.suppress(OSError):
         archive.unlink()
+    prune_releases(dest.parent)
+
+
+def prune_releases(app_dir: Path) -> None:
+    """Remove release folders ``r<N>`` beyond the newest ``KEEP_RELEASES``, except those an
+    instance still runs in."""
+    releases = sorted(
+        (p for p in app_dir.iterdir() if p.is_dir() and p.name[1:].isdigit() and p.name[0] == "r"),
+        key=lambda p: int(p.name[1:]),
+        reverse=True,
+    )
+    in_use = set()
+    for directory in (app_dir / "instances").iterdir() if (app_dir / "instances").is_dir() else []:
+        record = read_json(directory / INSTANCE_FILE) or {}
+        in_use.add(f"r{record.get('revision')}")
+    for release in releases[KEEP_RELEASES:]:
+        if release.name not in in_use:
+            shutil.rmtree(release, ignore_errors=True)
 
 
 def free_port(host: str, taken: set[int]) -> int:
