@@ -24,10 +24,12 @@ SIZE = 3
 
 @dataclass(frozen=True)
 class Fleet:
-    """The hosts' addresses, the SSH key that logs in to every one as root, the bridge address."""
+    """The hosts' addresses, the SSH key that logs in to every one as root, the hosts' keys
+    (an OpenSSH known_hosts file), the bridge address."""
 
     addresses: tuple[str, ...]
     key: Path
+    known_hosts: Path
     gateway: str = "10.213.0.1"
     user: str = "root"
 
@@ -66,6 +68,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
         yield Fleet(
             addresses=tuple(f"10.213.0.{10 + i}" for i in range(1, SIZE + 1)),
             key=directory / "id_ed25519",
+            known_hosts=directory / "known_hosts",
         )
     finally:
         _script("down", directory=directory)

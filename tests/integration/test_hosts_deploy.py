@@ -37,6 +37,7 @@ progress_deadline: 120s
 target:
   kind: hosts
   path: /srv/baepo
+  known_hosts: {known_hosts}
   hosts: {hosts}
 """
 
@@ -44,7 +45,12 @@ target:
 def write(project: SampleProject, fleet: Fleet, version: str) -> None:
     hosts = [{"address": a, "user": fleet.user, "key": str(fleet.key)} for a in fleet.addresses]
     project.spec.write_text(
-        SPEC.format(version=version, port=project.port, hosts=json.dumps(hosts))
+        SPEC.format(
+            version=version,
+            port=project.port,
+            hosts=json.dumps(hosts),
+            known_hosts=fleet.known_hosts,
+        )
     )
 
 

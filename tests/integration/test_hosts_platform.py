@@ -19,12 +19,16 @@ from baepo.core.ports import HostConfig, HostsTarget, InstanceSpec, ProbeConfig
 from baepo.errors import ExternalError
 from baepo.platforms.hosts import commands
 from baepo.platforms.hosts.platform import HostsPlatform
+from baepo.platforms.hosts.runner import SSHRunner
 
 __all__ = ["fleet"]
 
 
 def instance_spec(fleet: Fleet, source: Path, secret: str) -> InstanceSpec:
-    hosts = tuple(HostConfig(a, key=str(fleet.key)) for a in fleet.addresses)
+    hosts = tuple(
+        HostConfig(a, key=str(fleet.key), known_hosts=str(fleet.known_hosts))
+        for a in fleet.addresses
+    )
     return InstanceSpec(
         app="demo",
         env="prod",
@@ -215,5 +219,25 @@ def test_unreachable_hosts_up_to_max_failed_hosts_are_passed_over(
         assert [i.id for i in listed] == [started.id]
         await platform.stop_instance(started.id, grace=2)
         await platform.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_host_whose_key_does_not_match_known_hosts_is_refused(
+    fleet: Fleet, tmp_path: Path
+) -> None:
+    lines = fleet.known_hosts.read_text().splitlines()
+    first, second = lines[0].split(" ", 1), lines[1].split(" ", 1)
+    swapped = tmp_path / "known_hosts"
+    swapped.write_text(f"{first[0]} {second[1]}\n")  # the first host with the second's key
+    runner = SSHRunner()
+
+    async def scenario() -> None:
+        good = HostConfig(first[0], key=str(fleet.key), known_hosts=str(fleet.known_hosts))
+        assert (await runner.run(commands.Exec(good, ("true",)))).exit_code == 0
+        bad = HostConfig(first[0], key=str(fleet.key), known_hosts=str(swapped))
+        with pytest.raises(ExternalError, match="cannot connect"):
+            await runner.run(commands.Exec(bad, ("true",)))
+        await runner.close()
 
     asyncio.run(scenario())

@@ -80,6 +80,7 @@ def hosts_target(spec: Spec, spec_dir: str) -> HostsTarget | None:
                 user=host.user,
                 key=host.key,
                 labels=tuple(sorted(host.labels.items())),
+                known_hosts=target.known_hosts,
             )
             for host in target.hosts
         ),

@@ -51,6 +51,7 @@ class HostConfig:
     user: str = "root"
     key: str | None = None
     labels: tuple[tuple[str, str], ...] = ()
+    known_hosts: str | None = None  # an OpenSSH known_hosts file; None: keys not checked
 
 
 @dataclass(frozen=True)

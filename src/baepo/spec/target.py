@@ -87,6 +87,13 @@ class TargetSpec(SpecModel):
             "that, starting an instance fails."
         ),
     )
+    known_hosts: str | None = Field(
+        default=None,
+        description=(
+            "`hosts`: path of an OpenSSH `known_hosts` file (`~` is expanded) the hosts' keys "
+            "must match. Without it, host keys are not checked."
+        ),
+    )
     path: str = Field(
         default="/srv/baepo",
         description=(

@@ -79,6 +79,7 @@ def _host(data: dict[str, Any]) -> HostConfig:
         user=str(data.get("user", "root")),
         key=data.get("key"),
         labels=labels,
+        known_hosts=data.get("known_hosts"),
     )
 
 
