@@ -1,9 +1,11 @@
 """Benchmark: weight changes through the nginx router (``router: {kind: nginx}``).
 
-Two measurements on loopback, with two small threaded Python upstreams ``a`` and ``b`` (each
+Three measurements on loopback, with two small threaded Python upstreams ``a`` and ``b`` (each
 answer names its upstream in ``X-Upstream``) behind a real nginx driven by ``NginxRouter``, the
 adapter the controller uses:
 
+- **hop cost**: p50/p99 of sequential keep-alive GETs straight to upstream ``a`` and through
+  the router (front and back nginx);
 - **change latency**: the table flips between "all to a" and "all to b" ``--flips`` times
   while four keep-alive clients send requests back to back; for each flip, the time from the
   ``set_backends`` call to its return (render, ``nginx -t``, SIGHUP, new workers serving) and
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import http.client
 import shutil
 import socket
 import statistics
@@ -48,6 +51,7 @@ def upstream(name: str) -> tuple[ThreadingHTTPServer, str]:
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True
 
         def do_GET(self) -> None:
             body = b"hello\n"
@@ -157,6 +161,22 @@ async def reloads_under_load(
     return seen, elapsed
 
 
+def sequential_ms(host: str, port: int, count: int) -> tuple[float, float]:
+    """p50 and p99 in ms of ``count`` sequential GETs on one keep-alive connection."""
+    conn = http.client.HTTPConnection(host, port, timeout=10)
+    times = []
+    try:
+        for _ in range(count):
+            started = time.perf_counter()
+            conn.request("GET", "/")
+            conn.getresponse().read()
+            times.append(1000 * (time.perf_counter() - started))
+    finally:
+        conn.close()
+    times.sort()
+    return times[len(times) // 2], times[int(0.99 * (len(times) - 1))]
+
+
 async def main(args: argparse.Namespace) -> None:
     (server_a, a), (server_b, b) = upstream("a"), upstream("b")
     port = free_port()
@@ -167,6 +187,12 @@ async def main(args: argparse.Namespace) -> None:
         await router.ensure_running(config)
         try:
             await router.set_backends("bench", "nginx", table(a, b, 0))
+            host, _, a_port = a.rpartition(":")
+            direct = await asyncio.to_thread(sequential_ms, host, int(a_port), args.sequential)
+            proxied = await asyncio.to_thread(sequential_ms, "127.0.0.1", port, args.sequential)
+            print(f"{args.sequential} sequential keep-alive GETs, p50/p99 ms:")
+            print(f"  direct to the upstream: {direct[0]:.3f} / {direct[1]:.3f}")
+            print(f"  through front + back:   {proxied[0]:.3f} / {proxied[1]:.3f}")
             returned, visible = await change_latency(router, url, a, b, args.flips)
             ms = [1000 * x for x in returned]
             vis = [1000 * x for x in visible]
@@ -200,6 +226,7 @@ if __name__ == "__main__":
     parser.add_argument("--flips", type=int, default=20)
     parser.add_argument("--reloads", type=int, default=20)
     parser.add_argument("--connections", type=int, default=50)
+    parser.add_argument("--sequential", type=int, default=2000)
     parser.add_argument("--rate", type=float, default=500.0, help="requests/s over all clients")
     options = parser.parse_args()
     if shutil.which("nginx") is None and not Path("/usr/sbin/nginx").exists():
