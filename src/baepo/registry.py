@@ -26,10 +26,15 @@ from baepo.platforms.dispatch import Platforms
 from baepo.platforms.hosts.platform import HostsPlatform
 from baepo.platforms.local.platform import LocalPlatform
 from baepo.routers.builtin.adapter import BuiltinRouter
+from baepo.routers.haproxy.adapter import HAProxyRouter
 from baepo.routers.nginx.adapter import NginxRouter
 
 PLATFORMS: dict[str, Callable[[Path], Platform]] = {"local": LocalPlatform, "hosts": HostsPlatform}
-ROUTERS: dict[str, Callable[[Path], Router]] = {"builtin": BuiltinRouter, "nginx": NginxRouter}
+ROUTERS: dict[str, Callable[[Path], Router]] = {
+    "builtin": BuiltinRouter,
+    "haproxy": HAProxyRouter,
+    "nginx": NginxRouter,
+}
 
 T = TypeVar("T")
 

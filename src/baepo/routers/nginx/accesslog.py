@@ -92,14 +92,17 @@ def update(
     *,
     rotate_bytes: int = ROTATE_BYTES,
     reopen: Callable[[], None] | None = None,
+    count: Callable[[dict[str, dict[str, Any]], bytes], None] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Read what ``log`` gained since the last call; return the counters, saved in
     ``state_file``. A log that was replaced or truncated is read from its start.
 
     Once more than ``rotate_bytes`` were read from one file it is renamed ``<log>.1`` and
     ``reopen`` is called (it makes nginx reopen its logs, SIGUSR1); the next call reads what
-    nginx still wrote to the renamed file before going on with the new one.
+    nginx still wrote to the renamed file before going on with the new one. ``count`` adds
+    one line to the counters (default ``count_line``, nginx's format).
     """
+    count = count or count_line
     try:
         state: dict[str, Any] = json.loads(state_file.read_text())
     except (OSError, ValueError):
@@ -112,13 +115,13 @@ def update(
             rest = _read_lines(old, offset, inode)
             if rest is not None:
                 for line in rest[0].splitlines():
-                    count_line(revisions, line)
+                    count(revisions, line)
     read = _read_lines(log, offset, inode)
     if read is None:
         return revisions
     data, new_offset, new_inode = read
     for line in data.splitlines():
-        count_line(revisions, line)
+        count(revisions, line)
     if reopen is not None and new_offset > rotate_bytes:
         os.replace(log, old)
         reopen()

@@ -1,0 +1,1 @@
+"""``router: {kind: haproxy}``: a real HAProxy per listener, driven through its runtime API."""
