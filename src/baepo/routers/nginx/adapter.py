@@ -69,7 +69,7 @@ def find_binary(configured: str | None) -> str:
     if not found:
         raise ExternalError(
             "nginx is not installed (router.kind: nginx)",
-            hint="install nginx (Debian: apt-get install nginx-light) or set router.binary",
+            hint="install nginx (Debian: apt-get install nginx) or set router.binary",
         )
     return found
 
@@ -92,8 +92,14 @@ class NginxRouter:
     def __init__(self, state_dir: Path, *, start_timeout: float = START_TIMEOUT) -> None:
         self.state_dir = Path(state_dir)
         self.start_timeout = start_timeout
+        # One change at a time per listener (a reload waits for the previous one).
+        self._locks: dict[Path, asyncio.Lock] = {}
+
+    def _lock(self, folder: Path) -> asyncio.Lock:
+        return self._locks.setdefault(folder, asyncio.Lock())
 
     def folder(self, app: str, env: str, listener: str = MAIN) -> Path:
+        """The prefix folder of a listener's nginx (configuration, pid files, logs)."""
         if not LISTENER_RE.fullmatch(listener):
             raise ConfigError(
                 f"listener: {listener!r} must be lower-case letters, digits and inner dashes"
@@ -106,6 +112,10 @@ class NginxRouter:
         """Start nginx for ``config.listener``, adopt the running one, or reload it when its
         address or timeouts changed (restart when the binary changed). Keeps the table."""
         folder = self.folder(config.app, config.env, config.listener)
+        async with self._lock(folder):
+            await self._ensure_running(folder, config)
+
+    async def _ensure_running(self, folder: Path, config: RouterConfig) -> None:
         try:
             (folder / "temp").mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -186,12 +196,14 @@ class NginxRouter:
         the table already served reloads nothing. ConfigError names what nginx rejects."""
         table = validate(backends, sticky, header_routes)
         folder = self.folder(app, env, listener)
-        pid = self._require(folder, app, env, listener)
-        if self._table(folder).same_routing(table):
-            return
-        record = self._read_json(folder / "settings.json")
-        wanted = {k: v for k, v in record.items() if k != "generation"}
-        await self._apply(folder, pid, wanted, int(record.get("generation", 0)) + 1, table)
+        async with self._lock(folder):
+            pid = self._require(folder, app, env, listener)
+            if self._table(folder).same_routing(table):
+                return
+            record = self._read_json(folder / "settings.json")
+            wanted = {k: v for k, v in record.items() if k != "generation"}
+            generation = int(record.get("generation", 0)) + 1
+            await self._apply(folder, pid, wanted, generation, table)
 
     async def get_backends(self, app: str, env: str, *, listener: str = MAIN) -> list[Backend]:
         folder = self.folder(app, env, listener)
@@ -208,7 +220,7 @@ class NginxRouter:
         return table.sticky, table.header_routes
 
     async def in_flight(self, app: str, env: str, *, listener: str = MAIN) -> dict[str, int]:
-        """Open connections from nginx's workers to each upstream of the table (non-zero only).
+        """Open connections from nginx's back workers per upstream address (non-zero only).
 
         Counted from /proc (TCP connections of the master's workers other than those of
         clients): this includes a current worker's idle keep-alive connections; an upstream
