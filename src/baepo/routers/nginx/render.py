@@ -16,6 +16,9 @@ How a request is routed:
   default is the next map, ending with the weighted choice;
 - ``$baepo_upstream`` is the chosen upstream's name, ``proxy_pass http://$baepo_upstream``
   sends the request there, and the access log records it (``accesslog`` reads it back).
+
+That configuration (the "back") listens on a unix socket; ``render_front`` writes the "front"
+on the app's address, which forwards to it and is not reloaded when the table changes.
 """
 
 from __future__ import annotations
