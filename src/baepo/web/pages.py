@@ -23,7 +23,11 @@ from urllib.parse import quote
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import RedirectResponse, StreamingResponse
 
-from baepo.api import auth, routes, token_routes
+from baepo.api import auth, routes, token_routes, views
+from baepo.api.backup_routes import backup_view
+from baepo.api.gate_routes import gate_run_view
+from baepo.api.lock_routes import lock_view
+from baepo.controller import locks
 from baepo.core.model import DEFAULT_ENV
 from baepo.errors import BaepoError
 from baepo.web import login, report, sessions, view
@@ -33,7 +37,8 @@ router.include_router(login.router)
 router.include_router(report.router)
 STATIC_DIR = view.STATIC_DIR
 
-ACTIONS = ("promote", "pause", "resume", "abort", "undo")
+ACTIONS = ("promote", "pause", "resume", "abort", "undo", "approve", "reject", "lock", "unlock")
+ROLE_OF = {"approve": "approver", "reject": "approver"}  # the others need deployer
 PRODUCTION = frozenset({"production", "prod"})
 LIVE_EVERY_S = 1.0
 LIVE_STREAM_S = 20.0
@@ -136,7 +141,7 @@ async def history(
         )
     )  # fmt: skip
     context = {"app": app, "env": env, "revisions": list(reversed(revisions)), "a": a, "b": b,
-               "diff": diff}  # fmt: skip
+               "diff": diff, "secrets": views.secret_diff(old, new)}  # fmt: skip
     return view.render(request, visit, "history.html", context)
 
 
@@ -178,22 +183,20 @@ async def act(request: Request, app: str, action: str) -> Response:
     env = form.get("env", DEFAULT_ENV)
     if action not in ACTIONS:
         return view.error(request, visit, 404, f"no action {action}")
-    if not caller.can("deployer", env):
+    role = ROLE_OF.get(action, "deployer")
+    if not caller.can(role, env):
         await _audit_refusal(request, app, action, env, status=403)
-        message = f"{caller.name} is {caller.role}; {action} in {env} needs deployer or above"
+        message = f"{caller.name} is {caller.role}; {action} in {env} needs {role} or above"
         return view.error(request, visit, 403, message)
     if env in PRODUCTION and form.get("confirmed") != "yes":
-        context = {"app": app, "env": env, "action": action}
+        context = {"app": app, "env": env, "action": action, "reason": form.get("reason", "")}
         return view.render(request, visit, "confirm.html", context)
     rt = view.runtime(request)
     actor = caller.actor(caller.name)
+    reason = form.get("reason", "").strip()
     status, message = 200, ""
     try:
-        if action == "undo":
-            outcome = await asyncio.to_thread(rt.releases.undo, app, env, actor)
-        else:
-            outcome = await asyncio.to_thread(getattr(rt.steering, action), app, env, actor)
-        message = outcome.message
+        message = await asyncio.to_thread(_perform, rt, caller, app, env, action, actor, reason)
     except BaepoError as exc:
         status, message = exc.http_status, exc.message
     request.state.principal = caller
@@ -202,6 +205,29 @@ async def act(request: Request, app: str, action: str) -> Response:
     await asyncio.to_thread(rt.store.append_audit, record)
     target = f"/ui/apps/{quote(app)}?env={quote(env)}&done={quote(message)}"
     return RedirectResponse(target, status_code=303)
+
+
+def _perform(
+    rt: Any, caller: auth.Principal, app: str, env: str, action: str, actor: str, reason: str
+) -> str:
+    """Do one button's action; its message for the page."""
+    if action == "undo":
+        return str(rt.releases.undo(app, env, actor).message)
+    if action in ("approve", "reject"):
+        return str(getattr(rt.steering, action)(app, env, actor, reason=reason).message)
+    if action == "lock":
+        taken = locks.take(rt.store, app, env, actor, reason, rt.releases.clock())
+        return str(lock_view(app, env, taken)["message"])
+    if action == "unlock":
+        held = rt.store.get_lock(app, env)
+        force = caller.can("admin", env)  # an admin's button also releases another's lock
+        released = locks.release(rt.store, app, env, actor, force=force and held is not None)
+        return (
+            f"{app} in {env} was not locked"
+            if released is None
+            else f"unlocked {app} in {env} (held by {released.holder})"
+        )
+    return str(getattr(rt.steering, action)(app, env, actor).message)
 
 
 async def _audit_refusal(
@@ -222,9 +248,30 @@ async def _status_context(
     runs = await asyncio.to_thread(
         routes.analysis, app, request, env, revision=None, rollout_id=None, limit=20
     )
-    active = await asyncio.to_thread(view.runtime(request).store.active_rollout, app, env)
+    store = view.runtime(request).store
+    active = await asyncio.to_thread(store.active_rollout, app, env)
+    held, gates, backups = await asyncio.gather(
+        asyncio.to_thread(store.get_lock, app, env),
+        asyncio.to_thread(
+            store.list_gate_runs, app, env, rollout_id=active.id if active else None, limit=10
+        ),
+        asyncio.to_thread(store.list_backups, app, env, limit=5),
+    )
     assert visit.principal is not None
+    awaiting = None
+    if active is not None and active.phase.value == "awaiting_approval":
+        awaiting = {
+            "requested_by": active.status.get("approval", {}).get("requested_by", "?"),
+            "since": active.started_at.isoformat(timespec="seconds"),
+            "revision": active.revision,
+            "version": (status["target"] or {}).get("version", "?"),
+        }
     return {
+        "awaiting": awaiting,
+        "may_approve": visit.principal.can("approver", env),
+        "lock": lock_view(app, env, held),
+        "gates": [gate_run_view(run) for run in reversed(gates)],
+        "backups": [backup_view(b) for b in reversed(backups)],
         "app": app,
         "env": env,
         "s": status,
