@@ -20,14 +20,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import csv
-import hashlib
 import io
 import json
 import os
 import re
-import shutil
 import signal
-import tempfile
 import time
 from bisect import bisect_left
 from collections.abc import Sequence
@@ -36,50 +33,27 @@ from typing import Any
 
 from baepo.core.ports import Backend, HeaderRoute, RevisionStats, RouterConfig, Sticky
 from baepo.errors import ConfigError, ExternalError, Problem
+from baepo.routers import proxyfiles
 from baepo.routers.builtin.stats import BOUNDS
 from baepo.routers.haproxy.render import BACKEND, Server, Settings, render, revision_of, servers
 from baepo.routers.nginx import accesslog
+from baepo.routers.proxyfiles import MAIN, read_json, write_json
 from baepo.shell import process
 
-MAIN = "main"
 PID_FILE = "haproxy.pid"
-LISTENER_RE = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
 START_TIMEOUT = 5.0
 SUN_PATH_MAX = 97  # HAProxy binds through a temporary name 10 bytes longer
-DEFAULT_BINARY = "/usr/sbin/haproxy"
 
 
 def find_binary(configured: str | None) -> str:
     """The haproxy executable: ``router.binary``, else ``haproxy`` on PATH, else /usr/sbin."""
-    if configured:
-        if not os.access(configured, os.X_OK):
-            raise ConfigError(
-                f"router.binary {configured!r} is not an executable",
-                problems=[Problem("router.binary", f"{configured!r} is not an executable")],
-            )
-        return configured
-    found = shutil.which("haproxy") or (
-        DEFAULT_BINARY if os.access(DEFAULT_BINARY, os.X_OK) else ""
-    )
-    if not found:
-        raise ExternalError(
-            "haproxy is not installed (router.kind: haproxy)",
-            hint="install HAProxy 2.4 or newer (Debian: apt-get install haproxy) or set "
-            "router.binary",
-        )
-    return found
+    hint = "install HAProxy 2.4 or newer (Debian: apt-get install haproxy) or set router.binary"
+    return proxyfiles.find_binary("haproxy", configured, hint)
 
 
 def admin_socket(folder: Path) -> Path:
-    """The admin socket: in the folder when the path fits a socket address, otherwise in a
-    private per-user temporary directory named by a hash of the folder."""
-    inside = folder / "admin.sock"
-    if len(os.fsencode(inside)) <= SUN_PATH_MAX:
-        return inside
-    digest = hashlib.sha256(os.fsencode(folder.resolve())).hexdigest()[:20]
-    private = Path(tempfile.gettempdir()) / f"baepo-{os.getuid()}"
-    private.mkdir(mode=0o700, exist_ok=True)
-    return private / f"haproxy-{digest}.sock"
+    """The admin socket (HAProxy binds through a temporary name 10 bytes longer)."""
+    return proxyfiles.socket_path(folder, "admin.sock", limit=SUN_PATH_MAX, prefix="haproxy")
 
 
 async def command(sock: Path, line: str, *, timeout: float = 5.0) -> str:
@@ -136,11 +110,7 @@ class HAProxyRouter:
         self.start_timeout = start_timeout
 
     def folder(self, app: str, env: str, listener: str = MAIN) -> Path:
-        if not LISTENER_RE.fullmatch(listener):
-            raise ConfigError(
-                f"listener: {listener!r} must be lower-case letters, digits and inner dashes"
-            )
-        return self.state_dir / "routers" / "haproxy" / f"{app}.{env}.{listener}"
+        return proxyfiles.folder(self.state_dir, "haproxy", app, env, listener)
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -163,7 +133,7 @@ class HAProxyRouter:
             "drain_timeout": float(config.drain_timeout),
             "binary": binary,
         }
-        record = _read_json(folder / "settings.json")
+        record = read_json(folder / "settings.json")
         pid = self._running_pid(folder)
         if pid is not None and record == wanted:
             return
@@ -175,7 +145,7 @@ class HAProxyRouter:
             await self._start(folder, wanted)
         else:
             await self._reload(folder, pid, wanted)
-        _write_json(folder / "settings.json", wanted)
+        write_json(folder / "settings.json", wanted)
 
     async def stop(self, app: str, env: str, *, listener: str = MAIN) -> None:
         """Soft stop (SIGUSR1: finish in-flight requests, at most drain_timeout), then SIGKILL.
@@ -183,27 +153,16 @@ class HAProxyRouter:
         folder = self.folder(app, env, listener)
         pid = self._running_pid(folder)
         if pid is not None:
-            drain = float(_read_json(folder / "settings.json").get("drain_timeout", 30.0))
+            drain = float(read_json(folder / "settings.json").get("drain_timeout", 30.0))
             await self._quit(pid, drain)
         with contextlib.suppress(OSError):
             (folder / PID_FILE).unlink()
 
     async def listeners(self, app: str, env: str) -> list[str]:
         """Listeners of app+env whose HAProxy runs, ``"main"`` first (pid files + liveness)."""
-        prefix = f"{app}.{env}."
-        try:
-            folders = sorted((self.state_dir / "routers" / "haproxy").iterdir())
-        except OSError:
-            return []
-        found = []
-        for folder in folders:
-            name = folder.name[len(prefix) :]
-            if not folder.name.startswith(prefix) or not LISTENER_RE.fullmatch(name):
-                continue
-            record = _read_json(folder / "settings.json")
-            if record.get("app") == app and record.get("env") == env and self._running_pid(folder):
-                found.append(name)
-        return sorted(found, key=lambda name: (name != MAIN, name))
+        return proxyfiles.running_listeners(
+            self.state_dir, "haproxy", app, env, lambda path: self._running_pid(path) is not None
+        )
 
     # -- table and stats -----------------------------------------------------------------
 
@@ -258,7 +217,7 @@ class HAProxyRouter:
         ]
         for batch in (first, then, drain):
             await self._run(sock, batch)
-        _write_json(folder / "table.json", {"backends": [_backend_json(b) for b in backends]})
+        write_json(folder / "table.json", {"backends": [_backend_json(b) for b in backends]})
         await self._collect(sock, wanted, current)
 
     async def get_backends(self, app: str, env: str, *, listener: str = MAIN) -> list[Backend]:
@@ -445,7 +404,7 @@ class HAProxyRouter:
 
     @staticmethod
     def _table(folder: Path) -> list[Backend]:
-        data = _read_json(folder / "table.json")
+        data = read_json(folder / "table.json")
         try:
             return [
                 Backend(int(b["revision"]), int(b["weight"]), tuple(b["upstreams"]))
@@ -477,17 +436,3 @@ def _last_alert(folder: Path) -> str:
 def _backend_json(backend: Backend) -> dict[str, Any]:
     return {"revision": backend.revision, "weight": backend.weight,
             "upstreams": list(backend.upstreams)}  # fmt: skip
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=1) + "\n")
-    os.replace(tmp, path)

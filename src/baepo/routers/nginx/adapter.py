@@ -26,14 +26,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
-import json
 import os
 import pwd
-import re
-import shutil
 import signal
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -41,49 +36,29 @@ from typing import Any
 
 from baepo.core.ports import Backend, HeaderRoute, RevisionStats, RouterConfig, Sticky
 from baepo.errors import BaepoError, ConfigError, ExternalError, Problem
+from baepo.routers import proxyfiles
 from baepo.routers.nginx import accesslog, procfs
 from baepo.routers.nginx.render import Settings, Table, render, render_front, validate
+from baepo.routers.proxyfiles import MAIN, read_json, write_json
 from baepo.shell import process
 
-MAIN = "main"
 BACK_PID = "nginx.pid"
 FRONT_PID = "front.pid"
-LISTENER_RE = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
 START_TIMEOUT = 5.0
 RELOAD_TIMEOUT = 10.0
 CONNECT_TIMEOUT = 5.0
 SUN_PATH_MAX = 107
-DEFAULT_BINARY = "/usr/sbin/nginx"
 
 
 def find_binary(configured: str | None) -> str:
     """The nginx executable: ``router.binary``, else ``nginx`` on PATH, else /usr/sbin."""
-    if configured:
-        if not os.access(configured, os.X_OK):
-            raise ConfigError(
-                f"router.binary {configured!r} is not an executable",
-                problems=[Problem("router.binary", f"{configured!r} is not an executable")],
-            )
-        return configured
-    found = shutil.which("nginx") or (DEFAULT_BINARY if os.access(DEFAULT_BINARY, os.X_OK) else "")
-    if not found:
-        raise ExternalError(
-            "nginx is not installed (router.kind: nginx)",
-            hint="install nginx (Debian: apt-get install nginx) or set router.binary",
-        )
-    return found
+    hint = "install nginx (Debian: apt-get install nginx-light) or set router.binary"
+    return proxyfiles.find_binary("nginx", configured, hint)
 
 
 def socket_path(folder: Path, name: str) -> Path:
-    """A unix socket of the folder's nginx: in the folder when the path fits a socket address,
-    otherwise in a private per-user temporary directory named by a hash of the folder."""
-    inside = folder / name
-    if len(os.fsencode(inside)) <= SUN_PATH_MAX:
-        return inside
-    digest = hashlib.sha256(os.fsencode(folder.resolve())).hexdigest()[:20]
-    private = Path(tempfile.gettempdir()) / f"baepo-{os.getuid()}"
-    private.mkdir(mode=0o700, exist_ok=True)
-    return private / f"nginx-{digest}-{name}"
+    """A unix socket of the folder's nginx (see ``proxyfiles.socket_path``)."""
+    return proxyfiles.socket_path(folder, name, limit=SUN_PATH_MAX, prefix="nginx")
 
 
 class NginxRouter:
@@ -100,11 +75,7 @@ class NginxRouter:
 
     def folder(self, app: str, env: str, listener: str = MAIN) -> Path:
         """The prefix folder of a listener's nginx (configuration, pid files, logs)."""
-        if not LISTENER_RE.fullmatch(listener):
-            raise ConfigError(
-                f"listener: {listener!r} must be lower-case letters, digits and inner dashes"
-            )
-        return self.state_dir / "routers" / "nginx" / f"{app}.{env}.{listener}"
+        return proxyfiles.folder(self.state_dir, "nginx", app, env, listener)
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -121,7 +92,7 @@ class NginxRouter:
         except OSError as exc:
             raise ExternalError(f"cannot create {folder}: {exc.strerror or exc}") from exc
         binary = find_binary(config.binary)
-        record = self._read_json(folder / "settings.json")
+        record = read_json(folder / "settings.json")
         wanted = self._wanted(config, binary)
         pid = self._running_pid(folder)
         front = self._running_pid(folder, FRONT_PID)
@@ -152,7 +123,7 @@ class NginxRouter:
         """Graceful quit (SIGQUIT: finish in-flight requests, at most drain_timeout), then
         SIGKILL. Idempotent; other listeners keep running."""
         folder = self.folder(app, env, listener)
-        drain = float(self._read_json(folder / "settings.json").get("drain_timeout", 30.0))
+        drain = float(read_json(folder / "settings.json").get("drain_timeout", 30.0))
         for name in (FRONT_PID, BACK_PID):  # the front first: it drains its clients
             pid = self._running_pid(folder, name)
             if pid is not None:
@@ -163,22 +134,13 @@ class NginxRouter:
 
     async def listeners(self, app: str, env: str) -> list[str]:
         """Listeners of app+env whose nginx runs, ``"main"`` first (pid files + liveness)."""
-        prefix = f"{app}.{env}."
-        try:
-            folders = sorted((self.state_dir / "routers" / "nginx").iterdir())
-        except OSError:
-            return []
-        found = []
-        for folder in folders:
-            name = folder.name[len(prefix) :]
-            if not folder.name.startswith(prefix) or not LISTENER_RE.fullmatch(name):
-                continue
-            record = self._read_json(folder / "settings.json")
-            if record.get("app") != app or record.get("env") != env:
-                continue  # another environment whose name has a dot
-            if self._running_pid(folder) and self._running_pid(folder, FRONT_PID):
-                found.append(name)
-        return sorted(found, key=lambda name: (name != MAIN, name))
+        return proxyfiles.running_listeners(
+            self.state_dir,
+            "nginx",
+            app,
+            env,
+            lambda path: bool(self._running_pid(path) and self._running_pid(path, FRONT_PID)),
+        )
 
     # -- table and stats -----------------------------------------------------------------
 
@@ -200,7 +162,7 @@ class NginxRouter:
             pid = self._require(folder, app, env, listener)
             if self._table(folder).same_routing(table):
                 return
-            record = self._read_json(folder / "settings.json")
+            record = read_json(folder / "settings.json")
             wanted = {k: v for k, v in record.items() if k != "generation"}
             generation = int(record.get("generation", 0)) + 1
             await self._apply(folder, pid, wanted, generation, table)
@@ -231,7 +193,7 @@ class NginxRouter:
         pid = self._running_pid(folder)
         if pid is None:
             return {}
-        listen = str(self._read_json(folder / "settings.json").get("listen", ""))
+        listen = str(read_json(folder / "settings.json").get("listen", ""))
         port = int(listen.rpartition(":")[2] or 0)
         return await asyncio.to_thread(procfs.connections, pid, port)
 
@@ -317,8 +279,8 @@ class NginxRouter:
         return settings, tmp
 
     def _commit(self, folder: Path, wanted: dict[str, Any], generation: int, table: Table) -> None:
-        self._write_json(folder / "table.json", table.to_json())
-        self._write_json(folder / "settings.json", {**wanted, "generation": generation})
+        write_json(folder / "table.json", table.to_json())
+        write_json(folder / "settings.json", {**wanted, "generation": generation})
 
     async def _apply(
         self, folder: Path, pid: int, wanted: dict[str, Any], generation: int, table: Table
@@ -540,25 +502,11 @@ class NginxRouter:
         return pid
 
     def _table(self, folder: Path) -> Table:
-        data = self._read_json(folder / "table.json")
+        data = read_json(folder / "table.json")
         try:
             return Table.from_json(data)
         except (KeyError, TypeError, ValueError):
             return Table()
-
-    @staticmethod
-    def _read_json(path: Path) -> dict[str, Any]:
-        try:
-            data = json.loads(path.read_text())
-        except (OSError, ValueError):
-            return {}
-        return data if isinstance(data, dict) else {}
-
-    @staticmethod
-    def _write_json(path: Path, data: dict[str, Any]) -> None:
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(json.dumps(data, indent=1) + "\n")
-        os.replace(tmp, path)
 
 
 async def _accepts(listen: str) -> bool:
