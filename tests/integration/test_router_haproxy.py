@@ -5,21 +5,18 @@ canary of the sample app behind HAProxy through the real CLI."""
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import shutil
 import time
 from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
-from harness import SampleProject, serving, versions
+from harness import SampleProject, versions
+from proxies import canary_through_cli, load
 from upstreams import UpstreamServer, free_port
 
-from baepo.cli.loadgen import LoadGenerator
 from baepo.core.ports import Backend, HeaderRoute, RouterConfig
 from baepo.errors import ConfigError
 from baepo.routers.haproxy.adapter import HAProxyRouter, admin_socket, command
@@ -45,30 +42,6 @@ def _config(port: int) -> RouterConfig:
     )
 
 
-async def _load(url: str, total: int, concurrency: int) -> Counter[str]:
-    """``total`` keep-alive GETs over ``concurrency`` connections; counts by upstream or failure."""
-    seen: Counter[str] = Counter()
-    remaining = [total]
-    limits = httpx.Limits(max_connections=concurrency)
-    async with httpx.AsyncClient(base_url=url, timeout=10, limits=limits) as client:
-
-        async def worker() -> None:
-            while remaining[0] > 0:
-                remaining[0] -= 1
-                try:
-                    response = await client.get("/hello")
-                except httpx.HTTPError as exc:
-                    seen[f"failed:{type(exc).__name__}"] += 1
-                    continue
-                if response.status_code == 200:
-                    seen[response.headers["x-upstream"]] += 1
-                else:
-                    seen[f"status:{response.status_code}"] += 1
-
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return seen
-
-
 def test_weights_adoption_stats_reload_and_stop(tmp_path: Path) -> None:
     port, moved = free_port(), free_port()
 
@@ -79,7 +52,7 @@ def test_weights_adoption_stats_reload_and_stop(tmp_path: Path) -> None:
         assert await router.listeners("shop", "prod") == ["main"]
         table = [Backend(1, 80, (a.address,)), Backend(2, 20, (b.address,))]
         await router.set_backends("shop", "prod", table)
-        seen = await _load(f"http://127.0.0.1:{port}", 500, 4)
+        seen = await load(f"http://127.0.0.1:{port}", 500, 4)
         assert seen == Counter(a=400, b=100), seen  # round robin: exact shares
 
         again = HAProxyRouter(tmp_path)  # a restarted controller adopts the running HAProxy
@@ -95,7 +68,7 @@ def test_weights_adoption_stats_reload_and_stop(tmp_path: Path) -> None:
                               kind="haproxy", drain_timeout=5.0)  # fmt: skip
         await again.ensure_running(config)
         assert (tmp_path / "routers/haproxy/shop.prod.main/haproxy.pid").read_text() == pid
-        seen = await _load(f"http://127.0.0.1:{moved}", 100, 2)
+        seen = await load(f"http://127.0.0.1:{moved}", 100, 2)
         assert seen == Counter(a=80, b=20), seen
 
         with pytest.raises(ConfigError) as error:
@@ -138,7 +111,7 @@ def test_table_changes_under_load_fail_nothing(tmp_path: Path) -> None:
 
         flipper = asyncio.create_task(flip())
         try:
-            seen = await _load(url, 3000, 8)
+            seen = await load(url, 3000, 8)
         finally:
             done.set()
             changes = await flipper
@@ -201,66 +174,9 @@ def test_canary_through_the_cli_behind_haproxy(project: SampleProject) -> None:
     """``baepo deploy`` with ``router: {kind: haproxy}``: the canary's weights reach HAProxy
     (measured shares within tolerance), no request fails under load, the router's stats count
     the traffic, and a killed server's successor adopts the same HAProxy."""
-    canary = (
-        "{canary: {steps: [{set_weight: 25}, {pause: {}}, {set_weight: 50}, {pause: {}}], "
-        "abort_scale_down_delay: 2s}}"
-    )
-
-    def write(version: str, strategy: str | None = None) -> None:
-        if strategy is None:
-            project.write(version, replicas=2)
-        else:
-            project.write(version, replicas=2, strategy=strategy)
-        text = project.spec.read_text().replace("router:\n", "router:\n  kind: haproxy\n", 1)
-        project.spec.write_text(text)
-
-    def paused_at(weight: int) -> Callable[[dict[str, Any]], bool]:
-        def check(s: dict[str, Any]) -> bool:
-            rollout, state = s.get("rollout"), s.get("canary")
-            return bool(
-                rollout and state and rollout["phase"] == "paused" and state["weight"] == weight
-            )
-
-        return check
-
-    def served(revision: int) -> int | None:
-        for path in (project.state_dir / "routers" / "haproxy").glob("sample.*.main/table.json"):
-            for backend in json.loads(path.read_text())["backends"]:
-                if backend["revision"] == revision:
-                    return int(backend["weight"])
-        return None
-
-    write("1.0.0")
-    project.ok("deploy", "--wait")
-    project.wait_for(lambda s: serving(s, 1, 2), what="revision 1 serving")
+    canary_through_cli(project, "haproxy")
     [pid_file] = (project.state_dir / "routers" / "haproxy").glob("sample.*.main/haproxy.pid")
     pid = pid_file.read_text()
-    write("2.0.0", canary)
-    gen = LoadGenerator("127.0.0.1", project.port, rate=40, workers=2, max_seconds=180).start()
-    measured: dict[int, float] = {}
-    try:
-        project.ok("deploy", "--no-wait")
-        for weight in (25, 50):
-            project.wait_for(paused_at(weight), what=f"paused at weight {weight}")
-            deadline = time.monotonic() + 10
-            while served(2) != weight:
-                assert time.monotonic() < deadline, f"HAProxy never served weight {weight}"
-                time.sleep(0.05)
-            seen = versions(project.port, 400)
-            measured[weight] = 100 * seen["2.0.0"] / sum(seen.values())
-            project.ok("promote")
-        project.wait_for(lambda s: serving(s, 2, 2), what="revision 2 serving")
-    finally:
-        report = gen.stop()
-    assert report.failed == 0, report
-    for weight, share in measured.items():
-        assert abs(share - weight) <= 7, measured
-    assert set(versions(project.port, 20)) == {"2.0.0"}
-    stats = {s["revision"]: s for s in project.status()["stats"]}
-    assert stats[1]["requests"] > 0
-    assert stats[2]["requests"] > 0
-    assert sum(s["status"]["5xx"] + s["status"]["error"] for s in stats.values()) == 0
-
     project.kill_server()
     assert set(versions(project.port, 5)) == {"2.0.0"}
     project.ok("status")

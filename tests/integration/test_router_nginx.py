@@ -11,13 +11,12 @@ import signal
 import socket
 import time
 from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 from harness import SampleProject, serving, versions
+from proxies import canary_through_cli, load
 from upstreams import UpstreamServer, free_port, read_ws_frame, ws_frame
 
 from baepo.cli.loadgen import LoadGenerator
@@ -46,33 +45,6 @@ def _config(port: int, **extra: object) -> RouterConfig:
     )  # type: ignore[arg-type]
 
 
-async def _load(url: str, total: int, concurrency: int, *, post: bool = False) -> Counter[str]:
-    """``total`` keep-alive GETs over ``concurrency`` connections; counts by upstream or failure."""
-    seen: Counter[str] = Counter()
-    remaining = [total]
-    limits = httpx.Limits(max_connections=concurrency)
-    async with httpx.AsyncClient(base_url=url, timeout=10, limits=limits) as client:
-
-        async def worker() -> None:
-            while remaining[0] > 0:
-                remaining[0] -= 1
-                try:
-                    if post:
-                        response = await client.post("/echo", content=b"order=1")
-                    else:
-                        response = await client.get("/hello")
-                except httpx.HTTPError as exc:
-                    seen[f"failed:{type(exc).__name__}"] += 1
-                    continue
-                if response.status_code == 200:
-                    seen[response.headers["x-upstream"]] += 1
-                else:
-                    seen[f"status:{response.status_code}"] += 1
-
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return seen
-
-
 def test_start_weights_adopt_stats_and_stop(tmp_path: Path) -> None:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
@@ -90,7 +62,7 @@ def test_start_weights_adopt_stats_and_stop(tmp_path: Path) -> None:
         await router.set_backends(
             "shop", "prod", [Backend(1, 80, (a.address,)), Backend(2, 20, (b.address,))]
         )
-        seen = await _load(url, 1000, 8)
+        seen = await load(url, 1000, 8)
         assert seen["a"] + seen["b"] == 1000, seen
         assert 740 <= seen["a"] <= 860, seen
 
@@ -194,7 +166,7 @@ def test_weight_changes_under_load_fail_nothing(tmp_path: Path) -> None:
 
         flipper = asyncio.create_task(flip())
         try:
-            seen, posted = await asyncio.gather(_load(url, 3000, 8), _load(url, 600, 4, post=True))
+            seen, posted = await asyncio.gather(load(url, 3000, 8), load(url, 600, 4, post=True))
         finally:
             done.set()
             reloads = await flipper
@@ -366,63 +338,4 @@ def test_a_taken_port_is_a_clear_error_and_the_old_address_keeps_serving(tmp_pat
 def test_canary_through_the_cli_splits_traffic_behind_nginx(project: SampleProject) -> None:
     """A canary's weights reach nginx: the measured shares match within tolerance, no request
     fails, and the router's per-revision stats count the traffic."""
-    canary = (
-        "{canary: {steps: [{set_weight: 25}, {pause: {}}, {set_weight: 50}, {pause: {}}], "
-        "abort_scale_down_delay: 2s}}"
-    )
-
-    def write(version: str, strategy: str | None = None) -> None:
-        if strategy is None:
-            project.write(version, replicas=2)
-        else:
-            project.write(version, replicas=2, strategy=strategy)
-        text = project.spec.read_text().replace("router:\n", "router:\n  kind: nginx\n", 1)
-        project.spec.write_text(text)
-
-    def paused_at(weight: int) -> Callable[[dict[str, Any]], bool]:
-        def check(s: dict[str, Any]) -> bool:
-            rollout, state = s.get("rollout"), s.get("canary")
-            return bool(
-                rollout and state and rollout["phase"] == "paused" and state["weight"] == weight
-            )
-
-        return check
-
-    def served(revision: int) -> int | None:
-        """The weight of ``revision`` in the table nginx serves (its table.json)."""
-        for path in (project.state_dir / "routers" / "nginx").glob("sample.*.main/table.json"):
-            for backend in json.loads(path.read_text())["backends"]:
-                if backend["revision"] == revision:
-                    return int(backend["weight"])
-        return None
-
-    write("1.0.0")
-    project.ok("deploy", "--wait")
-    project.wait_for(lambda s: serving(s, 1, 2), what="revision 1 serving")
-    write("2.0.0", canary)
-    gen = LoadGenerator("127.0.0.1", project.port, rate=40, workers=2, max_seconds=180).start()
-    measured: dict[int, float] = {}
-    try:
-        project.ok("deploy", "--no-wait")
-        for weight in (25, 50):
-            project.wait_for(paused_at(weight), what=f"paused at weight {weight}")
-            # The pause is recorded before the router applies its weight: wait for nginx.
-            deadline = time.monotonic() + 10
-            while served(2) != weight:
-                assert time.monotonic() < deadline, f"nginx never served weight {weight}"
-                time.sleep(0.05)
-            seen = versions(project.port, 600)
-            measured[weight] = 100 * seen["2.0.0"] / sum(seen.values())
-            project.ok("promote")
-        project.wait_for(lambda s: serving(s, 2, 2), what="revision 2 serving")
-    finally:
-        report = gen.stop()
-    assert report.failed == 0, report
-    for weight, share in measured.items():
-        assert abs(share - weight) <= 7, measured
-    assert set(versions(project.port, 20)) == {"2.0.0"}
-    stats = {s["revision"]: s for s in project.status()["stats"]}
-    assert stats[1]["requests"] > 0
-    assert stats[2]["requests"] > 0
-    assert sum(s["status"]["2xx"] for s in stats.values()) >= 1200 + report.sent
-    assert sum(s["status"]["5xx"] + s["status"]["error"] for s in stats.values()) == 0
+    canary_through_cli(project, "nginx")
