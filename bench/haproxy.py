@@ -1,9 +1,11 @@
 """Benchmark: weight changes through the HAProxy router (``router: {kind: haproxy}``).
 
-Two measurements on loopback, with two small threaded Python upstreams ``a`` and ``b`` (each
+Three measurements on loopback, with two small threaded Python upstreams ``a`` and ``b`` (each
 answer names its upstream in ``X-Upstream``) behind a real HAProxy driven by ``HAProxyRouter``,
 the adapter the controller uses (the upstreams and probes are those of ``bench/nginx.py``):
 
+- **call cost**: one admin-socket round trip, and ``set_backends`` (read the servers, send
+  the changes) with nothing else running in this process;
 - **change latency**: the table flips between "all to a" and "all to b" ``--flips`` times
   while four keep-alive clients send requests back to back; for each flip, the time from the
   ``set_backends`` call to its return (admin-socket commands) and to the first answer from
@@ -90,6 +92,20 @@ async def main(args: argparse.Namespace) -> None:
         sock = admin_socket(router.folder(APP, ENV))
         try:
             await router.set_backends(APP, ENV, table(a, b, 0))
+            alone = []
+            for i in range(args.flips * 5):
+                started = time.perf_counter()
+                await router.set_backends(APP, ENV, table(a, b, [10, 50, 90, 30][i % 4]))
+                alone.append(1000 * (time.perf_counter() - started))
+            command_ms = []
+            for _ in range(args.flips * 5):
+                started = time.perf_counter()
+                await command(sock, "show info")
+                command_ms.append(1000 * (time.perf_counter() - started))
+            print("with no client in this process (ms):")
+            print(f"  one admin-socket round trip: median {statistics.median(command_ms):.2f}")
+            print(f"  set_backends (read servers, apply): median {statistics.median(alone):.2f}, "
+                  f"max {max(alone):.2f}")  # fmt: skip
             returned, visible = await change_latency(router, url, a, b, args.flips)  # type: ignore[arg-type]
             ms = [1000 * x for x in returned]
             vis = [1000 * x for x in visible]
