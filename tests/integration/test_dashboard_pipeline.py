@@ -1,12 +1,14 @@
 """The release pipeline on the dashboard, with auth required: a deploy waiting for approval
 shows a banner; its requester's Approve is refused with the API's message; another approver
 locks and unlocks the app, then approves from the page, and the rollout goes on; the checks
-it ran are listed with their output; the history shows secrets only as changed or not."""
+it ran are listed with their output; the history shows secrets only as changed or not.
+An open freeze window is shown with its reason and end."""
 
 from __future__ import annotations
 
 import re
 import time
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -101,3 +103,21 @@ def test_approve_lock_and_gates_on_the_dashboard(project: SampleProject) -> None
                       headers={"Authorization": f"Bearer {admin.strip()}"}).json()  # fmt: skip
     approvals = [a for a in audit if "bob" in a["actor"] and "/approve" in str(a)]
     assert approvals, audit
+
+
+def test_an_open_freeze_window_is_on_the_app_page(project: SampleProject) -> None:
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    end = now + timedelta(days=2)
+    project.write("1.0.0", replicas=1)
+    project.spec.write_text(
+        project.spec.read_text()
+        + f"environments:\n  {ENV}:\n    freeze:\n      - reason: quarter close\n"
+        + f"        start: {(now - timedelta(days=1)).strftime('%Y-%m-%dT%H:%M:%SZ')}\n"
+        + f"        end: {end.strftime('%Y-%m-%dT%H:%M:%SZ')}\n"
+    )
+    project.ok("deploy", "-e", ENV, "--override-freeze", "hotfix", "--wait")
+    url = str(project.server_info()["url"])
+    with httpx.Client(base_url=url, timeout=30, follow_redirects=True) as client:
+        page = client.get("/ui/apps/sample", params={"env": ENV}).text
+    assert 'id="freeze"' in page and "Deploy freeze" in page, page
+    assert "quarter close" in page and end.strftime("%Y-%m-%d %H:%M") in page

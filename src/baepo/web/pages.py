@@ -27,7 +27,8 @@ from baepo.api import auth, routes, token_routes, views
 from baepo.api.backup_routes import backup_view
 from baepo.api.gate_routes import gate_run_view
 from baepo.api.lock_routes import lock_view
-from baepo.controller import locks
+from baepo.controller import freeze, locks
+from baepo.controller.desired import spec_of
 from baepo.core.model import DEFAULT_ENV
 from baepo.errors import BaepoError
 from baepo.web import login, report, sessions, view
@@ -267,6 +268,7 @@ async def _status_context(
             "version": (status["target"] or {}).get("version", "?"),
         }
     return {
+        "freeze": await asyncio.to_thread(_freeze, view.runtime(request), app, env, status),
         "awaiting": awaiting,
         "may_approve": visit.principal.can("approver", env),
         "lock": lock_view(app, env, held),
@@ -282,6 +284,19 @@ async def _status_context(
         "production": env in PRODUCTION,
         "live_json": json.dumps(_live(status)),
     }
+
+
+def _freeze(rt: Any, app: str, env: str, status: dict[str, Any]) -> dict[str, str] | None:
+    """The freeze window of the newest revision's spec open now: its reason and end, or None."""
+    newest = status["target"] or status["stable"]
+    if newest is None:
+        return None
+    revision = rt.store.get_revision(app, env, newest["number"])
+    frozen = freeze.active_freeze(spec_of(revision).freeze, rt.releases.clock())
+    if frozen is None:
+        return None
+    window, ends = frozen
+    return {"reason": window.reason, "until": ends.strftime("%Y-%m-%d %H:%M")}
 
 
 def _summary(status: dict[str, Any]) -> dict[str, Any]:
