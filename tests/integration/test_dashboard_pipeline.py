@@ -2,22 +2,31 @@
 shows a banner; its requester's Approve is refused with the API's message; another approver
 locks and unlocks the app, then approves from the page, and the rollout goes on; the checks
 it ran are listed with their output; the history shows secrets only as changed or not.
-An open freeze window is shown with its reason and end."""
+An open freeze window is shown with its reason and end. In a real headless Chromium (Selenium)
+an approver presses Approve and sees the rollout finish."""
 
 from __future__ import annotations
 
 import re
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from harness import SampleProject
+from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException, TimeoutException
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.support.ui import WebDriverWait
 
 pytestmark = pytest.mark.slow
 
 ENV = "staging"
+CHROMIUM, DRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 POLICY = """\
 environments:
@@ -121,3 +130,62 @@ def test_an_open_freeze_window_is_on_the_app_page(project: SampleProject) -> Non
         page = client.get("/ui/apps/sample", params={"env": ENV}).text
     assert 'id="freeze"' in page and "Deploy freeze" in page, page
     assert "quarter close" in page and end.strftime("%Y-%m-%d %H:%M") in page
+
+
+def test_approve_in_chromium(project: SampleProject) -> None:
+    """An approver logs in with a token in a real headless Chromium, sees the banner, presses
+    Approve, and the page (kept fresh by server-sent events) shows the rollout finished."""
+    for path in (CHROMIUM, DRIVER):
+        assert Path(path).exists(), f"{path} is missing: run scripts/install-system-deps test"
+    project.write("1.0.0", replicas=1)
+    project.spec.write_text(project.spec.read_text() + POLICY)
+    alice = project.ok("token", "create", "--name", "alice", "--role", "approver", "--env", ENV)
+    bob = project.ok("token", "create", "--name", "bob", "--role", "approver", "--env", ENV)
+    project.ok("server", "stop")
+    project.ok("server", "start", "--auth", "required")
+    url = str(project.server_info()["url"])
+    project.env["BAEPO_TOKEN"] = alice.strip()
+    try:
+        asked = project.baepo("deploy", "-e", ENV)
+    finally:
+        project.env.pop("BAEPO_TOKEN")
+    assert asked.returncode == 0, asked.stderr
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"):
+        options.add_argument(arg)
+    driver = webdriver.Chrome(service=Service(executable_path=DRIVER), options=options)
+    driver.set_page_load_timeout(30)
+    try:
+        driver.get(f"{url}/ui/login")
+        driver.find_element(By.ID, "token").send_keys(bob.strip())
+        driver.find_element(By.ID, "login-token").click()
+        WebDriverWait(driver, 30).until(lambda d: d.current_url.endswith("/ui/"))
+        driver.get(f"{url}/ui/apps/sample?env={ENV}")
+        banner = driver.find_element(By.ID, "approval").text
+        assert "Awaiting approval" in banner and "alice" in banner, banner
+
+        def press_approve(d: WebDriver) -> bool:
+            d.find_element(By.ID, "btn-approve").click()
+            return True
+
+        WebDriverWait(driver, 30, ignored_exceptions=(StaleElementReferenceException,)).until(
+            press_approve
+        )
+
+        def finished(d: WebDriver) -> bool:
+            status = d.find_element(By.ID, "status").text
+            return "Awaiting approval" not in status and "ticket approved" in status
+
+        try:
+            WebDriverWait(
+                driver, 120, poll_frequency=0.5,
+                ignored_exceptions=(StaleElementReferenceException,),
+            ).until(finished)  # fmt: skip
+        except TimeoutException as exc:
+            page = driver.find_element(By.TAG_NAME, "main").text
+            raise AssertionError(f"the approved rollout never showed; the page:\n{page}") from exc
+        assert not driver.find_elements(By.ID, "btn-approve")
+    finally:
+        driver.quit()
