@@ -17,7 +17,11 @@ import httpx
 import pytest
 from harness import SampleProject
 from selenium import webdriver
-from selenium.common.exceptions import StaleElementReferenceException, TimeoutException
+from selenium.common.exceptions import (
+    NoSuchElementException,
+    StaleElementReferenceException,
+    TimeoutException,
+)
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
@@ -107,6 +111,7 @@ def test_approve_lock_and_gates_on_the_dashboard(project: SampleProject) -> None
     assert "Awaiting approval" not in page
     assert 'id="gates"' in page and "ticket approved" in page, page
     assert "ticket T-42 approved" in page  # the check's output, expandable
+    assert re.search(r"<td>\d+\.\d s</td>", page), page  # its duration
 
     audit = httpx.get(f"{url}/api/v1/audit", timeout=10,
                       headers={"Authorization": f"Bearer {admin.strip()}"}).json()  # fmt: skip
@@ -163,16 +168,18 @@ def test_approve_in_chromium(project: SampleProject) -> None:
         driver.find_element(By.ID, "login-token").click()
         WebDriverWait(driver, 30).until(lambda d: d.current_url.endswith("/ui/"))
         driver.get(f"{url}/ui/apps/sample?env={ENV}")
-        banner = driver.find_element(By.ID, "approval").text
+        banner = WebDriverWait(
+            driver, 30, ignored_exceptions=(StaleElementReferenceException, NoSuchElementException)
+        ).until(lambda d: d.find_element(By.ID, "approval").text)
         assert "Awaiting approval" in banner and "alice" in banner, banner
 
         def press_approve(d: WebDriver) -> bool:
             d.find_element(By.ID, "btn-approve").click()
             return True
 
-        WebDriverWait(driver, 30, ignored_exceptions=(StaleElementReferenceException,)).until(
-            press_approve
-        )
+        WebDriverWait(
+            driver, 30, ignored_exceptions=(StaleElementReferenceException, NoSuchElementException)
+        ).until(press_approve)
 
         def finished(d: WebDriver) -> bool:
             status = d.find_element(By.ID, "status").text
@@ -181,7 +188,7 @@ def test_approve_in_chromium(project: SampleProject) -> None:
         try:
             WebDriverWait(
                 driver, 120, poll_frequency=0.5,
-                ignored_exceptions=(StaleElementReferenceException,),
+                ignored_exceptions=(StaleElementReferenceException, NoSuchElementException),
             ).until(finished)  # fmt: skip
         except TimeoutException as exc:
             page = driver.find_element(By.TAG_NAME, "main").text

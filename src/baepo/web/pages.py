@@ -272,7 +272,10 @@ async def _status_context(
         "awaiting": awaiting,
         "may_approve": visit.principal.can("approver", env),
         "lock": lock_view(app, env, held),
-        "gates": [gate_run_view(run) for run in reversed(gates)],
+        "gates": [
+            {**gate_run_view(run), "duration": _duration(run.started_at, run.finished_at)}
+            for run in reversed(gates)
+        ],
         "backups": [backup_view(b) for b in reversed(backups)],
         "app": app,
         "env": env,
@@ -297,6 +300,13 @@ def _freeze(rt: Any, app: str, env: str, status: dict[str, Any]) -> dict[str, st
         return None
     window, ends = frozen
     return {"reason": window.reason, "until": ends.strftime("%Y-%m-%d %H:%M")}
+
+
+def _duration(started: datetime, finished: datetime | None) -> str:
+    """How long a gate ran, as ``1.2 s``; ``running`` while it has not finished."""
+    if finished is None:
+        return "running"
+    return f"{(finished - started).total_seconds():.1f} s"
 
 
 def _summary(status: dict[str, Any]) -> dict[str, Any]:
