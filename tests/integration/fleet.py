@@ -1,6 +1,8 @@
 """The test fleet: ``scripts/fleet up 3`` for the session, ``scripts/fleet down`` at the end.
 
-Each host is a network namespace with its own sshd (see scripts/fleet). When the machine cannot
+Each host is a network namespace with its own sshd (see scripts/fleet). Each test session takes
+a fleet network number no other session on the machine holds (a lock file per number), so
+parallel test workers and runs each have their own fleet. When the machine cannot
 build one (no root, no ``ip`` or ``sshd``) the test is skipped, or fails when ``CI=true``.
 Callers: the ``test_hosts_*`` integration tests, which import the ``fleet`` fixture
 (``from fleet import fleet``).
@@ -8,6 +10,8 @@ Callers: the ``test_hosts_*`` integration tests, which import the ``fleet`` fixt
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import shutil
 import subprocess
@@ -20,6 +24,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "fleet"
 SIZE = 3
+LOCKS = Path("/tmp/baepo-fleet-locks")
+NETS = range(1, 100)
 
 
 @dataclass(frozen=True)
@@ -30,8 +36,20 @@ class Fleet:
     addresses: tuple[str, ...]
     key: Path
     known_hosts: Path
-    gateway: str = "10.213.0.1"
+    net: int
     user: str = "root"
+
+    @property
+    def gateway(self) -> str:
+        return f"10.213.{self.net}.1"
+
+    def unused_address(self) -> str:
+        """An address on the fleet's bridge that no host has."""
+        return f"10.213.{self.net}.99"
+
+    def link(self, host: int) -> str:
+        """The bridge side of host ``host``'s (1-based) veth pair: set it down to cut it off."""
+        return f"veth{self.net}-h{host}"
 
 
 def _missing() -> str | None:
@@ -45,8 +63,27 @@ def _missing() -> str | None:
     return None
 
 
-def _script(*args: str, directory: Path) -> str:
-    env = {**os.environ, "BAEPO_FLEET_DIR": str(directory)}
+@contextlib.contextmanager
+def _free_net() -> Iterator[int]:
+    """A fleet network number held (an exclusive lock on its file) until the block ends."""
+    LOCKS.mkdir(parents=True, exist_ok=True)
+    for net in NETS:
+        handle = (LOCKS / f"{net}.lock").open("w")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            continue
+        try:
+            yield net
+        finally:
+            handle.close()
+        return
+    raise RuntimeError(f"every fleet network number is taken (locks in {LOCKS})")
+
+
+def _script(*args: str, directory: Path, net: int) -> str:
+    env = {**os.environ, "BAEPO_FLEET_DIR": str(directory), "BAEPO_FLEET_NET": str(net)}
     done = subprocess.run(
         [str(SCRIPT), *args], env=env, capture_output=True, text=True, timeout=120, check=False
     )
@@ -62,27 +99,29 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
             pytest.fail(missing)
         pytest.skip(missing)
     directory = tmp_path_factory.mktemp("fleet") / "hosts"
-    _script("down", directory=directory)  # whatever an interrupted session left behind
-    _script("up", str(SIZE), directory=directory)
-    try:
-        yield Fleet(
-            addresses=tuple(f"10.213.0.{10 + i}" for i in range(1, SIZE + 1)),
-            key=directory / "id_ed25519",
-            known_hosts=directory / "known_hosts",
-        )
-    finally:
-        _script("down", directory=directory)
-        assert_nothing_left(directory)
+    with _free_net() as net:
+        _script("down", directory=directory, net=net)  # what an interrupted session left
+        _script("up", str(SIZE), directory=directory, net=net)
+        try:
+            yield Fleet(
+                addresses=tuple(f"10.213.{net}.{10 + i}" for i in range(1, SIZE + 1)),
+                key=directory / "id_ed25519",
+                known_hosts=directory / "known_hosts",
+                net=net,
+            )
+        finally:
+            _script("down", directory=directory, net=net)
+            assert_nothing_left(directory, net)
 
 
-def assert_nothing_left(directory: Path) -> None:
+def assert_nothing_left(directory: Path, net: int) -> None:
     """After ``scripts/fleet down``: no namespace, link, sshd or file of the fleet remains."""
     namespaces = subprocess.run(
         ["ip", "netns", "list"], capture_output=True, text=True, check=False
     ).stdout
     links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True, check=False).stdout
-    assert "baepo-h" not in namespaces, namespaces
-    assert "baepo-br0" not in links and "veth-h" not in links, links
+    assert f"baepo{net}-h" not in namespaces, namespaces
+    assert f"baepo-br{net}:" not in links and f"veth{net}-h" not in links, links
     assert not directory.exists()
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():

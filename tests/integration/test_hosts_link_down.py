@@ -19,8 +19,8 @@ __all__ = ["fleet"]
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
 
-def link(host: int, state: str) -> None:
-    subprocess.run(["ip", "link", "set", f"veth-h{host}", state], check=True, timeout=10)
+def link(fleet: Fleet, host: int, state: str) -> None:
+    subprocess.run(["ip", "link", "set", fleet.link(host), state], check=True, timeout=10)
 
 
 def test_a_host_lost_mid_deploy_stops_the_rollout(project: SampleProject, fleet: Fleet) -> None:
@@ -41,7 +41,7 @@ def test_a_host_lost_mid_deploy_stops_the_rollout(project: SampleProject, fleet:
         )
         project.ok("deploy", "--no-wait")
         project.wait_for(first_new_ready, timeout=120, what="a first new instance")
-        link(3, "down")
+        link(fleet, 3, "down")
         status = project.wait_for(
             lambda s: s["rollout"] is None, timeout=240, what="the rollout to stop"
         )
@@ -57,7 +57,7 @@ def test_a_host_lost_mid_deploy_stops_the_rollout(project: SampleProject, fleet:
             time.sleep(0.5)
         assert set(versions(project.port, 40)) == {"1.0.0"}
     finally:
-        link(3, "up")
+        link(fleet, 3, "up")
 
     # With the host back, deploying again converges: three instances, one per host.
     project.ok("deploy", "--wait", timeout=240)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import re
 import shutil
 import time
 from pathlib import Path
@@ -200,7 +201,7 @@ def test_unreachable_hosts_up_to_max_failed_hosts_are_passed_over(
     shutil.copy(SAMPLE, source / "app.py")
     base = instance_spec(fleet, source, "x")
     assert base.target is not None
-    gone = HostConfig("10.213.0.99", key=str(fleet.key))  # on the bridge, nobody there
+    gone = HostConfig(fleet.unused_address(), key=str(fleet.key))  # on the bridge, nobody there
     hosts = (gone, *base.target.hosts[:1])
     tolerant = dataclasses.replace(
         base, target=dataclasses.replace(base.target, hosts=hosts, max_failed_hosts=1)
@@ -211,7 +212,8 @@ def test_unreachable_hosts_up_to_max_failed_hosts_are_passed_over(
     platform = HostsPlatform(tmp_path / "state")
 
     async def scenario() -> None:
-        with pytest.raises(ExternalError, match=r"1 host\(s\) unreachable .*10\.213\.0\.99"):
+        unreachable = rf"1 host\(s\) unreachable .*{re.escape(gone.address)}"
+        with pytest.raises(ExternalError, match=unreachable):
             await platform.start_instance(strict)
         started = await platform.start_instance(tolerant)
         assert started.host == fleet.addresses[0]

@@ -45,7 +45,7 @@ def done(request: Request, o: Outcome) -> dict[str, Any]:
 
 
 def outcome_view(o: Outcome) -> dict[str, Any]:
-    return {
+    view = {
         "app": o.app,
         "env": o.env,
         "changed": o.changed,
@@ -53,6 +53,7 @@ def outcome_view(o: Outcome) -> dict[str, Any]:
         "revision": o.revision,
         "rollout_id": o.rollout_id,
     }
+    return view if o.preview is None else {**view, "preview": o.preview}
 
 
 @router.get("/healthz", tags=["server"])
@@ -92,6 +93,7 @@ def deploy(body: DeployBody, request: Request) -> dict[str, Any]:
             supersede=body.supersede,
             source=spec_source(body.spec_yaml),
             override_freeze=body.override_freeze,
+            dry_run=body.dry_run,
         )
     )
     view = done(request, outcome)

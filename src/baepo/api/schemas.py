@@ -32,6 +32,13 @@ class DeployBody(Body):
         max_length=2000,
         description="Deploy inside a freeze window anyway, for this reason (needs admin).",
     )
+    dry_run: bool = Field(
+        default=False,
+        description=(
+            "Refuse what a deploy would refuse, but change nothing: the answer's `preview` says "
+            "what the deploy would do (revision, changes, steps, gates, commands on hosts)."
+        ),
+    )
 
 
 class UndoBody(Body):

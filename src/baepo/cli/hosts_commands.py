@@ -1,12 +1,13 @@
 """``baepo hosts plan``: what a deploy to ``target: hosts`` would run on which host, as text.
 
 Nothing is run and no server is needed: the plan is built from the spec file alone by the same
-functions the hosts platform runs (``platforms.hosts.plan``). Callers: ``cli.main`` registers it.
+functions the hosts platform runs (``controller.preview``, over ``platforms.hosts.plan``).
+``baepo deploy --dry-run`` shows the same plan, with the revision number the server would
+give. Callers: ``cli.main`` registers it.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 from datetime import UTC, datetime
@@ -15,12 +16,9 @@ from typing import Annotated
 import typer
 
 from baepo.cli.context import EnvOpt, FileOpt, Project
-from baepo.controller import desired
+from baepo.controller import preview
 from baepo.core.model import Revision
 from baepo.errors import ConfigError, Problem
-from baepo.platforms.hosts import commands
-from baepo.platforms.hosts import plan as hosts_plan
-from baepo.platforms.hosts.platform import agent_source
 from baepo.spec.loader import load_spec
 
 hosts = typer.Typer(help="Apps on SSH hosts (`target: hosts`).", no_args_is_help=True)
@@ -48,25 +46,16 @@ def plan(
         )
     config = spec.model_dump(mode="json")
     digest = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()
-    instance = desired.instance_spec(
-        Revision(
-            app=spec.app,
-            env=project.env,
-            number=revision,
-            version=spec.version or "",
-            config=config,
-            config_hash=digest,
-            spec_dir=str(loaded.directory),
-            created_by="plan",
-            created_at=datetime.now(UTC),
-        )
+    revision_ = Revision(
+        app=spec.app,
+        env=project.env,
+        number=revision,
+        version=spec.version or "",
+        config=config,
+        config_hash=digest,
+        spec_dir=str(loaded.directory),
+        created_by="plan",
+        created_at=datetime.now(UTC),
     )
-    # Secrets are resolved by the server at deploy time; here only their names are known.
-    instance = dataclasses.replace(instance, secret_env=dict.fromkeys(spec.secrets, "<secret>"))
-    actions = hosts_plan.release_plan(
-        instance,
-        spec.replicas,
-        agent_source=agent_source(),
-        archive=hosts_plan.archive_folder(loaded.directory),
-    )
-    print(commands.render_plan(actions), end="")
+    for line in preview.hosts_plan_lines(revision_, spec):
+        print(line)

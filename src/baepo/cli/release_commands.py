@@ -16,6 +16,7 @@ from rich.console import Console
 
 from baepo.cli.context import EnvOpt, FileOpt, Output, OutputOpt, Project, StateOpt, actor
 from baepo.cli.follow import follow, rollout_finished, settled
+from baepo.cli.render import preview_view
 from baepo.errors import RolloutFailed
 
 out = Console(highlight=False)
@@ -106,6 +107,14 @@ def deploy(
             help="Deploy inside a freeze window anyway, for this reason (needs admin).",
         ),
     ] = None,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run",
+            help="Check the deploy and show what it would do (revision, config and secret "
+            "changes, strategy steps, gates, commands on each host); change nothing.",
+        ),
+    ] = False,
     wait: WaitOpt = None,
     timeout: TimeoutOpt = None,
     state_dir: StateOpt = None,
@@ -116,8 +125,11 @@ def deploy(
     Deploying what already runs is a no-op that says so. While a rollout is in progress a new
     deploy is refused (exit 5) unless `--supersede` replaces it. Inside a freeze window of
     the environment a deploy is refused (exit 5) unless an admin gives `--override-freeze`.
+    `--dry-run` refuses what a deploy would refuse (same exit codes) and otherwise prints
+    what it would do, exit 0.
 
-    Example: `baepo deploy --version 1.4.1 -m "fix checkout" --wait`
+    Example: `baepo deploy --version 1.4.1 -m "fix checkout" --wait`,
+    `baepo deploy --dry-run --env production`
     """
     project = Project(file, env, state_dir)
     loaded = project.loaded
@@ -132,8 +144,17 @@ def deploy(
             "actor": actor(),
             "supersede": supersede,
             "override_freeze": override_freeze,
+            "dry_run": dry_run,
         },
     )
+    if dry_run:
+        if output == Output.json:
+            print(json.dumps(result))
+            return
+        out.print(result["message"], style="bold" if result.get("preview") else "dim")
+        if result.get("preview"):
+            out.print(preview_view(result["preview"]))
+        return
     _finish(project, result, wait, timeout, output)
 
 

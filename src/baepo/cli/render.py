@@ -6,10 +6,13 @@ the same view. Callers: the view and release commands.
 
 from __future__ import annotations
 
+import difflib
 from datetime import UTC, datetime
 from typing import Any
 
+import yaml
 from rich.console import Group, RenderableType
+from rich.syntax import Syntax
 from rich.table import Table
 from rich.text import Text
 
@@ -251,4 +254,64 @@ def analysis_view(runs: list[dict[str, Any]]) -> RenderableType:
             if shown:
                 parts.append(table)
         parts.append(Text(""))
+    return Group(*parts)
+
+
+def config_diff(old: dict[str, Any], new: dict[str, Any], old_name: str, new_name: str) -> str:
+    """A unified diff of two revisions' configs as YAML; empty when they are the same."""
+    return "".join(
+        difflib.unified_diff(
+            yaml.safe_dump(old, sort_keys=False).splitlines(keepends=True),
+            yaml.safe_dump(new, sort_keys=False).splitlines(keepends=True),
+            fromfile=old_name,
+            tofile=new_name,
+        )
+    )
+
+
+def secret_changes_text(changes: dict[str, str], sources: dict[str, str]) -> Text:
+    """Secrets by name and source, each added/removed/changed/unchanged: never a value."""
+    text = Text()
+    for variable, change in changes.items():
+        style = "dim" if change == "unchanged" else "bold yellow"
+        text.append(f"  {variable:<24} ")
+        text.append(change, style=style)
+        text.append(f"  ({sources.get(variable, '')})\n")
+    return text
+
+
+def preview_view(preview: dict[str, Any]) -> RenderableType:
+    """A dry-run deploy's preview: changes, strategy, gates, approval, commands on hosts."""
+    parts: list[RenderableType] = []
+    number = preview["revision"]
+    stable = preview.get("stable")
+    if stable is None:
+        parts.append(Text("first revision: config", style="bold"))
+        parts.append(Syntax(yaml.safe_dump(preview["config"], sort_keys=False), "yaml"))
+    else:
+        diff = config_diff(
+            stable["config"],
+            preview["config"],
+            f"revision {stable['revision']}",
+            f"revision {number}",
+        )
+        parts.append(Text(f"config changes since revision {stable['revision']}:", style="bold"))
+        parts.append(Syntax(diff, "diff") if diff else Text("  (none)", style="dim"))
+    if preview.get("secret_changes"):
+        parts.append(Text("secrets:", style="bold"))
+        parts.append(secret_changes_text(preview["secret_changes"], preview.get("secrets", {})))
+    if preview.get("supersedes_rollout"):
+        parts.append(Text(f"replaces rollout {preview['supersedes_rollout']} in progress"))
+    strategy = preview["strategy"]
+    parts.append(Text(f"strategy: {strategy[0]}", style="bold"))
+    parts += [Text(f"  {line}") for line in strategy[1:]]
+    if preview.get("approval_required"):
+        parts.append(Text("approval: required (waits for baepo approve)", style="bold yellow"))
+    if preview.get("gates"):
+        parts.append(Text("gates, in order:", style="bold"))
+        parts += [Text(f"  {line}") for line in preview["gates"]]
+    if preview.get("hosts_plan"):
+        parts.append(Text("on the hosts:", style="bold"))
+        parts += [Text(line) for line in preview["hosts_plan"]]
+    parts.append(Text("nothing was changed (dry run)", style="dim"))
     return Group(*parts)

@@ -5,7 +5,6 @@ Callers: ``cli.main`` registers them.
 
 from __future__ import annotations
 
-import difflib
 import json
 import sys
 import time
@@ -19,7 +18,13 @@ from rich.syntax import Syntax
 
 from baepo.cli.context import EnvOpt, FileOpt, Output, OutputOpt, Project, StateOpt
 from baepo.cli.follow import follow
-from baepo.cli.render import analysis_view, history_table, status_view
+from baepo.cli.render import (
+    analysis_view,
+    config_diff,
+    history_table,
+    secret_changes_text,
+    status_view,
+)
 
 out = Console(highlight=False)
 
@@ -99,34 +104,21 @@ def _show_revision(one: dict[str, Any]) -> None:
     if one.get("message"):
         out.print(f"  {one['message']}")
     previous = one.get("previous")
-    new_text = yaml.safe_dump(one["config"], sort_keys=False)
-    _show_secret_changes(one)
+    changes: dict[str, str] = one.get("secret_changes") or {}
+    if changes:
+        sources = {**(previous or {}).get("secrets", {}), **one["secrets"]}
+        out.print("secrets:")
+        out.print(secret_changes_text(changes, sources), end="")
     if previous is None:
-        out.print(Syntax(new_text, "yaml"))
+        out.print(Syntax(yaml.safe_dump(one["config"], sort_keys=False), "yaml"))
         return
-    old_text = yaml.safe_dump(previous["config"], sort_keys=False)
-    diff = "".join(
-        difflib.unified_diff(
-            old_text.splitlines(keepends=True),
-            new_text.splitlines(keepends=True),
-            fromfile=f"revision {previous['number']}",
-            tofile=f"revision {one['number']}",
-        )
+    diff = config_diff(
+        previous["config"],
+        one["config"],
+        f"revision {previous['number']}",
+        f"revision {one['number']}",
     )
     out.print(Syntax(diff, "diff") if diff else "(same config as the previous revision)")
-
-
-def _show_secret_changes(one: dict[str, Any]) -> None:
-    """Secrets by name and source, each changed or unchanged since the previous revision:
-    never a value."""
-    changes: dict[str, str] = one.get("secret_changes") or {}
-    if not changes:
-        return
-    sources: dict[str, str] = {**(one.get("previous") or {}).get("secrets", {}), **one["secrets"]}
-    out.print("secrets:")
-    for variable, change in changes.items():
-        style = "dim" if change == "unchanged" else "bold yellow"
-        out.print(f"  {variable:<24} [{style}]{change}[/]  ({sources.get(variable, '')})")
 
 
 def analysis(

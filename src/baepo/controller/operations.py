@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import Any
 
 from baepo.controller.reconciler import Clock, utcnow
 from baepo.core.model import App, AppState, Event, Revision, Rollout, RolloutPhase
@@ -29,6 +30,8 @@ class Outcome:
     message: str
     revision: int | None = None
     rollout_id: int | None = None
+    preview: dict[str, Any] | None = None
+    """A dry run's description of what it would do (``controller.preview``)."""
 
 
 class Operations:
@@ -152,19 +155,15 @@ class Operations:
             )
         return self.store.get_revision(app.app, app.env, promoted[-1])
 
-    def _app(self, name: str, env: str) -> App:
+    def _app(self, name: str, env: str, *, create: bool = True) -> App:
+        """The app, stored first if it is new (unless ``create`` is false: a dry run)."""
         app = self.store.get_app(name, env)
         if app is not None:
             return app
-        return self.store.save_app(
-            App(
-                app=name,
-                env=env,
-                state=AppState.RUNNING,
-                stable_revision=None,
-                updated_at=self.clock(),
-            )
+        new = App(
+            app=name, env=env, state=AppState.RUNNING, stable_revision=None, updated_at=self.clock()
         )
+        return self.store.save_app(new) if create else new
 
     def _revision(self, app: App, number: int | None) -> Revision | None:
         return None if number is None else self.store.get_revision(app.app, app.env, number)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from baepo.controller import freeze, locks
+from baepo.controller import freeze, locks, preview
 from baepo.controller.desired import spec_of
 from baepo.controller.operations import Operations, Outcome
 from baepo.core.model import App, AppState, Revision, Rollout, RolloutPhase, config_hash
@@ -37,13 +37,18 @@ class DeployRequest:
     origin: str = "deploy"
     override_freeze: str | None = None
     """Why this deploy goes ahead inside a freeze window (the caller checked for admin)."""
+    dry_run: bool = False
+    """Check everything a deploy checks and say what it would do, changing nothing."""
 
 
 class Releases(Operations):
     """Deploy, undo and down for every app+environment of one store."""
 
     def deploy(self, request: DeployRequest) -> Outcome:
-        """Make a revision of ``request.spec`` and start rolling it out (or say why not)."""
+        """Make a revision of ``request.spec`` and start rolling it out (or say why not).
+
+        A dry run (``request.dry_run``) refuses what a deploy would refuse, but changes
+        nothing: its outcome carries a ``preview`` of the revision it would make."""
         self._check_freeze(request)
         spec = request.spec
         version = request.version or spec.version
@@ -56,7 +61,7 @@ class Releases(Operations):
         digest = config_hash({"config": config, "spec_dir": request.spec_dir})
         with self._lock:
             locks.check(self.store, spec.app, request.env, request.actor)
-            app = self._app(spec.app, request.env)
+            app = self._app(spec.app, request.env, create=not request.dry_run)
             active = self.store.active_rollout(spec.app, request.env)
             stable = self._revision(app, app.stable_revision)
             if active is not None:
@@ -78,8 +83,17 @@ class Releases(Operations):
                         "(baepo status --watch), undo it (baepo undo), "
                         "or replace it with baepo deploy --supersede",
                     )
-                self._end(active, RolloutPhase.SUPERSEDED, f"superseded by {request.actor}")
+                if not request.dry_run:
+                    self._end(active, RolloutPhase.SUPERSEDED, f"superseded by {request.actor}")
             elif stable is not None and stable.config_hash == digest:
+                if app.state == AppState.DOWN and request.dry_run:
+                    return Outcome(
+                        spec.app,
+                        request.env,
+                        False,
+                        f"dry run: would start revision {stable.number} ({stable.version}) again",
+                        stable.number,
+                    )
                 if app.state == AppState.DOWN:
                     self._save_app(replace(app, state=AppState.RUNNING))
                     self._event(
@@ -101,26 +115,44 @@ class Releases(Operations):
                     f"{stable.version} with this config",
                     stable.number,
                 )
-            revision = self.store.add_revision(
-                self._with_secrets(
-                    Revision(
-                        app=spec.app,
-                        env=request.env,
-                        number=0,
-                        version=version,
-                        config=config,
-                        config_hash=digest,
-                        spec_dir=request.spec_dir,
-                        created_by=request.actor,
-                        created_at=self.clock(),
-                        message=request.message,
-                        origin=request.origin,
-                        source=request.source,
-                    ),
-                    spec,
-                )
+            new = self._with_secrets(
+                Revision(
+                    app=spec.app,
+                    env=request.env,
+                    number=0,
+                    version=version,
+                    config=config,
+                    config_hash=digest,
+                    spec_dir=request.spec_dir,
+                    created_by=request.actor,
+                    created_at=self.clock(),
+                    message=request.message,
+                    origin=request.origin,
+                    source=request.source,
+                ),
+                spec,
             )
+            if request.dry_run:
+                return self._dry_run(new, stable, active)
+            revision = self.store.add_revision(new)
             return self._roll_out(app, revision, request.actor)
+
+    def _dry_run(self, new: Revision, stable: Revision | None, active: Rollout | None) -> Outcome:
+        """The outcome of a deploy that would make ``new``, with its preview; nothing stored."""
+        numbers = [r.number for r in self.store.list_revisions(new.app, new.env)]
+        new = replace(new, number=max(numbers, default=0) + 1)
+        shown = preview.preview(new, stable, supersedes=active.id if active else None)
+        wait = " (after an approver approves it)" if shown["approval_required"] else ""
+        replacing = f", replacing revision {stable.number} ({stable.version})" if stable else ""
+        return Outcome(
+            new.app,
+            new.env,
+            False,
+            f"dry run: would make revision {new.number} (version {new.version}) and roll it "
+            f"out{wait}{replacing}",
+            new.number,
+            preview=shown,
+        )
 
     def _check_freeze(self, request: DeployRequest) -> None:
         """Refuse a deploy inside an open freeze window, or record its override."""
@@ -135,6 +167,8 @@ class Releases(Operations):
                 f"deploys of {name} to {request.env} are frozen until {until}: {window.reason}",
                 hint="an admin can deploy anyway with baepo deploy --override-freeze REASON",
             )
+        if request.dry_run:
+            return
         with self._lock:
             app = self._app(name, request.env)
             self._event(

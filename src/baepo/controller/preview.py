@@ -1,0 +1,95 @@
+"""What a deploy would do, as data: ``baepo deploy --dry-run`` and ``baepo hosts plan``.
+
+``preview`` describes the revision a deploy would make without making it: its number and
+version, the stable revision it would replace, the config and secret changes, the strategy's
+steps, the gates in the order they run, whether an approver must approve it, and, for
+``target: hosts``, every command and upload it would run on which host (``hosts_plan``,
+built by the same functions the hosts platform runs). Secrets appear by name only.
+Callers: ``controller.releases`` (a dry-run deploy), ``cli.hosts_commands``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+from baepo.controller import desired
+from baepo.core.model import Revision
+from baepo.platforms.hosts import commands
+from baepo.platforms.hosts import plan as hosts_plan
+from baepo.platforms.hosts.platform import agent_source
+from baepo.secrets.resolve import secret_changes, secret_labels
+from baepo.spec.models import Spec
+
+REDACTED = "<secret>"
+
+
+def hosts_plan_lines(revision: Revision, spec: Spec) -> list[str]:
+    """Each action a deploy of ``revision`` runs on the hosts, one line each (secrets
+    redacted); empty for an app that runs on this machine."""
+    if spec.target.kind != "hosts":
+        return []
+    instance = desired.instance_spec(revision)
+    # Secret values are never shown: the plan names the variables only.
+    instance = dataclasses.replace(instance, secret_env=dict.fromkeys(spec.secrets, REDACTED))
+    actions = hosts_plan.release_plan(
+        instance,
+        spec.replicas,
+        agent_source=agent_source(),
+        archive=hosts_plan.archive_folder(Path(revision.spec_dir)),
+    )
+    return commands.render_plan(actions).splitlines()
+
+
+def gate_lines(spec: Spec) -> list[str]:
+    """The gates around the release, in the order the controller runs them."""
+    lines = [f"check {check.name!r} (before)" for check in spec.checks.before]
+    lines += [
+        f"hook {hook.name or hook.command[0]!r} (pre_deploy)" for hook in spec.hooks.pre_deploy
+    ]
+    if spec.migrate is not None:
+        if spec.backup is not None and spec.backup.before_migrate:
+            lines.append(f"backup ({spec.backup.kind}) before migrating")
+        lines.append(f"migrate up: {' '.join(spec.migrate.up)}")
+    lines += [f"check {check.name!r} (after)" for check in spec.checks.after]
+    lines += [
+        f"hook {hook.name or hook.command[0]!r} (post_deploy)" for hook in spec.hooks.post_deploy
+    ]
+    return lines
+
+
+def strategy_lines(spec: Spec) -> list[str]:
+    """The strategy in words: its kind, then a canary's steps one a line."""
+    strategy = spec.strategy
+    lines = [f"{strategy.kind}, {spec.replicas} replica(s)"]
+    if strategy.canary is not None:
+        lines += [f"{n}. {step.describe()}" for n, step in enumerate(strategy.canary.steps, 1)]
+    return lines
+
+
+def preview(
+    revision: Revision, stable: Revision | None, *, supersedes: int | None = None
+) -> dict[str, Any]:
+    """Everything a deploy of ``revision`` (not stored) would do, for the API and the CLI."""
+    spec = Spec.model_validate(revision.config)
+    return {
+        "revision": revision.number,
+        "version": revision.version,
+        "stable": (
+            None
+            if stable is None
+            else {"revision": stable.number, "version": stable.version, "config": stable.config}
+        ),
+        "config": revision.config,
+        "secrets": secret_labels(revision.secrets),
+        "secret_changes": secret_changes(
+            stable.secrets if stable is not None else None, revision.secrets
+        ),
+        "strategy": strategy_lines(spec),
+        "gates": gate_lines(spec),
+        "approval_required": spec.approval.required,
+        "supersedes_rollout": supersedes,
+        "target": spec.target.kind,
+        "hosts_plan": hosts_plan_lines(revision, spec),
+    }
