@@ -131,6 +131,11 @@ class Client:
         for attempt in (1, 2):  # a kept-alive connection the server closed is retried once
             if self._conn is None:
                 self._conn = self._connect(timeout or self.timeout)
+            # A kept-alive connection keeps the timeout of the request that opened it (the
+            # short health check's, say): set this request's own.
+            self._conn.timeout = timeout or self.timeout
+            if self._conn.sock is not None:
+                self._conn.sock.settimeout(self._conn.timeout)
             try:
                 self._conn.request(method, self._prefix + path, payload, headers)
                 response = self._conn.getresponse()

@@ -35,6 +35,13 @@ TimeoutOpt = Annotated[
 ]
 
 
+def to_follow(result: dict[str, Any]) -> bool:
+    """Whether ``--wait`` has work to follow after a release request: one it started, or a
+    rollout of the same config already in flight (a deploy run again after the first one was
+    interrupted waits for that rollout). A no-op ("nothing to deploy") has none."""
+    return bool(result["changed"] or result.get("rollout_id"))
+
+
 def _finish(
     project: Project,
     result: dict[str, Any],
@@ -50,7 +57,7 @@ def _finish(
     if output == Output.text:
         style = "" if result["changed"] else "dim"
         out.print(result["message"], style=style)
-    if not wait or not result["changed"]:
+    if not wait or not to_follow(result):
         if output == Output.json:
             print(json.dumps(result))
         return

@@ -66,6 +66,9 @@ class HostsPlatform:
         self.records = Records(self.root)
         self.prober = Prober()
         self._generations: dict[tuple[str, str], int] = {}
+        # Instances this object started or saw before they ran; any other one found running
+        # was running before this controller started: its probes adopt it (see probes.py).
+        self._known: set[str] = set()
         self._down: dict[tuple[str, int], float] = {}
         self._reports: dict[tuple[str, int, str, str, str], tuple[float, list[dict[str, Any]]]] = {}
 
@@ -92,6 +95,7 @@ class HostsPlatform:
                 )
             port = int(json.loads(done.stdout.strip().splitlines()[-1])["port"])
             self.records.remember_instance(instance_id, spec.app, spec.env, host, target.path)
+            self._known.add(instance_id)
             self._changed(spec.app, spec.env)
         return Instance(
             id=instance_id,
@@ -105,7 +109,8 @@ class HostsPlatform:
         )
 
     async def list_instances(self, app: str, env: str) -> list[Instance]:
-        """Every instance the hosts' agents report; readiness from this machine's probes."""
+        """Every instance the hosts' agents report; readiness from this machine's probes
+        (for an instance adopted from an earlier controller, after its first probe)."""
         group = self.records.group(app, env)
         if group is None:
             return []
@@ -113,12 +118,14 @@ class HostsPlatform:
         reports = await asyncio.gather(
             *(self._status(host, path, app, env) for host in hosts), return_exceptions=True
         )
-        found: list[Instance] = []
+        items: list[tuple[HostConfig, dict[str, Any]]] = []
         for host, report in zip(hosts, reports, strict=True):
             if isinstance(report, BaseException):
                 continue  # unreachable: its instances are unknown until it answers again
-            for item in report:
-                found.append(self._instance(app, env, host, path, item))
+            items += [(host, item) for item in report]
+        adopted = [str(i["id"]) for h, i in items if self._watch(app, env, h, path, i)]
+        await self.prober.settle(adopted)
+        found = [self._instance(app, env, host, path, item) for host, item in items]
         seen = {instance.id for instance in found}
         for instance_id in self.prober.ids():
             if instance_id not in seen and self.records.belongs(instance_id, app, env):
@@ -137,6 +144,7 @@ class HostsPlatform:
         if done.exit_code != 0:
             raise ExternalError(f"{where(host)}: cannot stop {instance_id}: {done.stderr.strip()}")
         self.records.forget_instance(instance_id)
+        self._known.discard(instance_id)
 
     async def restart_instance(self, instance_id: str) -> None:
         """Ask the host's agent (SIGUSR1) to restart the app. Idempotent."""
@@ -301,12 +309,12 @@ class HostsPlatform:
 
     # -- observing --------------------------------------------------------------------------
 
-    def _instance(
-        self, app: str, env: str, host: HostConfig, path: str, item: dict[str, Any]
-    ) -> Instance:
+    def _watch(self, app: str, env: str, host: HostConfig, path: str, item: dict[str, Any]) -> bool:
+        """Remember where an agent's instance is and keep probes on its running process.
+        True while it is adopted (see probes.py) and its first readiness check is still to
+        come: a listing waits for that check, whoever started the probes."""
         instance_id = str(item["id"])
         phase = InstancePhase(item.get("phase", "starting"))
-        port = int(item.get("port") or 0)
         self.records.remember_instance(instance_id, app, env, host, path)
         probe = self.prober.get(instance_id)
         if probe is not None and (
@@ -314,16 +322,34 @@ class HostsPlatform:
         ):
             self.prober.forget(instance_id)  # the process it watched is gone
             probe = None
-        if phase is InstancePhase.RUNNING and probe is None and item.get("readiness"):
-            restart = commands.restart(host, path, app, env, instance_id)
-            probe = self.prober.start(
-                instance_id,
-                (host.address, port),
-                item.get("pid"),
-                ProbeConfig(**item["readiness"]),
-                ProbeConfig(**item["liveness"]) if item.get("liveness") else None,
-                lambda: self.runner.run(restart),
-            )
+        if probe is not None:
+            return probe.adopted and not probe.probed.is_set()
+        adopted = instance_id not in self._known
+        if phase is not InstancePhase.RUNNING or not item.get("readiness"):
+            if phase is not InstancePhase.RUNNING:
+                self._known.add(instance_id)
+            return False
+        restart = commands.restart(host, path, app, env, instance_id)
+        self.prober.start(
+            instance_id,
+            (host.address, int(item.get("port") or 0)),
+            item.get("pid"),
+            ProbeConfig(**item["readiness"]),
+            ProbeConfig(**item["liveness"]) if item.get("liveness") else None,
+            lambda: self.runner.run(restart),
+            adopted=adopted,
+        )
+        self._known.add(instance_id)
+        return adopted
+
+    def _instance(
+        self, app: str, env: str, host: HostConfig, path: str, item: dict[str, Any]
+    ) -> Instance:
+        """The platform's view of an agent's instance (its probes started by ``_watch``)."""
+        instance_id = str(item["id"])
+        phase = InstancePhase(item.get("phase", "starting"))
+        port = int(item.get("port") or 0)
+        probe = self.prober.get(instance_id)
         ready = bool(probe and probe.ready and phase is InstancePhase.RUNNING)
         message = str(item.get("message", ""))
         if phase is InstancePhase.RUNNING and probe is not None and not probe.ready:

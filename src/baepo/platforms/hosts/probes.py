@@ -3,6 +3,13 @@
 Readiness decides whether an instance is ``ready`` (the router only sends traffic to ready
 ones); after ``failure_threshold`` liveness failures in a row the app is restarted through its
 agent. One ``ProbeState`` per app process: a new process (after a restart) gets new probes.
+
+The probes live in the controller's process, so a restarted controller starts with no verdict
+about instances that were serving all along. Such an *adopted* instance is probed at once
+(no ``initial_delay``) and is ready after its first success (not ``success_threshold``), and
+the platform waits for that first verdict (at most the probe's timeout) before reporting it:
+reporting it "not ready" meanwhile would take it out of the router and let a rolling deploy
+stop old instances it believes unavailable.
 Callers: ``platform.HostsPlatform``.
 """
 
@@ -10,8 +17,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
 
 import httpx
 
@@ -32,6 +39,8 @@ class ProbeState:
     ready: bool = False
     failures: int = 0  # readiness checks failed in a row
     tasks: tuple[asyncio.Task[None], ...] = ()
+    adopted: bool = False  # already running when first seen: ready after one success
+    probed: asyncio.Event = field(default_factory=asyncio.Event)  # set after the first check
 
 
 class Prober:
@@ -55,16 +64,29 @@ class Prober:
         readiness: ProbeConfig,
         liveness: ProbeConfig | None,
         restart: Restart,
+        *,
+        adopted: bool = False,
     ) -> ProbeState:
-        """Start probing ``target`` (address, port) for the process ``pid``."""
+        """Start probing ``target`` (address, port) for the process ``pid``; ``adopted``: it
+        was already running when first seen (see the module's docstring)."""
         self.forget(instance_id)
-        state = ProbeState(pid, readiness, liveness)
+        state = ProbeState(pid, readiness, liveness, adopted=adopted)
         tasks = [asyncio.create_task(self._readiness_loop(state, target))]
         if liveness is not None:
             tasks.append(asyncio.create_task(self._liveness_loop(liveness, target, restart)))
         state.tasks = tuple(tasks)
         self._states[instance_id] = state
         return state
+
+    async def settle(self, instance_ids: Iterable[str]) -> None:
+        """Wait until each of these probes has its first readiness verdict, at most the
+        longest of their timeouts (plus a little): a probe that hangs is left running."""
+        states = [s for i in instance_ids if (s := self._states.get(i)) is not None]
+        if not states:
+            return
+        limit = max(s.readiness.timeout for s in states) + 0.5
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.gather(*(s.probed.wait() for s in states)), limit)
 
     def forget(self, instance_id: str) -> None:
         state = self._states.pop(instance_id, None)
@@ -82,16 +104,19 @@ class Prober:
         config = state.readiness
         action = Probe(*target, config.path, config.timeout)
         successes = 0
-        await asyncio.sleep(config.initial_delay)
+        needed = 1 if state.adopted else config.success_threshold
+        await asyncio.sleep(0 if state.adopted else config.initial_delay)
         while True:
             if await self.probe(action):
                 successes, state.failures = successes + 1, 0
-                if successes >= config.success_threshold:
+                if successes >= needed:
                     state.ready = True
             else:
                 successes, state.failures = 0, state.failures + 1
                 if state.failures >= config.failure_threshold:
                     state.ready = False
+            needed = config.success_threshold
+            state.probed.set()
             await asyncio.sleep(config.interval)
 
     async def _liveness_loop(
