@@ -34,7 +34,7 @@ def spec(secrets: dict[str, str] | None = None) -> InstanceSpec:
 
 
 def test_release_plan_renders_every_action_on_its_host() -> None:
-    actions = plan.release_plan(spec(), 3, agent_source=b"agent", archive=b"x" * 10)
+    actions = plan.release_plan(spec(), 3, agent_source=b"agent", payload=b"x" * 10)
     assert commands.render_plan(actions) == (
         "root@10.0.0.11  $ mkdir -p /srv/baepo/.baepo\n"
         "root@10.0.0.11  upload the baepo agent (5 bytes) -> /srv/baepo/.baepo/agent.py\n"
@@ -60,7 +60,7 @@ def test_release_plan_renders_every_action_on_its_host() -> None:
 
 
 def test_secrets_never_show_in_a_rendered_plan() -> None:
-    actions = plan.release_plan(spec({"TOKEN": "s3cret"}), 1, agent_source=b"", archive=b"")
+    actions = plan.release_plan(spec({"TOKEN": "s3cret"}), 1, agent_source=b"", payload=b"")
     start = actions[-1]
     assert isinstance(start, commands.Exec)
     assert start.stdin is not None and "s3cret" in start.stdin  # the agent gets it on stdin

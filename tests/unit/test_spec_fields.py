@@ -25,6 +25,11 @@ BASE: dict[str, Any] = {
     # optional sections with required keys of their own, so each of their keys can be tested
     "migrate": {"up": ["shop-migrate", "up"]},
     "backup": {"kind": "command", "create": ["dump"], "restore": ["load"]},
+    "target": {
+        "kind": "hosts",
+        "hosts": [{"address": "10.0.0.11"}],
+        "release": {"build": {"command": ["make"]}},
+    },
 }
 FIELDS = list(iter_fields())
 BAD_VALUES: dict[str, tuple[Any, str]] = {
@@ -166,6 +171,7 @@ def test_only_app_and_run_command_are_required() -> None:
         "run.command",
         "migrate.up",
         "backup.kind",
+        "target.release.build.command",
     }
 
 

@@ -8,8 +8,17 @@ from __future__ import annotations
 from pathlib import Path
 
 from baepo.core.model import Revision
-from baepo.core.ports import HostConfig, HostsTarget, InstanceSpec, ProbeConfig, RouterConfig
+from baepo.core.ports import (
+    HostConfig,
+    HostsRelease,
+    HostsTarget,
+    InstanceSpec,
+    ProbeConfig,
+    RouterConfig,
+)
+from baepo.errors import ConfigError, Problem
 from baepo.spec.models import ProbeSpec, Spec
+from baepo.spec.target import ReleaseSpec
 
 _SPECS: dict[str, Spec] = {}
 
@@ -63,11 +72,42 @@ def instance_spec(revision: Revision) -> InstanceSpec:
         log_backups=spec.logs.backups,
         readiness=probe_config(spec.health.readiness),
         liveness=probe_config(spec.health.liveness) if spec.health.liveness else None,
-        target=hosts_target(spec, revision.spec_dir),
+        target=hosts_target(spec, revision.spec_dir, revision.version),
     )
 
 
-def hosts_target(spec: Spec, spec_dir: str) -> HostsTarget | None:
+def hosts_release(release: ReleaseSpec | None, spec_dir: str, version: str) -> HostsRelease:
+    """The spec's ``target.release`` with ``{version}`` replaced and the archive's path made
+    absolute (relative paths are relative to the spec's folder)."""
+    if release is None:
+        return HostsRelease()
+    archive = ""
+    if release.archive is not None:
+        archive = str(Path(spec_dir) / release.archive.replace("{version}", version))
+    return HostsRelease(
+        archive=archive,
+        url=(release.url or "").replace("{version}", version),
+        sha256=release.sha256 or "",
+        build=tuple(release.build.command) if release.build is not None else (),
+        build_timeout=release.build.timeout if release.build is not None else 600.0,
+    )
+
+
+def check_release(spec: Spec, spec_dir: str, version: str) -> None:
+    """ConfigError naming ``target.release.archive`` when that file is not there, so a deploy
+    is refused before it makes a revision."""
+    if spec.target.kind != "hosts":
+        return
+    archive = hosts_release(spec.target.release, spec_dir, version).archive
+    if archive and not Path(archive).is_file():
+        raise ConfigError(
+            f"the release archive {archive} is not there",
+            problems=[Problem("target.release.archive", f"no file {archive}")],
+            hint="build the archive first, or fix its path (relative to the spec's folder)",
+        )
+
+
+def hosts_target(spec: Spec, spec_dir: str, version: str = "") -> HostsTarget | None:
     """The spec's ``target`` for the platform: None for ``local``."""
     target = spec.target
     if target.kind != "hosts":
@@ -88,6 +128,7 @@ def hosts_target(spec: Spec, spec_dir: str) -> HostsTarget | None:
         max_failed_hosts=target.max_failed_hosts,
         source=str(Path(spec_dir)),
         workdir=spec.run.cwd or "",
+        release=hosts_release(target.release, spec_dir, version),
     )
 
 

@@ -11,7 +11,6 @@ Callers: ``controller.releases`` (a dry-run deploy), ``cli.hosts_commands``.
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 from typing import Any
 
 from baepo.controller import desired
@@ -33,11 +32,12 @@ def hosts_plan_lines(revision: Revision, spec: Spec) -> list[str]:
     instance = desired.instance_spec(revision)
     # Secret values are never shown: the plan names the variables only.
     instance = dataclasses.replace(instance, secret_env=dict.fromkeys(spec.secrets, REDACTED))
+    assert instance.target is not None
     actions = hosts_plan.release_plan(
         instance,
         spec.replicas,
         agent_source=agent_source(),
-        archive=hosts_plan.archive_folder(Path(revision.spec_dir)),
+        payload=hosts_plan.release_payload(instance.target),
     )
     return commands.render_plan(actions).splitlines()
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from baepo.controller import freeze, locks, preview
+from baepo.controller import desired, freeze, locks, preview
 from baepo.controller.desired import spec_of
 from baepo.controller.operations import Operations, Outcome
 from baepo.core.model import App, AppState, Revision, Rollout, RolloutPhase, config_hash
@@ -57,6 +57,7 @@ class Releases(Operations):
                 "nothing to deploy: no version given",
                 problems=[Problem("version", "set `version:` in the spec or pass --version")],
             )
+        desired.check_release(spec, request.spec_dir, version)
         config = spec.model_copy(update={"version": version}).model_dump(mode="json")
         digest = config_hash({"config": config, "spec_dir": request.spec_dir})
         with self._lock:

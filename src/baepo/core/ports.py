@@ -55,15 +55,31 @@ class HostConfig:
 
 
 @dataclass(frozen=True)
+class HostsRelease:
+    """Where a hosts release folder comes from: ``source`` (the spec's folder) by default, an
+    ``archive`` on this machine (an absolute path) or a ``url`` each host downloads (checked
+    against ``sha256`` when set); then ``build`` (an argv) runs there once per host and
+    revision, within ``build_timeout`` seconds."""
+
+    archive: str = ""
+    url: str = ""
+    sha256: str = ""
+    build: tuple[str, ...] = ()
+    build_timeout: float = 600.0
+
+
+@dataclass(frozen=True)
 class HostsTarget:
     """Instances run on SSH hosts: ``source`` (a folder on this machine) is uploaded to each
-    as ``<path>/<app>/<env>/r<revision>/`` and the command runs in its ``workdir``."""
+    as ``<path>/<app>/<env>/r<revision>/`` (or ``release`` says what is) and the command
+    runs in its ``workdir``."""
 
     hosts: tuple[HostConfig, ...]
     path: str
     max_failed_hosts: int
     source: str
     workdir: str = ""
+    release: HostsRelease = field(default_factory=HostsRelease)
 
 
 @dataclass(frozen=True)

@@ -8,14 +8,18 @@ from __future__ import annotations
 
 import re
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
 
 from baepo.spec.base import SpecModel
+from baepo.spec.units import Duration
 
 _ADDRESS_RE = re.compile(r"^(\[[0-9a-fA-F:]+\]|[0-9a-fA-F:]+|[A-Za-z0-9](?:[A-Za-z0-9.\-]*))$")
 _USER_RE = re.compile(r"^[a-z_][a-z0-9_.\-]{0,31}$")
 _LABEL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/\-]{0,62}$")
+_SHA256_RE = re.compile(r"^[0-9a-fA-F]{64}$")
+ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz")
 
 
 class HostSpec(SpecModel):
@@ -64,6 +68,97 @@ class HostSpec(SpecModel):
         return value
 
 
+class BuildSpec(SpecModel):
+    """A command run on each host in the unpacked release folder, once per host and revision,
+    before any instance of the revision starts there; its failure fails the start."""
+
+    command: list[str] = Field(
+        min_length=1,
+        description=(
+            "The program and its arguments, run without a shell in the release folder (in "
+            "`run.cwd` inside it when set, where the instances start), with `run.env` and "
+            "`BAEPO_APP`, `BAEPO_ENV`, `BAEPO_REVISION`, `BAEPO_VERSION` in its "
+            "environment (not the spec's secrets). A release folder that built successfully "
+            "is not built again."
+        ),
+        examples=[["python3", "-m", "pip", "install", "-r", "requirements.txt", "-t", "lib"]],
+    )
+    timeout: Duration = Field(
+        default=600.0,
+        description="How long it may take; then it is killed and the start fails.",
+    )
+
+
+class ReleaseSpec(SpecModel):
+    """`hosts`: what is shipped to each host as the release folder. Without `archive` or
+    `url`, the spec's folder is uploaded (as a tar archive)."""
+
+    archive: str | None = Field(
+        default=None,
+        description=(
+            "A `.tar`, `.tar.gz` or `.tgz` file on the controller's machine (relative to the "
+            "spec's folder), uploaded to each host and unpacked as the release folder. "
+            "`{version}` is replaced by the revision's version."
+        ),
+        examples=["dist/shop-{version}.tar.gz"],
+    )
+    url: str | None = Field(
+        default=None,
+        description=(
+            "An http(s) URL of a `.tar`, `.tar.gz` or `.tgz` file that each host downloads "
+            "itself and unpacks as the release folder. `{version}` is replaced by the "
+            "revision's version."
+        ),
+        examples=["https://artifacts.example.com/shop-{version}.tar.gz"],
+    )
+    sha256: str | None = Field(
+        default=None,
+        description=(
+            "With `url`: the file's SHA-256 (64 hex digits); a host that downloads anything "
+            "else refuses it and the start fails."
+        ),
+    )
+    build: BuildSpec | None = Field(
+        default=None,
+        description="A command that builds the release on each host before instances start.",
+    )
+
+    @field_validator("archive")
+    @classmethod
+    def _archive(cls, value: str | None) -> str | None:
+        if value is not None and (not value.endswith(ARCHIVE_SUFFIXES) or "\0" in value):
+            raise ValueError("expected a .tar, .tar.gz or .tgz file, e.g. dist/shop.tar.gz")
+        return value
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value is not None:
+            parts = urlsplit(value)
+            if parts.scheme not in ("http", "https") or not parts.netloc or " " in value:
+                raise ValueError(
+                    "expected an http:// or https:// URL, e.g. https://example.com/shop.tar.gz"
+                )
+        return value
+
+    @field_validator("sha256")
+    @classmethod
+    def _sha256(cls, value: str | None) -> str | None:
+        if value is not None:
+            if not _SHA256_RE.match(value):
+                raise ValueError("expected 64 hex digits (the output of `sha256sum FILE`)")
+            return value.lower()
+        return value
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ReleaseSpec:
+        if self.archive is not None and self.url is not None:
+            raise ValueError("give either `archive` or `url`, not both")
+        if self.sha256 is not None and self.url is None:
+            raise ValueError("`sha256` checks a download: it needs `url`")
+        return self
+
+
 class TargetSpec(SpecModel):
     """Where instances run. `local`: processes on the controller's machine. `hosts`: processes
     on the listed servers, reached over SSH, supervised there by baepo's small agent."""
@@ -101,6 +196,13 @@ class TargetSpec(SpecModel):
             "`<path>/<app>/<env>/r<revision>/`, with the instances' files beside them."
         ),
     )
+    release: ReleaseSpec | None = Field(
+        default=None,
+        description=(
+            "`hosts`: where the release folder comes from (an archive, a URL) and how it is "
+            "built on the host. Default: the spec's folder, uploaded."
+        ),
+    )
 
     @field_validator("path")
     @classmethod
@@ -123,4 +225,6 @@ class TargetSpec(SpecModel):
                 raise ValueError("max_failed_hosts: must be smaller than the number of hosts")
         elif self.hosts:
             raise ValueError("hosts: only `kind: hosts` takes hosts")
+        elif self.release is not None:
+            raise ValueError("release: only `kind: hosts` takes a release")
         return self

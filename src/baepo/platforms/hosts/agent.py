@@ -4,7 +4,13 @@
 ``python3 agent.py COMMAND ...``; nothing in baepo imports it. It needs only python3 (3.10 or
 newer, stdlib).
 
-- ``unpack ARCHIVE DEST``: extract a release tar into DEST (once; atomic rename), drop ARCHIVE
+- ``unpack ARCHIVE DEST``: extract a release tar (``.tar``, ``.tar.gz``, ``.tgz``) into DEST
+  (once; atomic rename), drop ARCHIVE; members with absolute paths or ``..`` are refused
+- ``fetch URL DEST [SHA256]``: download the release archive (refused when its SHA-256 differs)
+  and unpack it into DEST; nothing is downloaded when DEST exists
+- ``build DEST CWD TIMEOUT -- ARGV...`` (environment JSON on stdin): run ARGV in CWD (DEST
+  or a folder in it) unless DEST built before (the ``.baepo-built.json`` marker), killed
+  after TIMEOUT seconds; on a failure print its last output lines
 - ``start DIR`` (instance JSON on stdin): pick a free port on the host's address, write
   ``instance.json``, start a detached supervisor for the instance and print ``{"port": N}``
 - ``stop DIR [GRACE]``: SIGTERM the supervisor (which stops the app: SIGTERM, then SIGKILL
@@ -22,8 +28,11 @@ with exponential backoff and gives up (phase ``failed``) on a crash loop. Secret
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import hashlib
 import json
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -31,6 +40,7 @@ import sys
 import tarfile
 import threading
 import time
+import urllib.request
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -44,6 +54,10 @@ AGENT_LOG = "agent.log"
 ARCHIVE = "logs"
 POLL = 0.05
 KEEP_RELEASES = 5  # release folders kept per app and environment, besides those in use
+BUILT_FILE = ".baepo-built.json"  # in a release folder: its build succeeded
+BUILD_LOG = ".baepo-build.log"  # in a release folder: the build's output
+BUILD_TAIL = 20  # output lines of a failed build shown to the controller
+DOWNLOAD_TIMEOUT = 60.0  # seconds without progress before a download is given up
 
 
 def utc_now() -> str:
@@ -97,22 +111,146 @@ def killpg(pgid: int | None, sig: signal.Signals) -> None:
 
 
 def unpack(archive: Path, dest: Path) -> None:
-    if not dest.is_dir():
-        tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        with tarfile.open(archive) as tar:
-            if hasattr(tarfile, "data_filter"):
-                tar.extractall(tmp, filter="data")
-            else:  # an older python3 without extraction filters: refuse unsafe members
-                for member in tar.getmembers():
-                    name = Path(member.name)
-                    if name.is_absolute() or ".." in name.parts or member.issym() or member.islnk():
-                        raise SystemExit(f"unsafe member in the release archive: {member.name}")
-                tar.extractall(tmp)  # noqa: S202 (members checked above)
-        os.replace(tmp, dest)
-    with contextlib.suppress(OSError):
-        archive.unlink()
+    try:
+        if not dest.is_dir():
+            tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
+            shutil.rmtree(tmp, ignore_errors=True)
+            try:
+                extract(archive, tmp)
+            except BaseException:
+                shutil.rmtree(tmp, ignore_errors=True)
+                raise
+            os.replace(tmp, dest)
+    finally:
+        with contextlib.suppress(OSError):
+            archive.unlink()
     prune_releases(dest.parent)
+
+
+def extract(archive: Path, dest: Path) -> None:
+    """Extract a (possibly compressed) tar into ``dest``; SystemExit naming the member on an
+    absolute path or a ``..``, and on an archive that cannot be read."""
+    try:
+        with tarfile.open(archive) as tar:  # compression is detected from the content
+            for member in tar.getmembers():
+                name = Path(member.name)
+                if member.name.startswith("/") or ".." in name.parts:
+                    raise SystemExit(
+                        f"unsafe member in the release archive: {member.name!r} "
+                        "(absolute paths and '..' are refused)"
+                    )
+            if hasattr(tarfile, "data_filter"):
+                tar.extractall(dest, filter="data")
+            else:  # an older python3 without extraction filters: no links at all
+                for member in tar.getmembers():
+                    if member.issym() or member.islnk():
+                        raise SystemExit(f"unsafe member in the release archive: {member.name}")
+                tar.extractall(dest)  # noqa: S202 (members checked above)
+    except (tarfile.TarError, EOFError, OSError) as exc:
+        raise SystemExit(f"cannot unpack the release archive {archive.name}: {exc}") from exc
+
+
+def fetch(url: str, dest: Path, sha256: str | None) -> None:
+    """Download the release archive at ``url`` and unpack it into ``dest`` (nothing to do
+    when ``dest`` exists); a SHA-256 other than ``sha256`` refuses it."""
+    if dest.is_dir():
+        prune_releases(dest.parent)
+        return
+    download = dest.with_name(f".{dest.name}.{os.getpid()}.download")
+    digest = hashlib.sha256()
+    try:
+        with (
+            urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT) as answer,  # noqa: S310
+            download.open("wb") as out,
+        ):
+            while chunk := answer.read(1 << 16):
+                digest.update(chunk)
+                out.write(chunk)
+    except (OSError, ValueError) as exc:  # urllib's errors are OSErrors
+        with contextlib.suppress(OSError):
+            download.unlink()
+        raise SystemExit(f"cannot download {url}: {exc}") from exc
+    found = digest.hexdigest()
+    if sha256 and found != sha256.lower():
+        with contextlib.suppress(OSError):
+            download.unlink()
+        raise SystemExit(
+            f"refused the download of {url}: its sha256 is {found}, expected {sha256.lower()}"
+        )
+    unpack(download, dest)
+
+
+def last_lines(path: Path, count: int) -> str:
+    with contextlib.suppress(OSError):
+        return "\n".join(path.read_text(errors="replace").splitlines()[-count:])
+    return ""
+
+
+def run_build(
+    cwd: Path, argv: list[str], env: dict[str, str], log_path: Path, timeout: float
+) -> int | None:
+    """Run ``argv`` in ``cwd`` in its own process group, its output in ``log_path``; its
+    exit code, or None when it outlived ``timeout`` (its whole group is killed)."""
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.setsid()
+            os.chdir(cwd)
+            null = os.open(os.devnull, os.O_RDONLY)
+            log = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            os.dup2(null, 0)
+            os.dup2(log, 1)
+            os.dup2(log, 2)
+            os.execvpe(argv[0], argv, env)  # noqa: S606 (the user's build command, no shell)
+        except OSError as exc:
+            os.write(2, f"cannot run the build command {argv[0]!r}: {exc}\n".encode())
+        os._exit(127)
+    deadline = time.monotonic() + timeout
+    while True:
+        done, status_code = os.waitpid(pid, os.WNOHANG)
+        if done:
+            killpg(pid, signal.SIGKILL)  # whatever the build left running in its group
+            return os.waitstatus_to_exitcode(status_code)
+        if time.monotonic() >= deadline:
+            killpg(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            return None
+        time.sleep(POLL)
+
+
+def build(release: Path, cwd: Path, timeout: float, argv: list[str]) -> None:
+    """Run the build command ``argv`` in ``cwd`` (in ``release``) unless ``release`` built
+    before; one build of a release at a time (a lock on its folder). SystemExit with its
+    last output lines when it fails or outlives ``timeout``."""
+    extra = json.loads(sys.stdin.read() or "{}")
+    if not release.is_dir():
+        raise SystemExit(f"no release folder {release} to build")
+    if not cwd.is_dir():
+        raise SystemExit(f"no folder {cwd} in the release to build in (see run.cwd)")
+    folder = os.open(release, os.O_RDONLY)
+    try:
+        fcntl.flock(folder, fcntl.LOCK_EX)
+        if (release / BUILT_FILE).exists():
+            print(f"{release.name} is already built", flush=True)
+            return
+        env = {**os.environ, **{str(k): str(v) for k, v in extra.items()}}
+        log_path = release / BUILD_LOG
+        started = time.monotonic()
+        code = run_build(cwd, argv, env, log_path, timeout)
+        seconds = time.monotonic() - started
+        if code != 0:
+            why = f"timed out after {timeout:g}s" if code is None else f"exited with {code}"
+            raise SystemExit(
+                f"`{shlex.join(argv)}` {why} in {cwd}; its last lines:\n"
+                f"{last_lines(log_path, BUILD_TAIL)}"
+            )
+        write_json(
+            release / BUILT_FILE,
+            {"command": argv, "built_at": utc_now(), "seconds": round(seconds, 3)},
+        )
+        print(f"built {release.name} in {seconds:.1f}s", flush=True)
+    finally:
+        os.close(folder)
 
 
 def prune_releases(app_dir: Path) -> None:
@@ -442,11 +580,21 @@ class Supervisor:
 
 def main(argv: list[str]) -> int:
     if not argv:
-        print("usage: agent.py unpack|start|stop|restart|status|logs|follow ...", file=sys.stderr)
+        print(
+            "usage: agent.py unpack|fetch|build|start|stop|restart|status|logs|follow ...",
+            file=sys.stderr,
+        )
         return 2
     command, args = argv[0], argv[1:]
     if command == "unpack":
         unpack(Path(args[0]), Path(args[1]))
+    elif command == "fetch":
+        fetch(args[0], Path(args[1]), args[2] if len(args) > 2 else None)
+    elif command == "build":
+        if len(args) < 5 or args[3] != "--":
+            print("usage: agent.py build DEST CWD TIMEOUT -- ARGV...", file=sys.stderr)
+            return 2
+        build(Path(args[0]), Path(args[1]), float(args[2]), args[4:])
     elif command == "start":
         start(Path(args[0]))
     elif command == "stop":

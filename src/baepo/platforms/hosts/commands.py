@@ -20,6 +20,7 @@ PYTHON = "python3"
 AGENT_DIR = ".baepo"
 AGENT_NAME = "agent.py"
 INSTANCES = "instances"
+FETCH_TIMEOUT = 900.0  # a download of the release by a host
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,8 @@ class Exec:
     stdin: str | None = field(default=None, repr=False)
     secret_stdin: bool = False  # the stdin holds secrets: rendered redacted
     timeout: float = 60.0
+    stdin_what: str = "instance JSON"  # what the stdin holds, for humans
+    what: str = ""  # the step in words, for errors (default: the command)
 
     @property
     def command(self) -> str:
@@ -116,6 +119,77 @@ def upload_release(
     ]
 
 
+def archive_suffix(name: str) -> str:
+    """``.tar``, ``.tar.gz`` or ``.tgz``: the archive's own, kept on the host."""
+    for suffix in (".tar.gz", ".tgz", ".tar"):
+        if name.endswith(suffix):
+            return suffix
+    return ".tar"
+
+
+def upload_archive(
+    host: HostConfig, path: str, app: str, env: str, revision: int, archive: bytes, source: str
+) -> list[Action]:
+    """Upload the archive file ``source`` and unpack it into ``<path>/<app>/<env>/r<revision>``."""
+    release = release_dir(path, app, env, revision)
+    remote = f"{release}{archive_suffix(source)}"
+    return [
+        Exec(host, ("mkdir", "-p", instances_dir(path, app, env))),
+        Upload(host, remote, archive, what=source),
+        _agent(host, path, "unpack", remote, release, what="unpacking the release"),
+    ]
+
+
+def fetch_release(
+    host: HostConfig, path: str, app: str, env: str, revision: int, url: str, sha256: str
+) -> list[Action]:
+    """Have the host download ``url`` (checked against ``sha256`` when given) and unpack it
+    into ``<path>/<app>/<env>/r<revision>``; nothing is downloaded when that folder exists."""
+    args: tuple[str, ...] = ("fetch", url, release_dir(path, app, env, revision))
+    if sha256:
+        args = (*args, sha256)
+    return [
+        Exec(host, ("mkdir", "-p", instances_dir(path, app, env))),
+        _agent(host, path, *args, timeout=FETCH_TIMEOUT, what="fetching the release"),
+    ]
+
+
+def build_release(
+    host: HostConfig,
+    path: str,
+    app: str,
+    env: str,
+    revision: int,
+    argv: tuple[str, ...],
+    timeout: float,
+    env_vars: dict[str, str],
+    workdir: str = "",
+) -> Exec:
+    """Run ``argv`` in the release folder (in its ``workdir``, where the instances start)
+    unless the release already built; ``env_vars`` (never secrets) go on stdin. The agent
+    kills it after ``timeout`` seconds."""
+    release = release_dir(path, app, env, revision)
+    return _agent(
+        host,
+        path,
+        "build",
+        release,
+        f"{release}/{workdir}".rstrip("/") if workdir else release,
+        f"{timeout:g}",
+        "--",
+        *argv,
+        stdin=json.dumps(env_vars, sort_keys=True),
+        stdin_what="build environment",
+        timeout=timeout + 30.0,
+        what=f"the build of r{revision}",
+    )
+
+
+def is_build(action: Exec) -> bool:
+    """Whether ``action`` is a ``build_release``."""
+    return action.argv[:1] == (PYTHON,) and action.argv[2:3] == ("build",)
+
+
 def start(
     host: HostConfig, path: str, app: str, env: str, instance_id: str, request: dict[str, Any]
 ) -> Exec:
@@ -171,7 +245,9 @@ def render(action: Action) -> str:
     if isinstance(action, Exec):
         line = f"{where(action.host)}  $ {action.command}"
         if action.stdin is not None:
-            line += "  < (instance JSON" + (", secrets redacted)" if action.secret_stdin else ")")
+            line += f"  < ({action.stdin_what}" + (
+                ", secrets redacted)" if action.secret_stdin else ")"
+            )
         return line
     if isinstance(action, Upload):
         size = f"{len(action.data)} bytes"

@@ -1,9 +1,10 @@
 """What the hosts platform does for a release, as pure functions over values.
 
 Where a new instance goes (``choose_host``), what an instance's agent is told
-(``instance_request``), the release folder as a tar archive (``archive_folder``) and the whole
-plan of a deploy of N replicas as actions (``release_plan``), which ``commands.render_plan``
-prints as a dry run.
+(``instance_request``), what is uploaded for a release (``release_payload``: the spec's folder
+as a tar archive, or the archive file of ``target.release``), how a host gets and builds its
+release folder (``ship_release``) and the whole plan of a deploy of N replicas as actions
+(``release_plan``), which ``commands.render_plan`` prints as a dry run.
 Callers: ``platform.HostsPlatform``; tests.
 """
 
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from baepo.core.ports import HostConfig, HostsTarget, InstanceSpec
+from baepo.errors import ConfigError, Problem
 from baepo.platforms.hosts import commands
 from baepo.platforms.hosts.commands import Action
 
@@ -70,20 +72,65 @@ def archive_folder(source: Path) -> bytes:
     return buffer.getvalue()
 
 
+def release_payload(target: HostsTarget) -> bytes | None:
+    """What is uploaded to every host for a release: the spec's folder as a tar archive, the
+    bytes of ``release.archive``, or None for a ``release.url`` (each host downloads it).
+    ConfigError when the archive cannot be read."""
+    release = target.release
+    if release.url:
+        return None
+    if release.archive:
+        try:
+            return Path(release.archive).read_bytes()
+        except OSError as exc:
+            problem = f"cannot read {release.archive}: {exc.strerror or exc}"
+            raise ConfigError(
+                f"the release archive {release.archive} cannot be read",
+                problems=[Problem("target.release.archive", problem)],
+                hint="build the archive first, or fix its path (relative to the spec's folder)",
+            ) from exc
+    return archive_folder(Path(target.source))
+
+
+def ship_release(
+    spec: InstanceSpec, target: HostsTarget, host: HostConfig, payload: bytes | None
+) -> list[Action]:
+    """The actions that put release ``spec.revision`` in place on ``host`` and build it:
+    upload and unpack (the folder or the archive) or fetch, then the build command if any."""
+    release = target.release
+    where_ = (host, target.path, spec.app, spec.env, spec.revision)
+    if release.url:
+        actions = commands.fetch_release(*where_, release.url, release.sha256)
+    elif release.archive:
+        actions = commands.upload_archive(*where_, payload or b"", release.archive)
+    else:
+        actions = commands.upload_release(*where_, payload or b"", target.source)
+    if release.build:
+        actions.append(
+            commands.build_release(
+                *where_,
+                release.build,
+                release.build_timeout,
+                dict(spec.env_vars),
+                target.workdir,
+            )
+        )
+    return actions
+
+
 def release_plan(
-    spec: InstanceSpec, replicas: int, *, agent_source: bytes, archive: bytes
+    spec: InstanceSpec, replicas: int, *, agent_source: bytes, payload: bytes | None
 ) -> list[Action]:
     """Every action a deploy of ``replicas`` new instances of ``spec`` runs, host by host,
-    then the starts spread over the hosts (instance ids shown as ``<id-N>``)."""
+    then the starts spread over the hosts (instance ids shown as ``<id-N>``). ``payload`` is
+    what ``release_payload`` gives."""
     target = spec.target
     if target is None:
         return []
     actions: list[Action] = []
     for host in target.hosts:
         actions += commands.prepare_host(host, target.path, agent_source)
-        actions += commands.upload_release(
-            host, target.path, spec.app, spec.env, spec.revision, archive, target.source
-        )
+        actions += ship_release(spec, target, host, payload)
     counts: dict[str, int] = {}
     for number in range(1, replicas + 1):
         host = choose_host(target.hosts, counts)

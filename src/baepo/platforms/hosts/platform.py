@@ -40,6 +40,9 @@ STATUS_TTL = 0.5
 # A host that did not answer is not asked again for this long (a connection attempt may take
 # up to the connect timeout, and listing must stay fast).
 DOWN_RETRY = 5.0
+# A release whose build failed on a host is not built there again for this long: the
+# controller retries a failed start on every pass, and a build may take minutes.
+BUILD_RETRY = 60.0
 T = TypeVar("T")
 
 
@@ -62,6 +65,8 @@ class HostsPlatform:
         self.runner: Runner = runner if runner is not None else SSHRunner()
         self._released: set[tuple[str, int, str, str, str, int]] = set()
         self._agents: set[tuple[str, int, str]] = set()
+        # Builds that failed, by release: not run again for BUILD_RETRY (the same error).
+        self._failed_builds: dict[tuple[str, int, str, str, str, int], tuple[float, str]] = {}
         self._locks: dict[object, asyncio.Lock] = {}
         self.records = Records(self.root)
         self.prober = Prober()
@@ -246,12 +251,19 @@ class HostsPlatform:
             if agent_key not in self._agents:
                 actions += commands.prepare_host(host, target.path, agent_source())
             if release_key not in self._released:
-                archive = await asyncio.to_thread(plan.archive_folder, Path(target.source))
-                actions += commands.upload_release(
-                    host, target.path, spec.app, spec.env, spec.revision, archive, target.source
-                )
+                failed = self._failed_builds.get(release_key)
+                if failed is not None and time.monotonic() - failed[0] < BUILD_RETRY:
+                    raise ExternalError(failed[1])
+                payload = await asyncio.to_thread(plan.release_payload, target)
+                actions += plan.ship_release(spec, target, host, payload)
             for action in actions:
-                await self._apply(action)
+                try:
+                    await self._apply(action)
+                except ExternalError as exc:
+                    if isinstance(action, commands.Exec) and commands.is_build(action):
+                        self._failed_builds[release_key] = (time.monotonic(), exc.message)
+                    raise
+            self._failed_builds.pop(release_key, None)
             self._agents.add(agent_key)
             self._released.add(release_key)
 
@@ -261,9 +273,14 @@ class HostsPlatform:
         elif isinstance(action, commands.Exec):
             done = await self.runner.run(action)
             if done.exit_code != 0:
+                output = (done.stderr or done.stdout).strip()
+                if action.what:  # the agent's own message, with the last lines of output
+                    raise ExternalError(
+                        f"{where(action.host)}: {action.what} failed: {output[-2000:]}"
+                    )
                 raise ExternalError(
                     f"{where(action.host)}: `{action.command}` exited with {done.exit_code}: "
-                    f"{(done.stderr or done.stdout).strip()[-500:]}"
+                    f"{output[-500:]}"
                 )
 
     async def _status(
