@@ -20,6 +20,7 @@ from baepo.platforms.hosts import plan as hosts_plan
 from baepo.platforms.hosts.platform import agent_source
 from baepo.secrets.resolve import secret_changes, secret_labels
 from baepo.spec.models import Spec
+from baepo.strategies import host_batches
 
 REDACTED = "<secret>"
 
@@ -60,11 +61,15 @@ def gate_lines(spec: Spec) -> list[str]:
 
 
 def strategy_lines(spec: Spec) -> list[str]:
-    """The strategy in words: its kind, then a canary's steps one a line."""
+    """The strategy in words: its kind, then a canary's steps or the host batches one a line."""
     strategy = spec.strategy
     lines = [f"{strategy.kind}, {spec.replicas} replica(s)"]
     if strategy.canary is not None:
         lines += [f"{n}. {step.describe()}" for n, step in enumerate(strategy.canary.steps, 1)]
+    size = strategy.rolling.host_batch_size(len(spec.target.hosts)) if strategy.rolling else None
+    if size is not None:
+        groups = host_batches.batches([host.address for host in spec.target.hosts], size)
+        lines += [f"batch {n}/{len(groups)}: {', '.join(g)}" for n, g in enumerate(groups, 1)]
     return lines
 
 

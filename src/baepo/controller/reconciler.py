@@ -37,7 +37,7 @@ from baepo.core.model import (
     RolloutPhase,
 )
 from baepo.core.ports import Backend, InstanceSpec, Platform, Router, Store
-from baepo.errors import BaepoError
+from baepo.errors import BaepoError, ExternalError
 from baepo.providers import ProviderDeps, make_providers
 from baepo.secrets.keys import Keyring
 from baepo.secrets.resolve import secret_env
@@ -90,6 +90,9 @@ class Reconciler:
         self._fresh_sample = False
         self._ever_ready: dict[tuple[str, str], set[str]] = {}  # instances seen ready
         self._watch_tripped: set[int] = set()  # rollouts undone after promotion
+        # Hosts a placed start failed on (host batches), by app, env and revision: the next
+        # pass records them in the rollout's status, where the strategy skips them.
+        self._failed_hosts: dict[tuple[str, str, int], set[str]] = {}
         self.on_watch_trip: Callable[[str, str, str], object] | None = None
         self.gates = Gates(store, clock, wake, keyring=keyring)
 
@@ -150,7 +153,9 @@ class Reconciler:
             return True
         spec = spec_of(revision)
         runs = await self.analysis.runs(rollout)
-        plan, status = plan_rollout(rollout, spec, instances, self.clock(), runs)
+        plan, status = plan_rollout(
+            self._with_failed_hosts(app, rollout), spec, instances, self.clock(), runs
+        )
         if plan.phase is None or not plan.phase.terminal:
             plan = self._guard(app, rollout, spec, plan, instances)
         if plan.phase == RolloutPhase.ROLLED_BACK and plan.traffic is None:
@@ -180,6 +185,14 @@ class Reconciler:
         else:
             await self.analysis.sync(rollout, spec, revision.spec_dir, plan.analyses)
         return True
+
+    def _with_failed_hosts(self, app: App, rollout: Rollout) -> Rollout:
+        """``rollout`` with the hosts its starts failed on in ``status["failed_hosts"]``."""
+        failed = self._failed_hosts.get((app.app, app.env, rollout.revision), set())
+        known = set(rollout.status.get("failed_hosts", []))
+        if failed <= known:
+            return rollout
+        return replace(rollout, status={**rollout.status, "failed_hosts": sorted(failed | known)})
 
     def _guard(
         self, app: App, rollout: Rollout, spec: Spec, plan: Plan, instances: Sequence[Instance]
@@ -348,8 +361,25 @@ class Reconciler:
                 self._stop(app, instances[instance_id])
         if plan.start:
             new_instance = await self._instance_spec(revision)
-        for _ in range(plan.start):
-            started = await self.platform.start_instance(new_instance)
+        for number in range(plan.start):
+            host = plan.placements[number] if number < len(plan.placements) else None
+            try:
+                started = await self.platform.start_instance(replace(new_instance, host=host))
+            except ExternalError as exc:
+                if host is None:
+                    raise
+                # A host of a batch failed: the strategy skips it, or ends the rollout when
+                # more hosts failed than ``target.max_failed_hosts`` allows.
+                key = (app.app, app.env, revision.number)
+                self._failed_hosts.setdefault(key, set()).add(host)
+                await self.event(
+                    app,
+                    "host.failed",
+                    f"cannot start an instance of revision {revision.number} on {host}: {exc}",
+                    revision=revision.number,
+                )
+                self.wake()
+                continue
             await self.event(
                 app,
                 "instance.started",

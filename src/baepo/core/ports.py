@@ -106,6 +106,9 @@ class InstanceSpec:
     secret_env: dict[str, str] = field(default_factory=dict, repr=False)
     # Where the instance runs: None on this machine (``cwd`` is then where it starts).
     target: HostsTarget | None = None
+    # A placement constraint: the address of the one host of ``target`` it must run on
+    # (host batches); None lets the platform choose.
+    host: str | None = None
 
 
 class Platform(Protocol):

@@ -318,3 +318,14 @@ class Spec(SpecModel):
         ),
         examples=["staging"],
     )
+
+    @model_validator(mode="after")
+    def _host_batches_need_hosts(self) -> Spec:
+        rolling = self.strategy.rolling
+        batched = rolling is not None and rolling.hosts_at_a_time is not None
+        if batched and self.target.kind != "hosts":
+            raise ValueError(
+                "strategy.rolling.hosts_at_a_time: host batches need `target: {kind: hosts}`; "
+                "remove it for a local app"
+            )
+        return self

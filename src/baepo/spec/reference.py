@@ -70,7 +70,8 @@ def field_kind(field: FieldInfo) -> str:
     dict."""
     if nested_model(field) is not None:
         return "model"
-    for meta in field.metadata:
+    optional = [getattr(a, "__metadata__", ()) for a in get_args(field.annotation)]
+    for meta in [*field.metadata, *(m for metadata in optional for m in metadata)]:
         if isinstance(meta, BeforeValidator):
             if meta.func is parse_duration:
                 return "duration"

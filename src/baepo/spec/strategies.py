@@ -48,6 +48,35 @@ class RollingSpec(SpecModel):
         ),
     )
 
+    hosts_at_a_time: CountOrPercent | None = Field(
+        default=None,
+        description=(
+            "`target: hosts` only: roll host by host, this many hosts at a time (a count, or "
+            "a percentage of the hosts rounded down, at least 1). The hosts of a batch get "
+            "their new instances beside the old ones, which leave the router and stop as the "
+            "new ones become ready; the next batch starts when the batch's hosts run only new, "
+            "ready instances. Ansible's `serial`, Kamal's `boot.limit`; `1` is CodeDeploy's "
+            'OneAtATime, `"50%"` its HalfAtATime. Without it, instances are replaced one '
+            "by one wherever they run. See docs/hosts.md."
+        ),
+        examples=[1, "50%"],
+    )
+
+    @field_validator("hosts_at_a_time")
+    @classmethod
+    def _at_least_one_host(cls, value: int | str | None) -> int | str | None:
+        if value in {0, "0%"}:
+            raise ValueError("a batch needs at least 1 host (or a percentage above 0%)")
+        return value
+
+    @model_serializer(mode="wrap")
+    def _without_unset_batches(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # Specs without host batches serialise (and hash) exactly as before the field existed.
+        data: dict[str, Any] = handler(self)
+        if data.get("hosts_at_a_time") is None:
+            data.pop("hosts_at_a_time", None)
+        return data
+
     def resolve(self, replicas: int) -> tuple[int, int]:
         """``(surge, unavailable)`` as instance counts for ``replicas``; never both zero."""
         surge = resolve_count(self.max_surge, replicas, round_up=True)
@@ -55,6 +84,12 @@ class RollingSpec(SpecModel):
         if surge == 0 and unavailable == 0:
             surge = 1
         return surge, unavailable
+
+    def host_batch_size(self, hosts: int) -> int | None:
+        """How many of ``hosts`` roll at a time (at least 1), or None without host batches."""
+        if self.hosts_at_a_time is None:
+            return None
+        return max(1, min(hosts, resolve_count(self.hosts_at_a_time, hosts, round_up=False)))
 
 
 class PauseSpec(SpecModel):

@@ -26,6 +26,9 @@ class Plan:
     preview: tuple[Backend, ...] | None = None  # the preview listener's table (blue-green)
     stop: tuple[str, ...] = ()  # instance ids: drain, then stop
     start: int = 0  # new instances of the target revision
+    # Where each new instance must run (a host address per start), or () for "anywhere":
+    # host batches place their instances on the batch's hosts.
+    placements: tuple[str, ...] = ()
     phase: RolloutPhase | None = None  # a transition to persist
     message: str = ""  # why, in plain words (shown in status and events)
     progressed: bool = False  # something moved toward the goal (resets the progress deadline)

@@ -23,6 +23,7 @@ from baepo.core.model import (
 from baepo.spec.models import Spec
 from baepo.strategies.bluegreen import blue_green_step
 from baepo.strategies.canary import canary_step, routing_rules
+from baepo.strategies.host_batches import host_batch_step
 from baepo.strategies.plan import Plan, live, ready
 from baepo.strategies.recreate import recreate_step
 from baepo.strategies.rolling import converge, is_complete
@@ -114,6 +115,9 @@ def plan_rollout(
         step = converge(target, spec.replicas, spec.replicas, 0, instances)
     else:
         assert spec.strategy.rolling is not None
+        size = spec.strategy.rolling.host_batch_size(len(spec.target.hosts))
+        if size is not None and spec.target.kind == "hosts" and rollout.stable_revision is not None:
+            return _host_batches(rollout, spec, size, instances, status, progressed)
         surge, unavailable = spec.strategy.rolling.resolve(spec.replicas)
         if rollout.stable_revision is None:
             surge = spec.replicas  # a first deploy has nothing to protect: start all at once
@@ -132,6 +136,45 @@ def plan_rollout(
         ),
         status,
     )
+
+
+def _host_batches(
+    rollout: Rollout,
+    spec: Spec,
+    size: int,
+    instances: Sequence[Instance],
+    status: dict[str, Any],
+    progressed: bool,
+) -> tuple[Plan, dict[str, Any]]:
+    """A rolling step host batch by host batch (``strategy.rolling.hosts_at_a_time``).
+
+    ``status["failed_hosts"]`` (filled by the controller when a start placed on a host fails)
+    names the hosts to skip; more of them than ``target.max_failed_hosts`` ends the rollout.
+    """
+    hosts = [host.address for host in spec.target.hosts]
+    failed = [host for host in hosts if host in status.get("failed_hosts", [])]
+    if len(failed) > spec.target.max_failed_hosts:
+        why = (
+            f"{len(failed)} host(s) failed ({', '.join(failed)}); max_failed_hosts is "
+            f"{spec.target.max_failed_hosts}"
+        )
+        return _end(rollout, why), status
+    step = host_batch_step(rollout.revision, spec.replicas, hosts, size, instances, failed)
+    notes: tuple[str, ...] = ()
+    if step.number and status.get("batch") != step.number:
+        status["batch"] = step.number
+        notes = (f"batch {step.number}/{step.total}: {', '.join(step.hosts)}",)
+    phase = RolloutPhase.PROGRESSING if rollout.phase == RolloutPhase.PENDING else None
+    skipped = f"; skipped: {', '.join(failed)}" if failed else ""
+    if step.number:
+        message = (
+            f"batch {step.number}/{step.total} ({', '.join(step.hosts)}): "
+            f"{step.new_ready}/{step.wanted} new instances ready{skipped}"
+        )
+    else:
+        message = f"every host runs revision {rollout.revision}; stopping the rest{skipped}"
+    plan = replace(step.plan, phase=phase, message=message, progressed=progressed, notes=notes)
+    return plan, status
 
 
 def _end(rollout: Rollout, why: str) -> Plan:

@@ -80,8 +80,9 @@ class HostsPlatform:
     # -- the port ---------------------------------------------------------------------------
 
     async def start_instance(self, spec: InstanceSpec) -> Instance:
-        """Place the instance on the least busy reachable host, ship the release there (once
-        per host and revision), start it under the agent; phase STARTING."""
+        """Place the instance on ``spec.host``, or else on the least busy reachable host; ship
+        the release there (once per host and revision), start it under the agent; phase
+        STARTING. An unreachable ``spec.host`` is an ``ExternalError``."""
         target = spec.target
         if target is None:
             raise ConfigError("the hosts platform needs a spec with `target: {kind: hosts}`")
@@ -219,6 +220,8 @@ class HostsPlatform:
         return self._locks.setdefault(key, asyncio.Lock())
 
     async def _place(self, spec: InstanceSpec, target: HostsTarget) -> HostConfig:
+        if spec.host is not None:
+            return await self._placed(spec, target)
         reports = await asyncio.gather(
             *(self._status(h, target.path, spec.app, spec.env, fresh=True) for h in target.hosts),
             return_exceptions=True,
@@ -241,6 +244,14 @@ class HostsPlatform:
             counts[host.address] = (same, len(live))
         reachable = [h for h in target.hosts if h.address in counts]
         return min(reachable, key=lambda h: counts[h.address])
+
+    async def _placed(self, spec: InstanceSpec, target: HostsTarget) -> HostConfig:
+        """The host ``spec.host`` names (host batches), once it has answered a status."""
+        host = next((h for h in target.hosts if h.address == spec.host), None)
+        if host is None:
+            raise ConfigError(f"cannot place an instance on {spec.host}: not in target.hosts")
+        await self._status(host, target.path, spec.app, spec.env, fresh=True)
+        return host
 
     async def _ship(self, spec: InstanceSpec, target: HostsTarget, host: HostConfig) -> None:
         """Upload the agent and the release to ``host`` unless this process already did."""
