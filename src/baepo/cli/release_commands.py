@@ -129,8 +129,10 @@ def deploy(
 ) -> None:
     """Release the spec: make a revision and roll it out with the spec's strategy.
 
-    Deploying what already runs is a no-op that says so. While a rollout is in progress a new
-    deploy is refused (exit 5) unless `--supersede` replaces it. Inside a freeze window of
+    Deploying what already runs is a no-op that says so; deploying the same spec again while
+    its rollout is in progress (after an interrupted `deploy --wait`, say) follows that rollout
+    with `--wait`. While a rollout is in progress a different deploy is refused (exit 5) unless
+    `--supersede` replaces it. Inside a freeze window of
     the environment a deploy is refused (exit 5) unless an admin gives `--override-freeze`.
     `--dry-run` refuses what a deploy would refuse (same exit codes) and otherwise prints
     what it would do, exit 0.
