@@ -11,11 +11,14 @@ import re
 import tarfile
 import threading
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
+from baepo.controller import preview
 from baepo.controller.desired import check_release, hosts_target
+from baepo.core.model import Revision, config_hash
 from baepo.core.ports import HostConfig, HostsRelease, HostsTarget, InstanceSpec, ProbeConfig
 from baepo.errors import ConfigError
 from baepo.platforms.hosts import agent, commands, plan
@@ -27,6 +30,7 @@ BASE = (
 )
 SHA = "ab" * 32
 HOST = HostConfig("10.0.0.11")
+AT = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 def problems(text: str) -> list[tuple[str, str]]:
@@ -261,3 +265,28 @@ def test_a_failed_build_shows_its_last_lines_and_is_not_marked(
     monkeypatch.setattr("sys.stdin", io.StringIO("{}"))
     with pytest.raises(SystemExit, match=r"(?s)exited with 127.*cannot run the build command"):
         agent.build(release, release, 5, ["no-such-program-here"])
+
+
+def test_the_dry_run_plan_of_a_spec_with_a_release(tmp_path: Path) -> None:
+    """What ``baepo hosts plan`` and ``baepo deploy --dry-run`` print, from the spec file."""
+    spec = parse_spec(
+        BASE.replace("run: {", "run: {cwd: shop, ")
+        + "  release:\n"
+        + "    url: 'https://example.com/shop-{version}.tgz'\n"
+        + "    build: {command: [make], timeout: 1m}\n"
+        + "secrets: {TOKEN: {env: SHOP_TOKEN}}\n"
+    )
+    config = spec.model_dump(mode="json")
+    revision = Revision(
+        "shop", "prod", 3, "1.4.0", config, config_hash(config), str(tmp_path), "me", AT
+    )
+    agent_py = "/srv/baepo/.baepo/agent.py"
+    assert preview.hosts_plan_lines(revision, spec)[2:] == [
+        "root@10.0.0.11  $ mkdir -p /srv/baepo/shop/prod/instances",
+        f"root@10.0.0.11  $ python3 {agent_py} fetch https://example.com/shop-1.4.0.tgz "
+        "/srv/baepo/shop/prod/r3",
+        f"root@10.0.0.11  $ python3 {agent_py} build /srv/baepo/shop/prod/r3 "
+        "/srv/baepo/shop/prod/r3/shop 60 -- make  < (build environment)",
+        f"root@10.0.0.11  $ python3 {agent_py} start '/srv/baepo/shop/prod/instances/<id-1>'"
+        "  < (instance JSON, secrets redacted)",
+    ]
