@@ -1,10 +1,13 @@
 """Rolling host by host on the namespace fleet (``strategy.rolling.hosts_at_a_time: 1``):
 under load through the built-in router no request fails, the instance lists sampled while
 the deploy runs never show two hosts mid-update, the events show each host's old instance
-stopped before the next host's new one starts, and ``deploy --dry-run`` shows the batches."""
+stopped before the next host's new one starts, and ``deploy --dry-run`` shows the batches.
+A host cut off before the deploy is skipped when ``max_failed_hosts`` allows it."""
 
 from __future__ import annotations
 
+import json
+import subprocess
 import time
 from collections import Counter
 from typing import Any
@@ -21,6 +24,11 @@ __all__ = ["fleet"]
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 ROLLING = "strategy: {rolling: {max_surge: 1, max_unavailable: 0}}"
+SKIP_ONE = "  path: /srv/baepo\n  max_failed_hosts: 1\n"
+
+
+def link(fleet: Fleet, host: int, state: str) -> None:
+    subprocess.run(["ip", "link", "set", fleet.link(host), state], check=True, timeout=10)
 
 
 def write_batched(project: SampleProject, fleet: Fleet, version: str) -> None:
@@ -100,3 +108,71 @@ def test_one_host_at_a_time_under_load(project: SampleProject, fleet: Fleet) -> 
     assert order == [(what, host) for host in fleet.addresses for what in ("started", "stopped")], (
         order
     )
+
+
+def test_an_unreachable_host_is_skipped_within_max_failed_hosts(
+    project: SampleProject, fleet: Fleet
+) -> None:
+    def allow_one_failed_host(version: str) -> None:
+        write_batched(project, fleet, version)
+        text = project.spec.read_text()
+        project.spec.write_text(text.replace("  path: /srv/baepo\n", SKIP_ONE))
+
+    allow_one_failed_host("1.0.0")
+    project.ok("deploy", "--no-wait")
+    project.wait_for(lambda s: serving(s, 1, 3), timeout=180, what="revision 1 serving")
+
+    lost = fleet.addresses[2]
+    try:
+        link(fleet, 3, "down")
+
+        def without_lost(s: dict[str, Any]) -> bool:
+            routed = [u for t in s["traffic"] for u in t.get("upstreams", [])]
+            return bool(routed) and not any(u.startswith(lost + ":") for u in routed)
+
+        project.wait_for(without_lost, timeout=120, what="the lost host out of the router")
+        gen = LoadGenerator("127.0.0.1", project.port, rate=40, workers=4, max_seconds=200)
+        gen.start()
+        try:
+            allow_one_failed_host("2.0.0")
+            project.ok("deploy", "--no-wait", "-m", "one host down")
+            status = project.wait_for(
+                lambda s: s["rollout"] is None and s["stable_revision"] == 2,
+                timeout=180,
+                what="revision 2 promoted without the lost host",
+            )
+        finally:
+            report = gen.stop()
+        print(f"host batches with a host down: {report}")  # pytest -s
+        assert report.failed == 0, report
+        assert status["last_rollout"]["phase"] == "healthy", status["last_rollout"]
+        final = project.wait_for(lambda s: serving(s, 2, 3), timeout=60, what="3 serving")
+        # The lost host's share went to the first host (replicas spread over the other two).
+        assert hosts_of(final) == Counter({fleet.addresses[0]: 2, fleet.addresses[1]: 1})
+        events = project.api("/api/v1/apps/sample/events", limit=1000)
+        failed = [e["message"] for e in events if e["kind"] == "host.failed"]
+        assert failed and all(lost in message for message in failed), failed
+    finally:
+        link(fleet, 3, "up")
+    # Back on the network, the host's old instance is stopped (its agent reports none): the
+    # app already runs its replicas on the other hosts.
+    deadline = time.monotonic() + 120
+    while agent_status(fleet, lost):
+        assert time.monotonic() < deadline, agent_status(fleet, lost)
+        time.sleep(1)
+    assert serving(project.status(), 2, 3)
+
+
+def agent_status(fleet: Fleet, address: str) -> list[dict[str, Any]]:
+    """What the agent on ``address`` reports of the sample app's instances, asked over SSH."""
+    done = subprocess.run(
+        [
+            "ssh", "-i", str(fleet.key), "-o", f"UserKnownHostsFile={fleet.known_hosts}",
+            "-o", "BatchMode=yes", "-o", "ConnectTimeout=10", f"{fleet.user}@{address}",
+            "python3", "/srv/baepo/.baepo/agent.py", "status",
+            "/srv/baepo/sample/default/instances",
+        ],
+        capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    found: list[dict[str, Any]] = json.loads(done.stdout or "[]")
+    return found
