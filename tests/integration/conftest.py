@@ -12,6 +12,7 @@ from pathlib import Path
 import postgres
 import pytest
 import uvicorn
+from fleet import fleet_hosts
 from harness import SampleProject
 
 from baepo import store
@@ -22,6 +23,8 @@ from baepo.controller.releases import Releases
 from baepo.controller.steering import Steering
 from baepo.platforms.local.platform import LocalPlatform
 from baepo.routers.builtin.adapter import BuiltinRouter
+
+__all__ = ["fleet_hosts"]  # the fleet, once per session, under the per-test ``fleet`` fixture
 
 
 @pytest.fixture(scope="session")

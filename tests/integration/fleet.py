@@ -91,8 +91,17 @@ def _script(*args: str, directory: Path, net: int) -> str:
     return done.stdout
 
 
+@pytest.fixture
+def fleet(fleet_hosts: Fleet) -> Fleet:
+    """The session's fleet, emptied before the test: on each host nothing runs but its sshd
+    and nothing is left under /srv (what an earlier test started there is gone)."""
+    _script("reset", directory=fleet_hosts.key.parent, net=fleet_hosts.net)
+    return fleet_hosts
+
+
 @pytest.fixture(scope="session")
-def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
+def fleet_hosts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
+    """The hosts, built once per test session (``conftest`` makes this fixture visible)."""
     missing = _missing()
     if missing is not None:
         if os.environ.get("CI") == "true":

@@ -7,7 +7,7 @@ import json
 import socket
 import threading
 import time
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -159,7 +159,9 @@ def test_pause_holds_and_resume_continues(project: SampleProject) -> None:
     project.wait_for(lambda s: serving(s, 2, 2), what="revision 2 serving")
 
 
-@pytest.mark.parametrize("pause", ["{duration: 6s}", "{}"])
+# The timed pause outlasts a kill and a restart even on a loaded machine; it then ends on its
+# own after the restart, at the deadline the old server stored.
+@pytest.mark.parametrize("pause", ["{duration: 20s}", "{}"])
 def test_server_killed_mid_canary_resumes_at_the_same_step(
     project: SampleProject, pause: str
 ) -> None:
@@ -176,6 +178,7 @@ def test_server_killed_mid_canary_resumes_at_the_same_step(
     try:
         project.kill_server()
         time.sleep(1.5)
+        restarted = datetime.now(UTC)
         project.ok("server", "start")
         after = project.status()
         assert after["rollout"]["id"] == rollout_id
@@ -190,14 +193,14 @@ def test_server_killed_mid_canary_resumes_at_the_same_step(
         report = gen.stop()
     assert report.failed == 0, report
     if pause != "{}":
-        # The timed pause ended 6 s after it began, not 6 s after the restart.
+        # The timed pause ended 20 s after it began, not 20 s after the restart.
         events = project.api("/api/v1/apps/sample/events", limit=500, rollout_id=rollout_id)
         began = next(e["at"] for e in events if "set weight 30%: done" in e["message"])
-        ended = next(e["at"] for e in events if "pause 6s: done" in e["message"])
-        from datetime import datetime
-
-        waited = (datetime.fromisoformat(ended) - datetime.fromisoformat(began)).total_seconds()
-        assert 5.5 <= waited < 7.5, waited  # a restarted pause would end 8.5 s or more after
+        ended = datetime.fromisoformat(
+            next(e["at"] for e in events if "pause 20s: done" in e["message"])
+        )
+        assert (ended - datetime.fromisoformat(began)).total_seconds() >= 19.5
+        assert ended < restarted + timedelta(seconds=20), (began, restarted, ended)
     assert final["last_rollout"]["id"] == rollout_id
 
 
