@@ -26,6 +26,7 @@ import http.client
 import shutil
 import socket
 import statistics
+import sys
 import tempfile
 import threading
 import time
@@ -46,6 +47,14 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+class QuietServer(ThreadingHTTPServer):
+    """Keep-alive connections the proxy resets (a drained or removed server) are not news."""
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)  # type: ignore[arg-type]
+
+
 def upstream(name: str) -> tuple[ThreadingHTTPServer, str]:
     """A keep-alive HTTP/1.1 server answering ``hello`` with ``X-Upstream: name``."""
 
@@ -64,7 +73,7 @@ def upstream(name: str) -> tuple[ThreadingHTTPServer, str]:
         def log_message(self, format: str, *args: object) -> None:
             return
 
-    server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
+    server = QuietServer(("127.0.0.1", free_port()), Handler)
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server, f"127.0.0.1:{server.server_address[1]}"
