@@ -4,8 +4,11 @@ Each host is a network namespace with its own sshd (see scripts/fleet). Each tes
 a fleet network number no other session on the machine holds (a lock file per number), so
 parallel test workers and runs each have their own fleet. When the machine cannot
 build one (no root, no ``ip`` or ``sshd``) the test is skipped, or fails when ``CI=true``.
-Callers: the ``test_hosts_*`` integration tests, which import the ``fleet`` fixture
-(``from fleet import fleet``).
+The hosts share the machine's programs; the tests run the agent and the sample app with
+``PYTHON`` (the system's interpreter, by absolute path: a ``python3`` found on root's ``PATH``
+may be a pyenv shim, a bash script that costs every agent command a fraction of a second, and
+more than a second under load). Callers: the ``test_hosts_*`` integration tests, which import
+the ``fleet`` fixture (``from fleet import fleet``) and ``PYTHON``.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ SCRIPT = ROOT / "scripts" / "fleet"
 SIZE = 3
 LOCKS = Path("/tmp/baepo-fleet-locks")
 NETS = range(1, 100)
+PYTHON = "/usr/bin/python3"  # target.python and the sample app's interpreter on the hosts
 
 
 @dataclass(frozen=True)
@@ -60,6 +64,20 @@ def _missing() -> str | None:
             return f"the test fleet needs {tool!r}"
     if not Path(os.environ.get("SSHD", "/usr/sbin/sshd")).exists():
         return "the test fleet needs sshd (Debian package openssh-server)"
+    return _python_missing()
+
+
+def _python_missing() -> str | None:
+    """Why ``PYTHON`` cannot run the agent (missing, or older than 3.10), or None."""
+    try:
+        done = subprocess.run(
+            [PYTHON, "-c", "import sys; print(sys.version_info >= (3, 10))"],
+            capture_output=True, text=True, timeout=30, check=False,
+        )  # fmt: skip
+    except OSError as exc:
+        return f"the test fleet runs the agent with {PYTHON}: {exc.strerror or exc}"
+    if done.stdout.strip() != "True":
+        return f"the test fleet needs Python 3.10 or newer as {PYTHON} (Debian package python3)"
     return None
 
 

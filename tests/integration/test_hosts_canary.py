@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from fleet import Fleet, fleet
+from fleet import PYTHON, Fleet, fleet
 from harness import SampleProject, serving, versions
 from test_hosts_deploy import SPEC
 
@@ -23,7 +23,11 @@ CANARY = "{canary: {steps: [{set_weight: 34}, {pause: {duration: 60s}}, {set_wei
 def write(project: SampleProject, fleet: Fleet, version: str, *, bad: bool = False) -> None:
     hosts = [{"address": a, "user": fleet.user, "key": str(fleet.key)} for a in fleet.addresses]
     text = SPEC.format(
-        version=version, port=project.port, hosts=json.dumps(hosts), known_hosts=fleet.known_hosts
+        version=version,
+        port=project.port,
+        hosts=json.dumps(hosts),
+        known_hosts=fleet.known_hosts,
+        python=PYTHON,
     )
     text = text.replace("router:\n", "router:\n  kind: haproxy\n", 1)
     if bad:

@@ -9,7 +9,7 @@ from collections import Counter
 from typing import Any
 
 import pytest
-from fleet import Fleet, fleet
+from fleet import PYTHON, Fleet, fleet
 from harness import SampleProject, serving
 
 from baepo.cli.loadgen import LoadGenerator
@@ -22,7 +22,7 @@ SPEC = """\
 app: sample
 version: "{version}"
 run:
-  command: ["python3", "app.py", "--host", "0.0.0.0", "--port", "{{port}}"]
+  command: ["{python}", "app.py", "--host", "0.0.0.0", "--port", "{{port}}"]
   env: {{SAMPLE_VERSION: "{version}"}}
   stop_grace_period: 5s
 replicas: 3
@@ -36,6 +36,7 @@ restart: {{backoff_initial: 100ms, backoff_max: 1s, crash_loop_restarts: 3, cras
 progress_deadline: 120s
 target:
   kind: hosts
+  python: {python}
   path: /srv/baepo
   known_hosts: {known_hosts}
   hosts: {hosts}
@@ -50,6 +51,7 @@ def write(project: SampleProject, fleet: Fleet, version: str) -> None:
             port=project.port,
             hosts=json.dumps(hosts),
             known_hosts=fleet.known_hosts,
+            python=PYTHON,
         )
     )
 

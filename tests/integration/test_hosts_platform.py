@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from fleet import Fleet, fleet
+from fleet import PYTHON, Fleet, fleet
 from harness import SAMPLE
 
 from baepo.core.model import Instance, InstancePhase
@@ -27,14 +27,14 @@ __all__ = ["fleet"]
 
 def instance_spec(fleet: Fleet, source: Path, secret: str) -> InstanceSpec:
     hosts = tuple(
-        HostConfig(a, key=str(fleet.key), known_hosts=str(fleet.known_hosts))
+        HostConfig(a, key=str(fleet.key), known_hosts=str(fleet.known_hosts), python=PYTHON)
         for a in fleet.addresses
     )
     return InstanceSpec(
         app="demo",
         env="prod",
         revision=1,
-        command=["python3", "app.py", "--host", "0.0.0.0", "--port", "{port}"],
+        command=[PYTHON, "app.py", "--host", "0.0.0.0", "--port", "{port}"],
         cwd=str(source),
         env_vars={"SAMPLE_VERSION": "v1", "SAMPLE_ACCESS_LOG": "true"},
         stop_grace_period=5.0,

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from fleet import Fleet, fleet
+from fleet import PYTHON, Fleet, fleet
 from harness import SAMPLE
 
 from baepo.core.model import Instance
@@ -31,7 +31,7 @@ __all__ = ["fleet"]
 # The build writes the app's config file; the app answers with the version it names. It
 # notes each run, and whether it saw the instances' secret (it must not).
 BUILD = (
-    "python3",
+    PYTHON,
     "-c",
     "import json, os; json.dump({'version': 'built-' + os.environ['BAEPO_REVISION']}, "
     "open('config.json', 'w')); secret = 'SAMPLE_SECRET' in os.environ; "
@@ -49,10 +49,10 @@ def release_tgz() -> bytes:
 
 def instance_spec(fleet: Fleet, app: str, release: HostsRelease, tmp: Path) -> InstanceSpec:
     hosts = tuple(
-        HostConfig(a, key=str(fleet.key), known_hosts=str(fleet.known_hosts))
+        HostConfig(a, key=str(fleet.key), known_hosts=str(fleet.known_hosts), python=PYTHON)
         for a in fleet.addresses
     )
-    command = ["python3", "app.py", "--host", "0.0.0.0", "--port", "{port}"]
+    command = [PYTHON, "app.py", "--host", "0.0.0.0", "--port", "{port}"]
     if release.build:
         command += ["--config", "config.json"]
     return InstanceSpec(
@@ -211,7 +211,7 @@ def test_a_download_with_another_sha256_is_refused(
 def test_a_failing_build_fails_the_start_with_its_last_lines(fleet: Fleet, tmp_path: Path) -> None:
     (tmp_path / "shop").mkdir()
     (tmp_path / "shop" / "app.py").write_bytes(SAMPLE.read_bytes())
-    failing = ("python3", "-c", "print('compiling shop'); raise SystemExit(2)")
+    failing = (PYTHON, "-c", "print('compiling shop'); raise SystemExit(2)")
     release = HostsRelease(build=failing, build_timeout=30)
     spec = instance_spec(fleet, "badbuild", release, tmp_path)
     platform = HostsPlatform(tmp_path / "state")

@@ -9,6 +9,7 @@ import pytest
 
 from baepo.controller.desired import hosts_target
 from baepo.errors import ConfigError
+from baepo.platforms.hosts import commands
 from baepo.spec.loader import parse_spec
 
 BASE = 'app: shop\nrun: {command: ["python3", "app.py", "--port", "{port}"]}\n'
@@ -37,6 +38,7 @@ def test_hosts_with_defaults() -> None:
     assert target.path == "/srv/baepo"
     assert target.max_failed_hosts == 0
     assert target.source == "/src/shop"
+    assert {host.python for host in target.hosts} == {"python3"}
     first, second = target.hosts
     assert (first.address, first.port, first.user, first.key) == (
         "10.0.0.11",
@@ -82,11 +84,36 @@ def test_hosts_with_defaults() -> None:
             "target",
             "max_failed_hosts",
         ),
+        ("target: {kind: hosts, hosts: [{address: a}], python: 'python3 -u'}\n", "target.python",
+         "bare command name"),
+        ("target: {kind: hosts, hosts: [{address: a}], python: bin/python3}\n", "target.python",
+         "absolute path"),
+        ("target: {kind: hosts, hosts: [{address: a}], python: '/opt/../python3'}\n",
+         "target.python", "'..'"),
+        ("target: {kind: hosts, hosts: [{address: a}], python: ''}\n", "target.python",
+         "bare command name"),
+        ("target: {python: /usr/bin/python3}\n", "target", "only `kind: hosts`"),
     ],
-)
+)  # fmt: skip
 def test_bad_targets_name_the_field(text: str, path: str, words: str) -> None:
     found = problems(text)
     assert any(p == path and words in m for p, m in found), found
+
+
+@pytest.mark.parametrize("python", ["/usr/bin/python3", "python3.11", "/opt/py-3.12/bin/python"])
+def test_target_python_runs_every_agent_command(python: str) -> None:
+    spec = parse_spec(
+        BASE + f"target: {{kind: hosts, python: {python}, hosts: [{{address: 10.0.0.11}}]}}\n"
+    )
+    target = hosts_target(spec, "/src/shop")
+    assert target is not None
+    (host,) = target.hosts
+    assert host.python == python
+    status = commands.status(host, target.path, "shop", "prod")
+    assert status.argv == (python, "/srv/baepo/.baepo/agent.py", "status",
+                           "/srv/baepo/shop/prod/instances")  # fmt: skip
+    build = commands.build_release(host, target.path, "shop", "prod", 3, ("make",), 60.0, {})
+    assert build.argv[0] == python and commands.is_build(build)
 
 
 def test_the_yaml_examples_of_docs_hosts_md_load() -> None:

@@ -121,6 +121,7 @@ def hosts_target(spec: Spec, spec_dir: str, version: str = "") -> HostsTarget | 
                 key=host.key,
                 labels=tuple(sorted(host.labels.items())),
                 known_hosts=target.known_hosts,
+                python=target.python,
             )
             for host in target.hosts
         ),

@@ -52,6 +52,7 @@ class HostConfig:
     key: str | None = None
     labels: tuple[tuple[str, str], ...] = ()
     known_hosts: str | None = None  # an OpenSSH known_hosts file; None: keys not checked
+    python: str = "python3"  # the interpreter that runs baepo's agent on the host
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ _ADDRESS_RE = re.compile(r"^(\[[0-9a-fA-F:]+\]|[0-9a-fA-F:]+|[A-Za-z0-9](?:[A-Za
 _USER_RE = re.compile(r"^[a-z_][a-z0-9_.\-]{0,31}$")
 _LABEL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/\-]{0,62}$")
 _SHA256_RE = re.compile(r"^[0-9a-fA-F]{64}$")
+_COMMAND_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.+\-]*$")
 ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz")
 
 
@@ -189,6 +190,16 @@ class TargetSpec(SpecModel):
             "must match. Without it, host keys are not checked."
         ),
     )
+    python: str = Field(
+        default="python3",
+        description=(
+            "`hosts`: the Python interpreter (3.10 or newer) that runs baepo's agent on each "
+            "host: an absolute path, e.g. `/usr/bin/python3`, or a command looked up on the SSH "
+            "user's `PATH` (the default, `python3`). An absolute path skips the `PATH` lookup "
+            "and any shim on it (pyenv, asdf) that would run on every agent command."
+        ),
+        examples=["/usr/bin/python3"],
+    )
     path: str = Field(
         default="/srv/baepo",
         description=(
@@ -211,6 +222,27 @@ class TargetSpec(SpecModel):
             raise ValueError("expected an absolute path without '..', e.g. /srv/baepo")
         return value.rstrip("/") or "/"
 
+    @field_validator("python")
+    @classmethod
+    def _python(cls, value: str) -> str:
+        if value.startswith("/"):
+            if (
+                "\0" in value
+                or ".." in value.split("/")
+                or value.endswith("/")
+                or any(c.isspace() for c in value)
+            ):
+                raise ValueError(
+                    "expected an absolute path of an interpreter without '..' or spaces, "
+                    "e.g. /usr/bin/python3"
+                )
+        elif not _COMMAND_RE.match(value):
+            raise ValueError(
+                "expected an absolute path (e.g. /usr/bin/python3) or a bare command name "
+                "(e.g. python3.11), without arguments"
+            )
+        return value
+
     @model_validator(mode="after")
     def _hosts_match_kind(self) -> TargetSpec:
         if self.kind == "hosts":
@@ -227,4 +259,6 @@ class TargetSpec(SpecModel):
             raise ValueError("hosts: only `kind: hosts` takes hosts")
         elif self.release is not None:
             raise ValueError("release: only `kind: hosts` takes a release")
+        elif "python" in self.model_fields_set:
+            raise ValueError("python: only `kind: hosts` runs an agent on hosts")
         return self

@@ -16,7 +16,6 @@ from typing import Any
 
 from baepo.core.ports import HostConfig
 
-PYTHON = "python3"
 AGENT_DIR = ".baepo"
 AGENT_NAME = "agent.py"
 INSTANCES = "instances"
@@ -95,7 +94,8 @@ def agent_path(path: str) -> str:
 
 
 def _agent(host: HostConfig, path: str, *args: str, **kw: Any) -> Exec:
-    return Exec(host, (PYTHON, agent_path(path), *args), **kw)
+    """The agent's ``args``, run by the host's interpreter (``target.python``)."""
+    return Exec(host, (host.python, agent_path(path), *args), **kw)
 
 
 def prepare_host(host: HostConfig, path: str, agent_source: bytes) -> list[Action]:
@@ -187,7 +187,7 @@ def build_release(
 
 def is_build(action: Exec) -> bool:
     """Whether ``action`` is a ``build_release``."""
-    return action.argv[:1] == (PYTHON,) and action.argv[2:3] == ("build",)
+    return action.argv[:1] == (action.host.python,) and action.argv[2:3] == ("build",)
 
 
 def start(

@@ -31,15 +31,9 @@ from baepo.platforms.hosts import commands, plan
 from baepo.platforms.hosts.commands import where
 from baepo.platforms.hosts.probes import Prober
 from baepo.platforms.hosts.records import PREFIX, Records
+from baepo.platforms.hosts.reports import LOST_AFTER, PLACE_WAIT, Reports
 from baepo.platforms.hosts.runner import Runner, SSHRunner
 
-# How long an agent's status report is reused: the controller lists instances many times a
-# second while busy, and each report is an SSH command on every host. Starting, stopping or
-# restarting an instance of app+env drops its reports, so a listing never misses those.
-STATUS_TTL = 0.5
-# A host that did not answer is not asked again for this long (a connection attempt may take
-# up to the connect timeout, and listing must stay fast).
-DOWN_RETRY = 5.0
 # A release whose build failed on a host is not built there again for this long: the
 # controller retries a failed start on every pass, and a build may take minutes.
 BUILD_RETRY = 60.0
@@ -70,12 +64,12 @@ class HostsPlatform:
         self._locks: dict[object, asyncio.Lock] = {}
         self.records = Records(self.root)
         self.prober = Prober()
-        self._generations: dict[tuple[str, str], int] = {}
+        # The agents' status reports, asked in the background: a listing waits for a host
+        # at most a moment (see reports.py), so a lost host does not hold the controller up.
+        self.reports = Reports(self._ask_status)
         # Instances this object started or saw before they ran; any other one found running
         # was running before this controller started: its probes adopt it (see probes.py).
         self._known: set[str] = set()
-        self._down: dict[tuple[str, int], float] = {}
-        self._reports: dict[tuple[str, int, str, str, str], tuple[float, list[dict[str, Any]]]] = {}
 
     # -- the port ---------------------------------------------------------------------------
 
@@ -102,7 +96,7 @@ class HostsPlatform:
             port = int(json.loads(done.stdout.strip().splitlines()[-1])["port"])
             self.records.remember_instance(instance_id, spec.app, spec.env, host, target.path)
             self._known.add(instance_id)
-            self._changed(spec.app, spec.env)
+            self.reports.changed(host, target.path, spec.app, spec.env)
         return Instance(
             id=instance_id,
             app=spec.app,
@@ -116,13 +110,15 @@ class HostsPlatform:
 
     async def list_instances(self, app: str, env: str) -> list[Instance]:
         """Every instance the hosts' agents report; readiness from this machine's probes
-        (for an instance adopted from an earlier controller, after its first probe)."""
+        (for an instance adopted from an earlier controller, after its first probe). A host
+        late to answer counts with its last report (its instances ready only while their
+        probes pass); the instances of an unreachable host are left out until it answers."""
         group = self.records.group(app, env)
         if group is None:
             return []
         path, hosts = group
         reports = await asyncio.gather(
-            *(self._status(host, path, app, env) for host in hosts), return_exceptions=True
+            *(self.reports.get(host, path, app, env) for host in hosts), return_exceptions=True
         )
         items: list[tuple[HostConfig, dict[str, Any]]] = []
         for host, report in zip(hosts, reports, strict=True):
@@ -146,7 +142,7 @@ class HostsPlatform:
         app, env, host, path = where_
         self.prober.forget(instance_id)
         done = await self.runner.run(commands.stop(host, path, app, env, instance_id, grace))
-        self._changed(app, env)
+        self.reports.changed(host, path, app, env)
         if done.exit_code != 0:
             raise ExternalError(f"{where(host)}: cannot stop {instance_id}: {done.stderr.strip()}")
         self.records.forget_instance(instance_id)
@@ -158,7 +154,7 @@ class HostsPlatform:
         if where_ is not None:
             app, env, host, path = where_
             await self.runner.run(commands.restart(host, path, app, env, instance_id))
-            self._changed(app, env)
+            self.reports.changed(host, path, app, env)
 
     def read_logs(
         self, app: str, env: str, *, revision: int | None = None, tail: int = 100
@@ -212,6 +208,7 @@ class HostsPlatform:
     async def close(self) -> None:
         """Stop probing and close the SSH connections. Idempotent."""
         await self.prober.close()
+        await self.reports.close()
         await self.runner.close()
 
     # -- placing and shipping ---------------------------------------------------------------
@@ -223,7 +220,10 @@ class HostsPlatform:
         if spec.host is not None:
             return await self._placed(spec, target)
         reports = await asyncio.gather(
-            *(self._status(h, target.path, spec.app, spec.env, fresh=True) for h in target.hosts),
+            *(
+                self.reports.get(h, target.path, spec.app, spec.env, fresh=True, wait=PLACE_WAIT)
+                for h in target.hosts
+            ),
             return_exceptions=True,
         )
         failed = [
@@ -250,7 +250,9 @@ class HostsPlatform:
         host = next((h for h in target.hosts if h.address == spec.host), None)
         if host is None:
             raise ConfigError(f"cannot place an instance on {spec.host}: not in target.hosts")
-        await self._status(host, target.path, spec.app, spec.env, fresh=True)
+        # A host of a batch that does not answer fails for the rest of the rollout: give a
+        # slow one up to the bound after which a host counts as lost.
+        await self.reports.get(host, target.path, spec.app, spec.env, fresh=True, wait=LOST_AFTER)
         return host
 
     async def _ship(self, spec: InstanceSpec, target: HostsTarget, host: HostConfig) -> None:
@@ -293,36 +295,6 @@ class HostsPlatform:
                     f"{where(action.host)}: `{action.command}` exited with {done.exit_code}: "
                     f"{output[-500:]}"
                 )
-
-    async def _status(
-        self, host: HostConfig, path: str, app: str, env: str, *, fresh: bool = False
-    ) -> list[dict[str, Any]]:
-        """What the host's agent reports, at most ``STATUS_TTL`` old unless ``fresh``."""
-        key = (host.address, host.port, path, app, env)
-        cached = self._reports.get(key)
-        if not fresh and cached is not None and time.monotonic() - cached[0] < STATUS_TTL:
-            return cached[1]
-        down_since = self._down.get((host.address, host.port))
-        if down_since is not None and time.monotonic() - down_since < DOWN_RETRY:
-            raise ExternalError(
-                f"{where(host)} is unreachable (trying again every {DOWN_RETRY:g}s)"
-            )
-        generation = self._generations.get((app, env), 0)
-        try:
-            report = await self._ask_status(host, path, app, env)
-        except ExternalError:
-            self._down[(host.address, host.port)] = time.monotonic()
-            raise
-        self._down.pop((host.address, host.port), None)
-        if self._generations.get((app, env), 0) == generation:  # nothing changed meanwhile
-            self._reports[key] = (time.monotonic(), report)
-        return report
-
-    def _changed(self, app: str, env: str) -> None:
-        """Forget cached reports of app+env: the next listing asks the hosts again."""
-        self._generations[(app, env)] = self._generations.get((app, env), 0) + 1
-        for key in [k for k in self._reports if k[3:] == (app, env)]:
-            del self._reports[key]
 
     async def _ask_status(
         self, host: HostConfig, path: str, app: str, env: str

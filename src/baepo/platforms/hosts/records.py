@@ -80,6 +80,7 @@ def _host(data: dict[str, Any]) -> HostConfig:
         key=data.get("key"),
         labels=labels,
         known_hosts=data.get("known_hosts"),
+        python=str(data.get("python") or "python3"),
     )
 
 

@@ -1,8 +1,8 @@
 """Runs the hosts platform's actions: SSH commands and SFTP uploads over pooled connections.
 
 ``Runner`` is the port (a fake runs in unit tests); ``SSHRunner`` keeps one asyncssh connection
-per host and opens it again once when it was lost. Every failure becomes an ``ExternalError``
-naming the host; no asyncssh exception escapes.
+per host and opens it again once when it was lost (SSH keepalives notice a dead one within
+seconds). Every failure becomes an ``ExternalError`` naming the host; no asyncssh exception escapes.
 Callers: ``platform.HostsPlatform``.
 """
 
@@ -20,7 +20,12 @@ from baepo.core.ports import HostConfig
 from baepo.errors import ExternalError
 from baepo.platforms.hosts.commands import Exec, Upload, where
 
-CONNECT_TIMEOUT = 10.0
+CONNECT_TIMEOUT = 5.0
+# A connection whose host stopped answering (its link went down) is closed after
+# KEEPALIVE_INTERVAL * KEEPALIVE_COUNT seconds without an answer to SSH keepalives, which
+# the host's sshd answers even when busy, so commands on it fail instead of hanging.
+KEEPALIVE_INTERVAL = 2.0
+KEEPALIVE_COUNT = 3
 CHANNELS = 6  # commands at once per host connection
 HostKey = tuple[str, int, str, str | None, str | None]
 
@@ -93,7 +98,9 @@ class SSHRunner:
                         known_hosts=(
                             os.path.expanduser(host.known_hosts) if host.known_hosts else None
                         ),
-                        keepalive_interval=15,
+                        keepalive_interval=KEEPALIVE_INTERVAL,
+                        keepalive_count_max=KEEPALIVE_COUNT,
+                        connect_timeout=CONNECT_TIMEOUT,
                     ),
                     CONNECT_TIMEOUT,
                 )
