@@ -25,6 +25,8 @@ def test_local_is_the_default() -> None:
     spec = parse_spec(BASE)
     assert spec.target.kind == "local"
     assert hosts_target(spec, "/src") is None
+    # A resolved spec (every field, defaults included) loads again, as a revision does.
+    assert type(spec).model_validate(spec.model_dump()).target.kind == "local"
 
 
 def test_hosts_with_defaults() -> None:
@@ -93,6 +95,7 @@ def test_hosts_with_defaults() -> None:
         ("target: {kind: hosts, hosts: [{address: a}], python: ''}\n", "target.python",
          "bare command name"),
         ("target: {python: /usr/bin/python3}\n", "target", "only `kind: hosts`"),
+        ("target: {kind: local, python: python3.11}\n", "target", "only `kind: hosts`"),
     ],
 )  # fmt: skip
 def test_bad_targets_name_the_field(text: str, path: str, words: str) -> None:

@@ -259,6 +259,6 @@ class TargetSpec(SpecModel):
             raise ValueError("hosts: only `kind: hosts` takes hosts")
         elif self.release is not None:
             raise ValueError("release: only `kind: hosts` takes a release")
-        elif "python" in self.model_fields_set:
+        elif self.python != "python3":  # the default: a resolved spec holds every field
             raise ValueError("python: only `kind: hosts` runs an agent on hosts")
         return self
