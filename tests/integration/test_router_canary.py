@@ -25,6 +25,7 @@ from upstreams import RouterProcess, UpstreamServer, free_port
 from baepo.core.ports import Backend, HeaderRoute, RouterConfig, Sticky
 from baepo.errors import ConfigError
 from baepo.routers.builtin.adapter import BuiltinRouter
+from baepo.routers.builtin.payloads import admin_socket
 from baepo.routers.builtin.rules import bucket_ranges, header_bucket
 
 pytestmark = pytest.mark.timeout(90)
@@ -244,7 +245,7 @@ def test_two_listeners_serve_different_tables_and_stop_independently(
         await router.ensure_running(_config(main_port))
         await router.ensure_running(_config(preview_port, "preview"))
         await router.ensure_running(_config(preview_port, "preview"))  # idempotent
-        assert (tmp_path / "routers" / "shop.prod.preview" / "admin.sock").exists()
+        assert admin_socket(tmp_path / "routers" / "shop.prod.preview").exists()
         assert await router.listeners("shop", "prod") == ["main", "preview"]
         await router.set_backends("shop", "prod", [Backend(1, 100, (a.address,))])
         sticky = Sticky(cookie="bk")
