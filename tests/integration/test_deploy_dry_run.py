@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from harness import SampleProject, serving
+from test_deploy_locks import as_actor
 
 pytestmark = pytest.mark.slow
 
@@ -20,18 +21,6 @@ CANARY = (
     "{canary: {steps: [{set_weight: 20}, {pause: {duration: 1s}}, {set_weight: 50}],"
     " max_surge: 1, max_unavailable: 0}}"
 )
-
-
-def as_actor(project: SampleProject, actor: str, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "baepo", *args],
-        cwd=project.root,
-        env={**project.env, "BAEPO_ACTOR": actor},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
 
 
 def revisions(project: SampleProject) -> list[dict[str, Any]]:
