@@ -8,8 +8,6 @@ give. Callers: ``cli.main`` registers it.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from datetime import UTC, datetime
 from typing import Annotated
 
@@ -17,7 +15,7 @@ import typer
 
 from baepo.cli.context import EnvOpt, FileOpt, Project
 from baepo.controller import preview
-from baepo.core.model import Revision
+from baepo.core.model import Revision, config_hash
 from baepo.errors import ConfigError, Problem
 from baepo.spec.loader import load_spec
 
@@ -45,14 +43,13 @@ def plan(
             problems=[Problem("target.kind", "`baepo hosts plan` needs `kind: hosts`")],
         )
     config = spec.model_dump(mode="json")
-    digest = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()
     revision_ = Revision(
         app=spec.app,
         env=project.env,
         number=revision,
         version=spec.version or "",
         config=config,
-        config_hash=digest,
+        config_hash=config_hash(config),
         spec_dir=str(loaded.directory),
         created_by="plan",
         created_at=datetime.now(UTC),

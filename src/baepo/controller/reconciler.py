@@ -371,6 +371,8 @@ class Reconciler:
                 # A host of a batch failed: the strategy skips it, or ends the rollout when
                 # more hosts failed than ``target.max_failed_hosts`` allows.
                 key = (app.app, app.env, revision.number)
+                for stale in [k for k in self._failed_hosts if k[:2] == key[:2] and k != key]:
+                    del self._failed_hosts[stale]  # an earlier revision's rollout is over
                 self._failed_hosts.setdefault(key, set()).add(host)
                 await self.event(
                     app,

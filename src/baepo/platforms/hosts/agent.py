@@ -2,7 +2,8 @@
 
 ``HostsPlatform`` uploads this file to ``<path>/.baepo/agent.py`` on each host and runs it as
 ``python3 agent.py COMMAND ...``; nothing in baepo imports it. It needs only python3 (3.10 or
-newer, stdlib).
+newer, stdlib). It stays one file on purpose, although longer than baepo's other modules: one
+upload, one path and one version per host, with nothing to import from beside it.
 
 - ``unpack ARCHIVE DEST``: extract a release tar (``.tar``, ``.tar.gz``, ``.tgz``) into DEST
   (once; atomic rename), drop ARCHIVE; members with absolute paths or ``..`` are refused
