@@ -163,11 +163,11 @@ class Reconciler:
             back = only_revision_traffic(instances, stable) if stable is not None else ()
             if back:  # switch back in this very pass; the next one converges the rest
                 plan = replace(plan, traffic=back)
-        if plan.phase == RolloutPhase.ROLLED_BACK and plan.traffic is not None:
-            # Users first: every request goes to stable before the rollback is recorded, so
-            # whoever sees "rolled back" also sees stable serving. A crash in between only
-            # repeats the decision on the next pass.
-            await self._push(app, Table(plan.traffic), MAIN)
+        if plan.phase is not None and plan.phase.terminal and plan.traffic is not None:
+            # Users first: the final table is in the router before the end is recorded, so
+            # whoever sees "rolled back" (or "healthy") also sees that revision serving. A
+            # crash in between only repeats the decision on the next pass.
+            await self._push(app, Table(plan.traffic, plan.sticky, plan.header_routes), MAIN)
         changed = (
             plan.phase is not None
             or status != rollout.status
