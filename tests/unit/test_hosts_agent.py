@@ -57,3 +57,27 @@ def test_status_reports_a_dead_agent_as_failed_and_archives_stopped_ones(tmp_pat
     assert "agent" in found[0]["message"]
     assert (tmp_path / agent.ARCHIVE / "h-r1-bbbbbb").is_dir()
     assert json.loads(json.dumps(found))  # what travels over SSH is plain JSON
+
+
+def test_status_leaves_out_an_instance_a_stop_archives_meanwhile(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A stop beside the status moves a folder away mid-listing: the other instances are still
+    reported (an error there would hide the whole host and look like an empty one)."""
+    base = tmp_path / "instances"
+    for name in ("h-r1-aaaaaa", "h-r2-bbbbbb"):
+        directory = base / name
+        directory.mkdir(parents=True)
+        agent.write_json(directory / agent.INSTANCE_FILE, {"revision": 1, "port": 5000})
+        agent.write_json(directory / agent.STATE_FILE, {"phase": "stopping", "pid": None})
+    real_agent_pid = agent.agent_pid
+
+    def stop_beside(directory: Path) -> int | None:
+        if directory.name == "h-r1-aaaaaa":
+            agent.archive(directory)  # what a stop does once its process is gone
+        return real_agent_pid(directory)
+
+    monkeypatch.setattr(agent, "agent_pid", stop_beside)
+    found = agent.status(base)
+    assert [i["id"] for i in found] == ["h-r2-bbbbbb"]
+    assert (tmp_path / agent.ARCHIVE / "h-r1-aaaaaa").is_dir()

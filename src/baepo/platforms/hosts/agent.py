@@ -349,29 +349,43 @@ def restart(directory: Path) -> None:
 
 
 def archive(directory: Path) -> None:
+    if not directory.is_dir():
+        return  # archived already (by a stop or a status beside this one)
     target = directory.parent.parent / ARCHIVE / directory.name
     target.parent.mkdir(parents=True, exist_ok=True)
     shutil.rmtree(target, ignore_errors=True)
     with contextlib.suppress(FileNotFoundError):
         os.replace(directory, target)
-    old = sorted(target.parent.iterdir(), key=lambda p: p.stat().st_mtime, reverse=True)
+    old = sorted(target.parent.iterdir(), key=modified, reverse=True)
     for stale in old[20:]:
         shutil.rmtree(stale, ignore_errors=True)
 
 
+def modified(path: Path) -> float:
+    """``path``'s mtime; 0 when it is gone (a stop or status beside this one removed it)."""
+    try:
+        return path.stat().st_mtime
+    except FileNotFoundError:
+        return 0.0
+
+
 def status(base: Path) -> list[dict[str, Any]]:
     found: list[dict[str, Any]] = []
+    # A stop running beside this status may archive (move away) any directory at any time:
+    # one that is gone is left out, never an error that would hide the host's other instances.
     for directory in sorted(base.iterdir()) if base.is_dir() else []:
         record = read_json(directory / INSTANCE_FILE)
         if record is None:
             continue
         state = read_json(directory / STATE_FILE) or {}
         pid = agent_pid(directory)
+        if not directory.is_dir():
+            continue  # stopped and archived meanwhile
         supervised = alive(pid)
         phase = state.get("phase", "starting")
         message = str(state.get("message", ""))
         if not supervised:
-            if pid is None and time.time() - directory.stat().st_mtime < 10:
+            if pid is None and time.time() - modified(directory) < 10:
                 phase = "starting"
             elif phase in ("stopped", "stopping"):
                 archive(directory)

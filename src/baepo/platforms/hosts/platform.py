@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import secrets
 import threading
 import time
@@ -38,6 +39,7 @@ from baepo.platforms.hosts.runner import Runner, SSHRunner
 # controller retries a failed start on every pass, and a build may take minutes.
 BUILD_RETRY = 60.0
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 def new_instance_id(revision: int) -> str:
@@ -299,7 +301,13 @@ class HostsPlatform:
     async def _ask_status(
         self, host: HostConfig, path: str, app: str, env: str
     ) -> list[dict[str, Any]]:
-        done = await self.runner.run(commands.status(host, path, app, env))
+        action = commands.status(host, path, app, env)
+        done = await self.runner.run(action)
+        if done.exit_code != 0 and "No such file" not in done.stderr:
+            # Asked once more: a failed status would hide every instance of a host that is
+            # there, and a host that looks empty gets new instances.
+            log.warning("%s: status failed, asking again: %s", where(host), done.stderr.strip())
+            done = await self.runner.run(action)
         if done.exit_code != 0:
             if "No such file" in done.stderr:
                 return []  # nothing deployed there yet: no agent
