@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections import Counter
 
 import pytest
@@ -39,12 +38,13 @@ def test_preview_then_switch_then_instant_undo_under_load(project: SampleProject
         assert [t["revision"] for t in switched["traffic"]] == [2]
         assert versions(project.port, 1000) == Counter({"2.0.0": 1000})
         # The old side is still running, unrouted: undo only switches back.
-        assert sum(i["revision"] == 1 for i in switched["instances"]) == 2
-        started = time.monotonic()
+        warm = {i["id"] for i in switched["instances"] if i["revision"] == 1}
+        assert len(warm) == 2
         out = project.ok("undo")
         assert "still warm" in out
         back = project.wait_for(lambda s: serving(s, 1, 2), what="revision 1 serving again")
-        assert time.monotonic() - started < 10
+        # A switch back to the warm side, not a new deploy: the same instances serve.
+        assert {i["id"] for i in back["instances"]} == warm
         assert versions(project.port, 300) == Counter({"1.0.0": 300})
     finally:
         report = gen.stop()
