@@ -31,6 +31,7 @@ import argparse
 import asyncio
 import json
 import math
+import os
 import re
 import shutil
 import signal
@@ -223,6 +224,15 @@ def first_answers(
     return first, settled
 
 
+def cpu_waiting() -> float:
+    """Seconds so far during which some runnable task waited for a CPU (Linux PSI), or NaN."""
+    try:
+        line = Path("/proc/pressure/cpu").read_text().splitlines()[0]
+    except (OSError, IndexError):
+        return math.nan
+    return int(line.rpartition("total=")[2]) / 1e6
+
+
 async def worker_pid(sock: Path) -> str:
     answer = await command(sock, "show info")
     match = re.search(r"^Pid: (\d+)$", answer, re.M)
@@ -333,7 +343,9 @@ async def under_load(
     )  # fmt: skip
     await asyncio.sleep(args.settle)
     before = await worker_pid(sock)
+    waited = cpu_waiting()
     calls, elapsed = await changes(router, a, b, args)
+    waited = cpu_waiting() - waited
     after = await worker_pid(sock)
     await asyncio.sleep(args.settle)
     prober.terminate()
@@ -378,6 +390,12 @@ async def under_load(
             f"  every answer from the new side (ms):   {summary(applied)} "
             f"({len(applied)}/{len(calls)} changes settled before the next one)"
         )
+    slow = [x is None or x > args.goal / 1000 for x in settles]
+    print(
+        f"  changes not fully applied within {args.goal:g} ms: {sum(slow)}/{len(calls)}; "
+        f"machine during the changes: some task waiting for a CPU {100 * waited / elapsed:.0f} % "
+        f"of the time, load average {os.getloadavg()[0]:.1f} ({os.cpu_count()} CPUs)"
+    )
     if seen and applied:
         print(
             f"    medians = {statistics.median(seen) / alone:.1f}x / "
@@ -411,6 +429,7 @@ if __name__ == "__main__":
     parser.add_argument("--connections", type=int, default=50, help="wrk's connections")
     parser.add_argument("--rate", type=float, default=500.0, help="wrk's requests/s in total")
     parser.add_argument("--sequential", type=int, default=2000)
+    parser.add_argument("--goal", type=float, default=10.0, help="ms, for the count of slow ones")
     parser.add_argument("--settle", type=float, default=0.5, help="load before/after (s)")
     options = parser.parse_args()
     if any(shutil.which(tool) is None and not Path(f"/usr/sbin/{tool}").exists()
