@@ -290,3 +290,41 @@ def test_the_dry_run_plan_of_a_spec_with_a_release(tmp_path: Path) -> None:
         f"root@10.0.0.11  $ python3 {agent_py} start '/srv/baepo/shop/prod/instances/<id-1>'"
         "  < (instance JSON, secrets redacted)",
     ]
+
+
+def test_the_dry_run_plan_goes_batch_by_batch(tmp_path: Path) -> None:
+    """With ``hosts_at_a_time`` the plan is grouped as the rollout runs it: each batch's hosts
+    get the release and their share of the replicas, then their old instances stop."""
+    spec = parse_spec(
+        BASE.replace(
+            "hosts: [{address: 10.0.0.11}]",
+            "hosts: [{address: 10.0.0.11}, {address: 10.0.0.12}, {address: 10.0.0.13}]",
+        )
+        + "replicas: 4\n"
+        + "strategy: {rolling: {hosts_at_a_time: 2}}\n"
+    )
+    config = spec.model_dump(mode="json")
+    revision = Revision(
+        "shop", "prod", 3, "1.4.0", config, config_hash(config), str(tmp_path), "me", AT
+    )
+    lines = preview.hosts_plan_lines(revision, spec)
+    headers = [line for line in lines if not line.startswith("  ")]
+    assert headers == ["batch 1/2: 10.0.0.11, 10.0.0.12", "batch 2/2: 10.0.0.13"]
+    starts = [
+        line.split()[0] + " " + line.split("/instances/")[1][:6]
+        for line in lines
+        if " start " in line
+    ]
+    # 4 replicas over 3 hosts: the first host takes the remainder; ids count on across batches.
+    assert starts == [
+        "root@10.0.0.11 <id-1>",
+        "root@10.0.0.11 <id-2>",
+        "root@10.0.0.12 <id-3>",
+        "root@10.0.0.13 <id-4>",
+    ]
+    second = lines.index("batch 2/2: 10.0.0.13")
+    assert all("10.0.0.13" not in line for line in lines[:second])
+    assert lines[second - 1] == (
+        "  then the old instances on 10.0.0.11, 10.0.0.12 stop as the new ones are ready"
+    )
+    assert any("upload the baepo agent" in line for line in lines[second:])

@@ -34,13 +34,33 @@ def hosts_plan_lines(revision: Revision, spec: Spec) -> list[str]:
     # Secret values are never shown: the plan names the variables only.
     instance = dataclasses.replace(instance, secret_env=dict.fromkeys(spec.secrets, REDACTED))
     assert instance.target is not None
-    actions = hosts_plan.release_plan(
-        instance,
-        spec.replicas,
-        agent_source=agent_source(),
-        payload=hosts_plan.release_payload(instance.target),
-    )
-    return commands.render_plan(actions).splitlines()
+    payload = hosts_plan.release_payload(instance.target)
+    groups = host_groups(spec)
+    if groups is None:
+        actions = hosts_plan.release_plan(
+            instance, spec.replicas, agent_source=agent_source(), payload=payload
+        )
+        return commands.render_plan(actions).splitlines()
+    # Batch by batch, as the rollout runs them: each batch's hosts get the release and their
+    # share of the new instances; their old instances stop one for one as the new ones are
+    # ready, and the next batch starts once the whole batch is done.
+    hosts = {host.address: host for host in instance.target.hosts}
+    share = host_batches.shares(spec.replicas, list(hosts))
+    lines: list[str] = []
+    numbered = 0
+    for n, group in enumerate(groups, 1):
+        lines.append(f"batch {n}/{len(groups)}: {', '.join(group)}")
+        for address in group:
+            ids = [f"<id-{numbered + k}>" for k in range(1, share[address] + 1)]
+            numbered += len(ids)
+            actions = hosts_plan.host_plan(
+                instance, hosts[address], ids, agent_source=agent_source(), payload=payload
+            )
+            lines += ["  " + line for line in commands.render_plan(actions).splitlines()]
+        lines.append(
+            f"  then the old instances on {', '.join(group)} stop as the new ones are ready"
+        )
+    return lines
 
 
 def gate_lines(spec: Spec) -> list[str]:
@@ -66,11 +86,19 @@ def strategy_lines(spec: Spec) -> list[str]:
     lines = [f"{strategy.kind}, {spec.replicas} replica(s)"]
     if strategy.canary is not None:
         lines += [f"{n}. {step.describe()}" for n, step in enumerate(strategy.canary.steps, 1)]
-    size = strategy.rolling.host_batch_size(len(spec.target.hosts)) if strategy.rolling else None
-    if size is not None:
-        groups = host_batches.batches([host.address for host in spec.target.hosts], size)
+    groups = host_groups(spec)
+    if groups is not None:
         lines += [f"batch {n}/{len(groups)}: {', '.join(g)}" for n, g in enumerate(groups, 1)]
     return lines
+
+
+def host_groups(spec: Spec) -> list[tuple[str, ...]] | None:
+    """The host batches of ``strategy.rolling.hosts_at_a_time``, in order; None without."""
+    strategy = spec.strategy
+    size = strategy.rolling.host_batch_size(len(spec.target.hosts)) if strategy.rolling else None
+    if size is None:
+        return None
+    return host_batches.batches([host.address for host in spec.target.hosts], size)
 
 
 def preview(

@@ -4,7 +4,8 @@ Where a new instance goes (``choose_host``), what an instance's agent is told
 (``instance_request``), what is uploaded for a release (``release_payload``: the spec's folder
 as a tar archive, or the archive file of ``target.release``), how a host gets and builds its
 release folder (``ship_release``) and the whole plan of a deploy of N replicas as actions
-(``release_plan``), which ``commands.render_plan`` prints as a dry run.
+(``release_plan``; ``host_plan`` for one host of a batch), which ``commands.render_plan``
+prints as a dry run.
 Callers: ``platform.HostsPlatform``; tests.
 """
 
@@ -115,6 +116,29 @@ def ship_release(
                 target.workdir,
             )
         )
+    return actions
+
+
+def host_plan(
+    spec: InstanceSpec,
+    host: HostConfig,
+    ids: Sequence[str],
+    *,
+    agent_source: bytes,
+    payload: bytes | None,
+) -> list[Action]:
+    """The actions on one host for a batch of a rolling deploy: the agent, the release, then
+    a start for each of ``ids``."""
+    target = spec.target
+    if target is None:
+        return []
+    actions = commands.prepare_host(host, target.path, agent_source)
+    actions += ship_release(spec, target, host, payload)
+    request = instance_request(spec, target, host)
+    actions += [
+        commands.start(host, target.path, spec.app, spec.env, instance_id, request)
+        for instance_id in ids
+    ]
     return actions
 
 
