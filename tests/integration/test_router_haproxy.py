@@ -71,11 +71,11 @@ def test_weights_adoption_stats_reload_and_stop(tmp_path: Path) -> None:
         seen = await load(f"http://127.0.0.1:{moved}", 100, 2)
         assert seen == Counter(a=80, b=20), seen
 
-        with pytest.raises(ConfigError) as error:
+        with pytest.raises(ConfigError) as error:  # as the built-in router judges it
             await again.set_backends(
-                "shop", "prod", table, header_routes=[HeaderRoute("X-Canary", "1", 2)]
+                "shop", "prod", table, header_routes=[HeaderRoute("X-Canary", "1", 7)]
             )
-        assert error.value.problems[0].path == "router.kind"
+        assert error.value.problems[0].path == "header_routes[0].revision"
         await again.stop("shop", "prod")
         assert await again.listeners("shop", "prod") == []
         await again.stop("shop", "prod")  # idempotent

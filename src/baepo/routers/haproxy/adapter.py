@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import csv
+import dataclasses
 import io
 import json
 import os
@@ -35,7 +36,16 @@ from baepo.core.ports import Backend, HeaderRoute, RevisionStats, RouterConfig, 
 from baepo.errors import ConfigError, ExternalError, Problem
 from baepo.routers import proxyfiles
 from baepo.routers.builtin.stats import BOUNDS
-from baepo.routers.haproxy.render import BACKEND, Server, Settings, render, revision_of, servers
+from baepo.routers.haproxy import rules as routing
+from baepo.routers.haproxy.render import (
+    BACKEND,
+    Server,
+    Settings,
+    render,
+    revision_of,
+    revision_servers,
+    servers,
+)
 from baepo.routers.nginx import accesslog
 from baepo.routers.proxyfiles import MAIN, read_json, write_json
 from baepo.shell import process
@@ -137,7 +147,9 @@ class HAProxyRouter:
         pid = self._running_pid(folder)
         if pid is not None and record == wanted:
             return
-        await self._write_config(folder, wanted, servers(self._table(folder)))
+        table = self._table(folder)
+        rules = _stored_rules(folder, read_json(folder / "table.json"))
+        await self._write_config(folder, wanted, table, rules)
         if pid is None:
             await self._start(folder, wanted)
         elif record.get("binary") != binary:
@@ -176,49 +188,66 @@ class HAProxyRouter:
         header_routes: Sequence[HeaderRoute] = (),
         listener: str = MAIN,
     ) -> None:
-        """Apply the table through the admin socket (no reload). Idempotent."""
-        unsupported = [
-            what
-            for what, used in (("sticky sessions", sticky), ("header routes", header_routes))
-            if used
-        ]
-        if unsupported:
-            reason = f"the haproxy router does not support {' or '.join(unsupported)} yet"
-            raise ConfigError(
-                reason,
-                problems=[Problem("router.kind", f"{reason}; use router.kind: builtin")],
-            )
+        """Apply the table through the admin socket. Idempotent.
+
+        Weights and servers change at runtime, never with a reload. Sticky sessions and
+        header routes (see ``rules``) are frontend rules: new or changed rules, or a revision
+        that has no backend of its own yet, rewrite the configuration (checked with
+        ``haproxy -c``) and reload seamlessly first; their bucket map changes at runtime.
+        """
         folder = self.folder(app, env, listener)
-        self._require(folder, app, env, listener)
+        pid = self._require(folder, app, env, listener)
+        if sticky is not None or header_routes:
+            routing.validate(backends, sticky, header_routes)
         sock = admin_socket(folder)
+        stored = read_json(folder / "table.json")
+        served = _stored_rules(folder, stored)
+        rules = None
+        if sticky is not None or header_routes:
+            revisions = {b.revision for b in backends}
+            if (
+                served is not None
+                and (served.sticky, served.header_routes) == (sticky, tuple(header_routes))
+                and revisions <= set(served.revisions)
+            ):
+                rules = served
+            else:
+                rules = routing.Rules(sticky, tuple(header_routes), tuple(sorted(revisions)),
+                                      folder / routing.MAP_FILE)  # fmt: skip
+        buckets = routing.bucket_map(backends) if rules is not None and rules.sticky else {}
+        if rules != served:
+            record = read_json(folder / "settings.json")
+            await self._write_config(folder, record, backends, rules)
+            await self._reload(folder, pid, record)
+        rows = await self._rows(sock)
+        current = rows.get(BACKEND, {})
         wanted = {s.name: s for s in servers(backends)}
-        current = await self._servers(sock)
-        first: list[str] = []  # new servers and raised weights: capacity goes up first
-        then: list[str] = []  # lowered weights
-        for name, server in wanted.items():
-            row = current.get(name)
-            target = f"{BACKEND}/{name}"
-            if row is None:
-                first.append(f"add server {target} {server.address} weight {server.weight}")
-                first.append(f"enable server {target}")
-                continue
-            weight = int(row.get("weight") or 0)
-            if row.get("status") in ("MAINT", "DRAIN"):
-                first.append(f"set weight {target} {server.weight}")
-                first.append(f"set server {target} state ready")
-            elif server.weight > weight:
-                first.append(f"set weight {target} {server.weight}")
-            elif server.weight < weight:
-                then.append(f"set weight {target} {server.weight}")
-        drain = [
-            f"set server {BACKEND}/{name} state drain"
-            for name, row in current.items()
-            if name not in wanted and row.get("status") not in ("MAINT", "DRAIN")
-        ]
-        for batch in (first, then, drain):
+        first, then, drain = changes(BACKEND, wanted, current)
+        by_revision = revision_servers(backends)
+        for revision in rules.revisions if rules is not None else ():
+            name = routing.backend_name(revision)
+            more = changes(name, {s.name: s for s in by_revision.get(revision, [])},
+                           rows.get(name, {}))  # fmt: skip
+            first += more[0]
+            drain += more[2]
+        await self._run(sock, first)
+        if rules is not None and rules.sticky and rules == served and buckets != _buckets(stored):
+            await self._set_map(sock, rules.map_file, buckets)
+        for batch in (then, drain):
             await self._run(sock, batch)
-        write_json(folder / "table.json", {"backends": [_backend_json(b) for b in backends]})
-        await self._collect(sock, wanted, current)
+        write_json(
+            folder / "table.json",
+            {
+                "backends": [_backend_json(b) for b in backends],
+                "rules": rules.to_json() if rules is not None else None,
+                "buckets": {str(k): v for k, v in buckets.items()},
+            },
+        )
+        await self._collect(sock, BACKEND, wanted, current)
+        for revision in rules.revisions if rules is not None else ():
+            name = routing.backend_name(revision)
+            await self._collect(sock, name, {s.name: s for s in by_revision.get(revision, [])},
+                                rows.get(name, {}))  # fmt: skip
 
     async def get_backends(self, app: str, env: str, *, listener: str = MAIN) -> list[Backend]:
         folder = self.folder(app, env, listener)
@@ -230,12 +259,12 @@ class HAProxyRouter:
         folder = self.folder(app, env, listener)
         if self._running_pid(folder) is None:
             return {}
-        rows = await self._servers(admin_socket(folder))
-        return {
-            row["addr"]: int(row["scur"])
-            for row in rows.values()
-            if int(row.get("scur") or 0) > 0 and row.get("addr")
-        }
+        flights: dict[str, int] = {}
+        for rows in (await self._rows(admin_socket(folder))).values():
+            for row in rows.values():
+                if int(row.get("scur") or 0) > 0 and row.get("addr"):
+                    flights[row["addr"]] = flights.get(row["addr"], 0) + int(row["scur"])
+        return flights
 
     async def stats(self, app: str, env: str, *, listener: str = MAIN) -> list[RevisionStats]:
         """Per-revision counters from HAProxy's request log; empty when it is not running."""
@@ -246,25 +275,51 @@ class HAProxyRouter:
             accesslog.update, folder / "access.log", folder / "stats.json", count=count_line
         )
         sock = admin_socket(folder)
-        rows = await self._servers(sock)
+        backends = await self._rows(sock)
         flights: dict[int, int] = {}
-        for name, row in rows.items():
+        for rows in backends.values():
+            for name, row in rows.items():
+                revision = revision_of(name)
+                if revision is not None:
+                    flights[revision] = flights.get(revision, 0) + int(row.get("scur") or 0)
+        table = self._table(folder)
+        await self._collect(sock, BACKEND, {s.name: s for s in servers(table)},
+                            backends.get(BACKEND, {}))  # fmt: skip
+        by_revision = revision_servers(table)
+        for name, rows in backends.items():
             revision = revision_of(name)
-            if revision is not None:
-                flights[revision] = flights.get(revision, 0) + int(row.get("scur") or 0)
-        await self._collect(sock, {s.name: s for s in servers(self._table(folder))}, rows)
+            if name != BACKEND and revision is not None:
+                wanted = {s.name: s for s in by_revision.get(revision, [])}
+                await self._collect(sock, name, wanted, rows)
         return accesslog.to_stats(revisions, flights)
 
     # -- internals -----------------------------------------------------------------------
 
     async def _servers(self, sock: Path) -> dict[str, dict[str, str]]:
         """The backend's servers as ``show stat`` reports them, by name."""
-        rows = parse_stat(await command(sock, "show stat"))
-        return {
-            row["svname"]: row
-            for row in rows
-            if row.get("pxname") == BACKEND and row.get("svname") not in ("BACKEND", "FRONTEND")
-        }
+        return (await self._rows(sock)).get(BACKEND, {})
+
+    async def _rows(self, sock: Path) -> dict[str, dict[str, dict[str, str]]]:
+        """The servers of ``app`` and of each revision's backend, by backend and name."""
+        out: dict[str, dict[str, dict[str, str]]] = {}
+        for row in parse_stat(await command(sock, "show stat")):
+            backend = row.get("pxname") or ""
+            if row.get("svname") in ("BACKEND", "FRONTEND"):
+                continue
+            if backend == BACKEND or revision_of(backend) is not None:
+                out.setdefault(backend, {})[row["svname"]] = row
+        return out
+
+    async def _set_map(self, sock: Path, map_file: Path, entries: dict[int, str]) -> None:
+        """Replace the bucket map in one atomic swap (a new version, filled, committed)."""
+        answer = await command(sock, f"prepare map {map_file}")
+        match = re.search(r"New version created: (\d+)", answer)
+        if match is None:
+            raise ExternalError(f"HAProxy refused a map change: {answer.strip()}")
+        answer = await command(sock, ";".join(routing.map_commands(map_file, match[1], entries)))
+        refused = [line for line in answer.splitlines() if line.strip()]
+        if refused:
+            raise ExternalError(f"HAProxy refused a map change: {refused[0]}")
 
     async def _run(self, sock: Path, commands: list[str]) -> None:
         if not commands:
@@ -281,7 +336,7 @@ class HAProxyRouter:
             raise ExternalError(f"HAProxy refused a change: {refused[0]}", hint=f"sent: {commands}")
 
     async def _collect(
-        self, sock: Path, wanted: dict[str, Server], rows: dict[str, dict[str, str]]
+        self, sock: Path, backend: str, wanted: dict[str, Server], rows: dict[str, dict[str, str]]
     ) -> None:
         """Delete drained servers that have no connection left (their requests finished)."""
         idle = [
@@ -291,14 +346,19 @@ class HAProxyRouter:
             and int(row.get("scur") or 0) == 0
         ]  # fmt: skip
         for name in idle:
-            target = f"{BACKEND}/{name}"
+            target = f"{backend}/{name}"
             # A server with idle keep-alive connections refuses deletion; the next call retries.
             await command(sock, f"set server {target} state maint;del server {target}")
 
     async def _write_config(
-        self, folder: Path, wanted: dict[str, Any], table: list[Server]
+        self,
+        folder: Path,
+        wanted: dict[str, Any],
+        table: Sequence[Backend],
+        rules: routing.Rules | None,
     ) -> None:
-        """Render and check (``haproxy -c``) the configuration, then put it in place."""
+        """Render and check (``haproxy -c``) the configuration (and the bucket map it reads),
+        then put it in place."""
         settings = Settings(
             listen=str(wanted["listen"]),
             admin_socket=admin_socket(folder),
@@ -306,9 +366,17 @@ class HAProxyRouter:
             idle_timeout=float(wanted["idle_timeout"]),
         )
         tmp = folder / ".haproxy.cfg.new"
-        tmp.write_text(render(settings, table))
-        result = await process.run_command([str(wanted["binary"]), "-c", "-f", str(tmp)],
-                                           timeout=30)  # fmt: skip
+        if rules is not None and rules.sticky is not None:
+            buckets = folder / ".buckets.map.new"
+            buckets.write_text(routing.render_map(routing.bucket_map(table)))
+            os.replace(buckets, rules.map_file)
+        check = [str(wanted["binary"]), "-c", "-f", str(tmp)]
+        tmp.write_text(render(settings, servers(table), rules, table))
+        result = await process.run_command(check, timeout=30)
+        if result.exit_code != 0 and "idle-close-on-response" in result.output:
+            settings = dataclasses.replace(settings, idle_close_on_response=False)  # before 2.6
+            tmp.write_text(render(settings, servers(table), rules, table))
+            result = await process.run_command(check, timeout=30)
         if result.exit_code != 0:
             lines = [line for line in result.output.splitlines() if "ALERT" in line]
             reason = (lines[0] if lines else result.output.strip()) or "invalid configuration"
@@ -431,6 +499,60 @@ def _last_alert(folder: Path) -> str:
         return "no output"
     alerts = [line for line in lines[-50:] if "ALERT" in line]
     return alerts[-1] if alerts else "no output"
+
+
+def changes(
+    backend: str, wanted: dict[str, Server], current: dict[str, dict[str, str]]
+) -> tuple[list[str], list[str], list[str]]:
+    """Admin commands that turn ``current`` (``show stat`` rows) into ``wanted``: new servers
+    and raised weights, then lowered weights, then drains (capacity never dips first)."""
+    first: list[str] = []
+    then: list[str] = []
+    for name, server in wanted.items():
+        row = current.get(name)
+        target = f"{backend}/{name}"
+        if row is None:
+            first.append(f"add server {target} {server.address} weight {server.weight}")
+            first.append(f"enable server {target}")
+            continue
+        weight = int(row.get("weight") or 0)
+        if row.get("status") in ("MAINT", "DRAIN"):
+            first.append(f"set weight {target} {server.weight}")
+            first.append(f"set server {target} state ready")
+        elif server.weight > weight:
+            first.append(f"set weight {target} {server.weight}")
+        elif server.weight < weight:
+            then.append(f"set weight {target} {server.weight}")
+    drain = [
+        f"set server {backend}/{name} state drain"
+        for name, row in current.items()
+        if name not in wanted and row.get("status") not in ("MAINT", "DRAIN")
+    ]
+    return first, then, drain
+
+
+def _stored_rules(folder: Path, stored: dict[str, Any]) -> routing.Rules | None:
+    """The rules the running configuration was rendered with (``table.json``), else None."""
+    data = stored.get("rules")
+    if not isinstance(data, dict):
+        return None
+    try:
+        sticky_data = data.get("sticky")
+        sticky = (
+            Sticky(sticky_data.get("cookie"), sticky_data.get("header")) if sticky_data else None
+        )
+        routes = tuple(HeaderRoute(str(h), str(v), int(r)) for h, v, r in data["header_routes"])
+        revisions = tuple(int(r) for r in data["revisions"])
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return None
+    return routing.Rules(sticky, routes, revisions, folder / routing.MAP_FILE)
+
+
+def _buckets(stored: dict[str, Any]) -> dict[int, str]:
+    try:
+        return {int(k): str(v) for k, v in stored.get("buckets", {}).items()}
+    except (AttributeError, TypeError, ValueError):
+        return {}
 
 
 def _backend_json(backend: Backend) -> dict[str, Any]:

@@ -5,8 +5,10 @@ so every server (and every log line, through ``srv_name``) names its revision. A
 weight (0..100) is split over its upstreams and scaled into HAProxy's 0..256 so that each
 revision keeps its share. Each finished request is logged to stdout as one JSON line in the
 nginx router's format (``u`` the revision's group, ``s`` status, ``t`` total time, ``h`` the
-server's response time, -1 when no server answered), which ``stats`` counts. Callers:
-``adapter.HAProxyRouter``.
+server's response time, -1 when no server answered), which ``stats`` counts. With sticky
+sessions or header routes (``rules.Rules``), each revision also has a backend of its own whose
+servers carry the same names at weight 1, and the frontend picks among them (see ``rules``).
+Callers: ``adapter.HAProxyRouter``.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from baepo.core.ports import Backend
+from baepo.routers.haproxy import rules as routing
 
 PREFIX = "baepo_r"
 BACKEND = "app"
@@ -46,6 +49,9 @@ class Settings:
     idle_timeout: float
     threads: int = 1
     connect_timeout: float = 5.0
+    # A reload's old worker closes an idle keep-alive connection only after answering one
+    # more request on it, so no client meets a connection closed under its request (2.6+).
+    idle_close_on_response: bool = True
 
 
 def server_name(revision: int, address: str) -> str:
@@ -86,6 +92,16 @@ def servers(backends: Sequence[Backend]) -> list[Server]:
     return out
 
 
+def revision_servers(backends: Sequence[Backend]) -> dict[int, list[Server]]:
+    """Each revision's servers in its own backend (``rules.backend_name``), at weight 1: a
+    header route reaches a revision whatever its weight, and a bucket is owned by a revision,
+    not a server."""
+    return {
+        b.revision: [Server(server_name(b.revision, a), a, b.revision, 1) for a in b.upstreams]
+        for b in backends
+    }
+
+
 def _seconds(value: float) -> str:
     return f"{max(1, math.ceil(value * 1000))}ms"
 
@@ -96,9 +112,15 @@ def _bind(listen: str) -> str:
     return f"{host.strip('[]')}:{port}"
 
 
-def render(settings: Settings, table: Sequence[Server]) -> str:
+def render(
+    settings: Settings,
+    table: Sequence[Server],
+    rules: routing.Rules | None = None,
+    backends: Sequence[Backend] = (),
+) -> str:
     """The whole configuration: a master-worker HAProxy with an admin socket, one frontend on
-    ``listen`` and the backend with ``table``'s servers."""
+    ``listen`` and the backend with ``table``'s servers; with ``rules``, the frontend's rules
+    and one backend per revision of ``rules.revisions`` (servers from ``backends``)."""
     lines = [
         "global",
         f"    stats socket {settings.admin_socket} mode 600 level admin expose-fd listeners",
@@ -115,6 +137,7 @@ def render(settings: Settings, table: Sequence[Server]) -> str:
         f"    timeout client {_seconds(max(settings.idle_timeout, settings.upstream_timeout))}",
         f"    timeout server {_seconds(settings.upstream_timeout)}",
         f"    timeout http-keep-alive {_seconds(settings.idle_timeout)}",
+        *(["    option idle-close-on-response"] if settings.idle_close_on_response else []),
         "    timeout queue 5s",
         "    retries 3",
         "    option redispatch 1",
@@ -123,6 +146,10 @@ def render(settings: Settings, table: Sequence[Server]) -> str:
         "",
         "frontend main",
         f"    bind {_bind(settings.listen)}",
+    ]
+    if rules is not None:
+        lines += routing.frontend(rules)
+    lines += [
         f"    default_backend {BACKEND}",
         "",
         f"backend {BACKEND}",
@@ -130,4 +157,10 @@ def render(settings: Settings, table: Sequence[Server]) -> str:
     ]
     for server in table:
         lines.append(f"    server {server.name} {server.address} weight {server.weight}")
+    if rules is not None:
+        by_revision = revision_servers(backends)
+        for revision in rules.revisions:
+            lines += ["", f"backend {routing.backend_name(revision)}", "    balance roundrobin"]
+            for server in by_revision.get(revision, []):
+                lines.append(f"    server {server.name} {server.address} weight 1")
     return "\n".join(lines) + "\n"
