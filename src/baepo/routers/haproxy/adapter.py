@@ -10,9 +10,12 @@ Table changes never reload: servers are added (``add server``, then ``enable ser
 reweighted (``set weight``) and drained (``set server ... state drain``) through the admin
 socket, in an order that never lowers capacity first: new and heavier servers before lighter
 ones, drains last. A drained server is deleted once it has no connection left (checked at the
-next change or stats read), so in-flight requests finish on it. Only a new listen address or
-timeouts rewrite the configuration, applied with a seamless reload (SIGUSR2 to the master; the
-listening sockets pass to the new worker). Callers: the controller, via ``registry.Routers``.
+next change or stats read), so in-flight requests finish on it. Sticky sessions and header
+routes (``rules``) add a backend per revision, whose servers change the same way, and a bucket
+map swapped at runtime. Only a new listen address, timeouts, new rules or a revision without a
+backend of its own rewrite the configuration, applied with a seamless reload (SIGUSR2 to the
+master; the listening sockets pass to the new worker). ``table.json`` also records the rules
+the configuration was rendered with. Callers: the controller, via ``registry.Routers``.
 """
 
 from __future__ import annotations

@@ -69,7 +69,9 @@ def validate(
     judges them) or name a cookie or header HAProxy cannot read unquoted."""
     problems: list[Problem] = []
     try:
-        builtin_table.parse_sticky(_sticky_json(sticky))
+        if sticky is not None:
+            fields = {"cookie": sticky.cookie, "header": sticky.header}
+            builtin_table.parse_sticky({k: v for k, v in fields.items() if v is not None})
         builtin_table.parse_header_routes(
             [{"header": r.header, "value": r.value, "revision": r.revision} for r in header_routes],
             {b.revision for b in backends},
