@@ -213,17 +213,25 @@ def test_server_killed_mid_canary_resumes_at_the_same_step(
     assert final["last_rollout"]["id"] == rollout_id
 
 
+@pytest.mark.parametrize("kind", ["builtin", "haproxy"])
 def test_sticky_clients_keep_their_side_and_testers_reach_the_canary(
-    project: SampleProject,
+    project: SampleProject, kind: str
 ) -> None:
-    project.write("1.0.0", replicas=2)
+    def write(
+        version: str, strategy: str = "{rolling: {max_surge: 1, max_unavailable: 0}}"
+    ) -> None:
+        project.write(version, replicas=2, strategy=strategy)
+        text = project.spec.read_text().replace("router:\n", f"router:\n  kind: {kind}\n", 1)
+        project.spec.write_text(text)
+
+    write("1.0.0")
     project.ok("deploy", "--wait")
     strategy = (
         "{canary: {steps: [{set_weight: 0}, {pause: {}}, {set_weight: 25}, {pause: {}}, "
         "{set_weight: 50}, {pause: {}}], sticky: {cookie: baepo_side}, "
         "header_route: {header: X-Canary, value: always}}}"
     )
-    project.write("2.0.0", replicas=2, strategy=strategy)
+    write("2.0.0", strategy=strategy)
     project.ok("deploy", "--no-wait")
     project.wait_for(lambda s: s.get("rollout") and s["rollout"]["phase"] == "paused")
     # Weight 0: nobody reaches the canary but testers sending the header (once it runs).
