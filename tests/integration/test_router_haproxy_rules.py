@@ -165,6 +165,17 @@ def test_header_stickiness_uses_the_builtin_routers_hash(tmp_path: Path) -> None
         # Without the header: the weighted backend (round robin, exact shares), no cookie.
         seen = await load(url, 100, 2)
         assert seen == Counter(a=70, b=30), seen
+        # A new address reloads with the rules in force.
+        moved = free_port()
+        await router.ensure_running(
+            RouterConfig("shop", "prod", f"127.0.0.1:{moved}", 30.0, 60.0, kind="haproxy",
+                         drain_timeout=5.0)
+        )  # fmt: skip
+        async with httpx.AsyncClient(timeout=10) as client:
+            for user in range(20):
+                expected = _owner(crc32(f"user-{user}".encode()) % 100, [(1, 70), (2, 30)])
+                got = await _side(client, f"http://127.0.0.1:{moved}", **{"X-User": f"user-{user}"})
+                assert got == (expected, None), user
         # A name HAProxy cannot read unquoted is refused, naming the field.
         with pytest.raises(ConfigError) as error:
             await router.set_backends("shop", "prod", table, sticky=Sticky(header="X$User"))
