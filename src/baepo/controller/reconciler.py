@@ -90,8 +90,10 @@ class Reconciler:
         self._fresh_sample = False
         self._ever_ready: dict[tuple[str, str], set[str]] = {}  # instances seen ready
         self._watch_tripped: set[int] = set()  # rollouts undone after promotion
-        # Hosts a placed start failed on (host batches), by app, env and revision: the next
-        # pass records them in the rollout's status, where the strategy skips them.
+        # Hosts a placed start failed on (host batches), by app, env and rollout id: the next
+        # pass records them in that rollout's status, where the strategy skips them. Keyed by
+        # rollout, not revision: ``baepo retry`` rolls the same revision out again, to every
+        # host.
         self._failed_hosts: dict[tuple[str, str, int], set[str]] = {}
         self.on_watch_trip: Callable[[str, str, str], object] | None = None
         self.gates = Gates(store, clock, wake, keyring=keyring)
@@ -179,7 +181,7 @@ class Reconciler:
                 self.gates.ended(rollout, revision)
         for note in plan.notes:
             await self.event(app, "rollout.step", note, rollout=rollout)
-        await self._apply(app, revision, plan)
+        await self._apply(app, revision, plan, rollout)
         if rollout.phase.terminal:
             await self.analysis.finish(rollout, spec)
         else:
@@ -188,7 +190,7 @@ class Reconciler:
 
     def _with_failed_hosts(self, app: App, rollout: Rollout) -> Rollout:
         """``rollout`` with the hosts its starts failed on in ``status["failed_hosts"]``."""
-        failed = self._failed_hosts.get((app.app, app.env, rollout.revision), set())
+        failed = self._failed_hosts.get((app.app, app.env, rollout.id), set())
         known = set(rollout.status.get("failed_hosts", []))
         if failed <= known:
             return rollout
@@ -347,7 +349,9 @@ class Reconciler:
 
     # -- actions -----------------------------------------------------------------------
 
-    async def _apply(self, app: App, revision: Revision, plan: Plan) -> None:
+    async def _apply(
+        self, app: App, revision: Revision, plan: Plan, rollout: Rollout | None = None
+    ) -> None:
         if plan.traffic is not None:
             await self._push(app, Table(plan.traffic, plan.sticky, plan.header_routes), MAIN)
         if plan.preview is not None:
@@ -366,13 +370,13 @@ class Reconciler:
             try:
                 started = await self.platform.start_instance(replace(new_instance, host=host))
             except ExternalError as exc:
-                if host is None:
+                if host is None or rollout is None:
                     raise
                 # A host of a batch failed: the strategy skips it, or ends the rollout when
                 # more hosts failed than ``target.max_failed_hosts`` allows.
-                key = (app.app, app.env, revision.number)
+                key = (app.app, app.env, rollout.id)
                 for stale in [k for k in self._failed_hosts if k[:2] == key[:2] and k != key]:
-                    del self._failed_hosts[stale]  # an earlier revision's rollout is over
+                    del self._failed_hosts[stale]  # an earlier rollout is over
                 self._failed_hosts.setdefault(key, set()).add(host)
                 await self.event(
                     app,
