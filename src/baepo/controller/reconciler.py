@@ -165,11 +165,11 @@ class Reconciler:
             back = only_revision_traffic(instances, stable) if stable is not None else ()
             if back:  # switch back in this very pass; the next one converges the rest
                 plan = replace(plan, traffic=back)
-        if plan.phase is not None and plan.phase.terminal and plan.traffic is not None:
-            # Users first: the final table is in the router before the end is recorded, so
-            # whoever sees "rolled back" (or "healthy") also sees that revision serving. A
-            # crash in between only repeats the decision on the next pass.
-            await self._push(app, Table(plan.traffic, plan.sticky, plan.header_routes), MAIN)
+        # Users first: the router routes the plan (main and preview listener) before the
+        # rollout's new state is recorded, so whoever sees a step, a paused preview, "healthy"
+        # or "rolled back" also sees the router serve it. A crash in between only repeats the
+        # decision on the next pass.
+        await self._route(app, revision, plan)
         changed = (
             plan.phase is not None
             or status != rollout.status
@@ -181,7 +181,7 @@ class Reconciler:
                 self.gates.ended(rollout, revision)
         for note in plan.notes:
             await self.event(app, "rollout.step", note, rollout=rollout)
-        await self._apply(app, revision, plan, rollout)
+        await self._act(app, revision, plan, rollout)
         if rollout.phase.terminal:
             await self.analysis.finish(rollout, spec)
         else:
@@ -349,9 +349,12 @@ class Reconciler:
 
     # -- actions -----------------------------------------------------------------------
 
-    async def _apply(
-        self, app: App, revision: Revision, plan: Plan, rollout: Rollout | None = None
-    ) -> None:
+    async def _apply(self, app: App, revision: Revision, plan: Plan) -> None:
+        await self._route(app, revision, plan)
+        await self._act(app, revision, plan)
+
+    async def _route(self, app: App, revision: Revision, plan: Plan) -> None:
+        """The plan's tables in the router: the main listener's, and the preview's or none."""
         if plan.traffic is not None:
             await self._push(app, Table(plan.traffic, plan.sticky, plan.header_routes), MAIN)
         if plan.preview is not None:
@@ -359,6 +362,12 @@ class Reconciler:
             await self._push(app, Table(plan.preview), PREVIEW)
         elif PREVIEW in self.traffic.running(app.app, app.env):
             await self.traffic.stop(app.app, app.env, PREVIEW)
+
+    async def _act(
+        self, app: App, revision: Revision, plan: Plan, rollout: Rollout | None = None
+    ) -> None:
+        """The plan's stops and starts (a failed start on a placed host is noted for
+        ``rollout``)."""
         instances = {i.id: i for i in await self.platform.list_instances(app.app, app.env)}
         for instance_id in plan.stop:
             if instance_id in instances and instance_id not in self._draining:
