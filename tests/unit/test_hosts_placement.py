@@ -132,3 +132,41 @@ def test_a_listing_right_after_a_start_sees_the_instance(tmp_path: Path) -> None
         assert len(await platform.list_instances("shop", "prod")) == 2  # never a stale one
 
     asyncio.run(scenario())
+
+
+def test_a_host_that_refused_a_release_is_passed_over_while_others_can_take_it(
+    tmp_path: Path,
+) -> None:
+    """A host that answers but fails the start (its build, its agent) is not picked again by
+    the least-busy rule for ``BUILD_RETRY``: replacements go to the hosts that work."""
+    runner = FakeRunner()
+    refuse = {"10.0.0.1"}
+    real_run = runner.run
+
+    async def run(action: commands.Exec) -> Result:
+        if action.host.address in refuse and "start" in action.argv:
+            return Result(1, "", "no space left on device")
+        return await real_run(action)
+
+    runner.run = run  # type: ignore[method-assign]
+    platform = HostsPlatform(tmp_path / "state", runner=runner)
+
+    async def scenario() -> None:
+        with pytest.raises(ExternalError, match="no space left"):
+            await platform.start_instance(spec(tmp_path, 1))  # the least busy: 10.0.0.1
+        placed = [await platform.start_instance(spec(tmp_path, 1)) for _ in range(3)]
+        assert [i.host for i in placed] == ["10.0.0.2", "10.0.0.3", "10.0.0.2"]
+        # Another revision is not held against the host.
+        refuse.clear()
+        other = await platform.start_instance(spec(tmp_path, 2))
+        assert other.host == "10.0.0.1"
+        # Once every host refused, the least busy is tried again rather than nothing.
+        refuse.update({"10.0.0.1", "10.0.0.2", "10.0.0.3"})
+        for _ in range(4):
+            with pytest.raises(ExternalError, match="no space left"):
+                await platform.start_instance(spec(tmp_path, 3))
+        refuse.clear()
+        again = await platform.start_instance(spec(tmp_path, 3))
+        assert again.host in {"10.0.0.1", "10.0.0.2", "10.0.0.3"}
+
+    asyncio.run(scenario())

@@ -64,6 +64,9 @@ class HostsPlatform:
         # Builds that failed, by release: not run again for BUILD_RETRY (the same error).
         self._failed_builds: dict[tuple[str, int, str, str, str, int], tuple[float, str]] = {}
         self._locks: dict[object, asyncio.Lock] = {}
+        # Hosts where a start of a release failed (ship, build or start), and when: an
+        # instance placed freely goes elsewhere for BUILD_RETRY while another host can take it.
+        self._refused: dict[tuple[str, int, str, str, str, int], float] = {}
         self.records = Records(self.root)
         self.prober = Prober()
         # The agents' status reports, asked in the background: a listing waits for a host
@@ -76,7 +79,8 @@ class HostsPlatform:
     # -- the port ---------------------------------------------------------------------------
 
     async def start_instance(self, spec: InstanceSpec) -> Instance:
-        """Place the instance on ``spec.host``, or else on the least busy reachable host; ship
+        """Place the instance on ``spec.host``, or else on the least busy reachable host (one
+        that refused this release in the last ``BUILD_RETRY`` seconds only if all did); ship
         the release there (once per host and revision), start it under the agent; phase
         STARTING. An unreachable ``spec.host`` is an ``ExternalError``."""
         target = spec.target
@@ -85,16 +89,22 @@ class HostsPlatform:
         self.records.remember_group(spec.app, spec.env, target)
         async with self._lock(("place", spec.app, spec.env)):
             host = await self._place(spec, target)
-            await self._ship(spec, target, host)
-            instance_id = new_instance_id(spec.revision)
-            request = plan.instance_request(spec, target, host)
-            action = commands.start(host, target.path, spec.app, spec.env, instance_id, request)
-            done = await self.runner.run(action)
-            if done.exit_code != 0:
-                raise ExternalError(
-                    f"{where(host)}: cannot start an instance of {spec.app}: "
-                    f"{(done.stderr or done.stdout).strip()[-500:]}"
-                )
+            refusal = (host.address, host.port, target.path, spec.app, spec.env, spec.revision)
+            try:
+                await self._ship(spec, target, host)
+                instance_id = new_instance_id(spec.revision)
+                request = plan.instance_request(spec, target, host)
+                action = commands.start(host, target.path, spec.app, spec.env, instance_id, request)
+                done = await self.runner.run(action)
+                if done.exit_code != 0:
+                    raise ExternalError(
+                        f"{where(host)}: cannot start an instance of {spec.app}: "
+                        f"{(done.stderr or done.stdout).strip()[-500:]}"
+                    )
+            except ExternalError:
+                self._refused[refusal] = time.monotonic()
+                raise
+            self._refused.pop(refusal, None)
             port = int(json.loads(done.stdout.strip().splitlines()[-1])["port"])
             self.records.remember_instance(instance_id, spec.app, spec.env, host, target.path)
             self._known.add(instance_id)
@@ -237,13 +247,16 @@ class HostsPlatform:
                 f"{len(failed)} host(s) unreachable ({names}); max_failed_hosts is "
                 f"{target.max_failed_hosts}"
             )
-        counts: dict[str, tuple[int, int]] = {}
+        counts: dict[str, tuple[bool, int, int]] = {}
+        now = time.monotonic()
         for host, report in zip(target.hosts, reports, strict=True):
             if isinstance(report, BaseException):
                 continue
             live = [i for i in report if i.get("phase") != "failed"]
             same = sum(1 for i in live if i.get("revision") == spec.revision)
-            counts[host.address] = (same, len(live))
+            key = (host.address, host.port, target.path, spec.app, spec.env, spec.revision)
+            refused = key in self._refused and now - self._refused[key] < BUILD_RETRY
+            counts[host.address] = (refused, same, len(live))
         reachable = [h for h in target.hosts if h.address in counts]
         return min(reachable, key=lambda h: counts[h.address])
 
