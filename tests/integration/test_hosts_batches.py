@@ -52,6 +52,17 @@ def moving_hosts(instances: list[dict[str, Any]], new: int) -> set[str]:
     }
 
 
+def stuck(project: SampleProject, status: dict[str, Any]) -> str:
+    """What a rollout that did not finish shows: its state, the instances, the last events."""
+    instances = [
+        (i["id"], i["revision"], i["address"], i["phase"], i["ready"], i.get("message"))
+        for i in status["instances"]
+    ]
+    events = project.api("/api/v1/apps/sample/events", limit=40)
+    lines = [f"{e['kind']}: {e['message']}" for e in sorted(events, key=lambda e: e["id"])]
+    return "\n".join([f"rollout: {status['rollout']}", f"instances: {instances}", *lines])
+
+
 def test_one_host_at_a_time_under_load(project: SampleProject, fleet: Fleet) -> None:
     write_batched(project, fleet, "1.0.0")
     project.ok("deploy", "--no-wait")
@@ -78,7 +89,7 @@ def test_one_host_at_a_time_under_load(project: SampleProject, fleet: Fleet) -> 
                     new_host[i["id"]] = i["address"].rsplit(":", 1)[0]
             if serving(status, 2, 3):
                 break
-            assert time.monotonic() < deadline, status
+            assert time.monotonic() < deadline, stuck(project, status)
             time.sleep(0.1)
     finally:
         report = gen.stop()
