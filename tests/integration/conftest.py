@@ -82,3 +82,12 @@ def api_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     thread.join(10)
     sock.close()
     opened.close()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Under pytest-xdist (``--dist loadgroup``, as ``scripts/check`` runs), the tests on the
+    namespace fleet run one after another on one worker: one fleet for the session, and no
+    two rollouts across hosts at once on a small machine."""
+    for item in items:
+        if "fleet" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group("fleet"))
