@@ -50,7 +50,7 @@ from typing import Any
 from nginx import sequential_ms, table
 from router import free_port, nginx_http_common, parse_wrk, wait_port
 
-from baepo.core.ports import RouterConfig
+from baepo.core.ports import Router, RouterConfig
 from baepo.routers.haproxy.adapter import HAProxyRouter, admin_socket, command
 
 APP, ENV = "bench", "haproxy"
@@ -115,8 +115,9 @@ class Closed(Exception):
     """The connection closed before a whole answer arrived."""
 
 
-def read_answer(conn: socket.socket, buf: bytes) -> tuple[int, str, bytes]:
-    """Status, ``X-Upstream`` and what is left in the buffer after one HTTP/1.1 answer."""
+def read_answer(conn: socket.socket, buf: bytes) -> tuple[int, str, bytes, bool]:
+    """Status, ``X-Upstream``, what is left in the buffer after one HTTP/1.1 answer, and
+    whether the server keeps the connection open (no ``Connection: close``)."""
     while b"\r\n\r\n" not in buf:
         chunk = conn.recv(65536)
         if not chunk:
@@ -135,7 +136,8 @@ def read_answer(conn: socket.socket, buf: bytes) -> tuple[int, str, bytes]:
         if not chunk:
             raise Closed
         buf += chunk
-    return status, headers.get("x-upstream", "?"), buf[length:]
+    keep = headers.get("connection", "").lower() != "close"
+    return status, headers.get("x-upstream", "?"), buf[length:], keep
 
 
 def probe(port: int, out: Path) -> None:
@@ -162,13 +164,16 @@ def probe(port: int, out: Path) -> None:
         sent = time.monotonic()
         try:
             conn.sendall(request)
-            status, side, buf = read_answer(conn, buf)
+            status, side, buf, keep = read_answer(conn, buf)
         except (OSError, Closed) as exc:
             failures[f"failed: {type(exc).__name__}"] += 1
             conn.close()
             conn = None
             continue
         answered = time.monotonic()
+        if not keep:  # e.g. nginx's keepalive_requests: a new connection, not a failure
+            conn.close()
+            conn = None
         if status != 200:
             failures[str(status)] += 1
         if not sides:
@@ -240,9 +245,16 @@ async def worker_pid(sock: Path) -> str:
 
 
 async def changes(
-    router: HAProxyRouter, a: str, b: str, args: argparse.Namespace
+    router: Router,
+    a: str,
+    b: str,
+    args: argparse.Namespace,
+    *,
+    app: str = APP,
+    env: str = ENV,
 ) -> tuple[list[tuple[float, float, str]], float]:
-    """Flip the table ``--per-second`` times a second; per change (called, returned, side)."""
+    """Flip the table ``--per-second`` times a second for ``--seconds`` seconds through any
+    router adapter; per change (called, returned, side). ``bench/router.py`` uses it too."""
     calls: list[tuple[float, float, str]] = []
     count = round(args.seconds * args.per_second)
     started = time.monotonic()
@@ -250,7 +262,7 @@ async def changes(
         await asyncio.sleep(max(0.0, started + i / args.per_second - time.monotonic()))
         side = "b" if i % 2 == 0 else "a"
         called = time.monotonic()
-        await router.set_backends(APP, ENV, table(a, b, 100 if side == "b" else 0))
+        await router.set_backends(app, env, table(a, b, 100 if side == "b" else 0))
         calls.append((called, time.monotonic(), side))
     return calls, time.monotonic() - started
 
