@@ -154,6 +154,10 @@ def test_front_forwards_to_the_back_socket_and_retries_closed_connections() -> N
     assert "listen unix:/srv/r/back.sock;" in back
     assert "listen 127.0.0.1:8080" not in back
     assert "proxy_set_header X-Forwarded-For $http_x_forwarded_for;" in back
+    # Neither server closes a kept-alive connection after nginx's default 1000 requests.
+    for config in (front, back):
+        server = config[config.index("    server {") :]
+        assert "keepalive_requests 100000;" in server
 
 
 def _line(upstream: str, status: int, seconds: float, header_time: str = "0.001") -> str:

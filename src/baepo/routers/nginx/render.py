@@ -341,6 +341,9 @@ def render_front(settings: Settings) -> str:
         "    server {",
         f"        listen {settings.listen};",
         f"        keepalive_timeout {seconds(settings.idle_timeout)};",
+        # Clients keep their connection as long as they like (nginx closes one after 1000
+        # requests by default; HAProxy and the built-in router never do).
+        "        keepalive_requests 100000;",
         "        location / {",
         "            proxy_pass http://baepo_back;",
         "            proxy_http_version 1.1;",
@@ -399,6 +402,7 @@ def _server(settings: Settings, table: Table) -> list[str]:
         "    server {",
         f"        listen {listen};",
         f"        keepalive_timeout {seconds(keepalive)};",
+        "        keepalive_requests 100000;",
         f"        access_log {folder / 'access.log'} baepo;",
         "        location / {",
         '            if ($baepo_upstream = "") {',
