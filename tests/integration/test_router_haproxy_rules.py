@@ -6,8 +6,6 @@ request."""
 from __future__ import annotations
 
 import asyncio
-import os
-import shutil
 from collections import Counter
 from pathlib import Path
 from zlib import crc32
@@ -15,6 +13,7 @@ from zlib import crc32
 import httpx
 import pytest
 from proxies import load
+from test_router_haproxy import _config, _needs_haproxy
 from upstreams import UpstreamServer, free_port
 
 from baepo.core.ports import Backend, HeaderRoute, RouterConfig, Sticky
@@ -22,26 +21,11 @@ from baepo.errors import ConfigError
 from baepo.routers.builtin.rules import bucket_ranges
 from baepo.routers.haproxy.adapter import HAProxyRouter, admin_socket, command
 
+__all__ = ["_needs_haproxy"]  # haproxy installed, or a failure in CI (autouse)
+
 pytestmark = pytest.mark.timeout(180)
 
-HAPROXY = shutil.which("haproxy") or (
-    "/usr/sbin/haproxy" if os.access("/usr/sbin/haproxy", os.X_OK) else None
-)
 SIDE = {"a": 1, "b": 2, "c": 2}  # upstream name -> revision
-
-
-@pytest.fixture(autouse=True)
-def _needs_haproxy() -> None:
-    if HAPROXY is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("haproxy is not installed (required in CI): run make test")
-        pytest.skip("haproxy is not installed: run make test")
-
-
-def _config(port: int) -> RouterConfig:
-    return RouterConfig(
-        "shop", "prod", f"127.0.0.1:{port}", 30.0, 60.0, kind="haproxy", drain_timeout=5.0
-    )
 
 
 async def _worker(state_dir: Path) -> str:
