@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from baepo.errors import ConfigError
-from baepo.spec import overlays
+from baepo.spec import overlays, sensitive
 from baepo.spec.loader import load_spec, parse_spec, parse_spec_with_sources
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -279,7 +279,7 @@ def test_base_problems_keep_their_base_path() -> None:
 
 
 def test_secret_looking_env_values_are_redacted() -> None:
-    data = overlays.redact_run_env(
+    data = sensitive.mask_spec(
         {
             "run": {"env": {"DB_PASSWORD": "a", "API_TOKEN": "b", "LOG_LEVEL": "info"}},
             "environments": {"p": {"run": {"env": {"signing_key": "c", "Secret_X": "d"}}}},

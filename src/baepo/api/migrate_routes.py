@@ -23,6 +23,8 @@ from baepo.controller.reconciler import utcnow
 from baepo.core.model import DEFAULT_ENV, GatePhase, GateRun
 from baepo.errors import StateError
 from baepo.gates.run import release_env, run_argv
+from baepo.secrets import sealed
+from baepo.secrets.keys import Keyring
 from baepo.spec.models import Spec
 
 router = APIRouter(prefix="/api/v1")
@@ -65,8 +67,9 @@ async def migrate(app: str, body: MigrateBody, request: Request) -> dict[str, An
         )
     target = body.target or ""
     argv = [arg.replace("{target}", target) for arg in argv]
+    keyring = runtime(request).releases.keyring or Keyring(runtime(request).state_dir)
     env = {
-        **spec.run.env,
+        **sealed.open_env(spec.run.env, keyring),
         **spec.migrate.env,
         **release_env(app, body.env, revision.number, revision.version, None),
         "BAEPO_MIGRATE_TARGET": target,

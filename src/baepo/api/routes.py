@@ -23,6 +23,7 @@ from baepo.controller.operations import Outcome
 from baepo.controller.releases import DeployRequest
 from baepo.core.model import DEFAULT_ENV, Revision
 from baepo.errors import ConfigError, NotFoundError, Problem
+from baepo.spec import sensitive
 from baepo.spec.loader import parse_spec, spec_source
 from baepo.strategies.canary import canary_replicas
 
@@ -82,6 +83,7 @@ def deploy(body: DeployBody, request: Request) -> dict[str, Any]:
         raise ConfigError(
             "invalid input", problems=[Problem("spec_path", "must be an absolute path")]
         )
+    source = spec_source(body.spec_yaml)
     outcome = runtime(request).releases.deploy(
         DeployRequest(
             spec=spec,
@@ -91,12 +93,15 @@ def deploy(body: DeployBody, request: Request) -> dict[str, Any]:
             version=body.version,
             message=body.message,
             supersede=body.supersede,
-            source=spec_source(body.spec_yaml),
+            source=source,
             override_freeze=body.override_freeze,
             dry_run=body.dry_run,
         )
     )
     view = done(request, outcome)
+    warnings = sensitive.secret_env_warnings(source)
+    if warnings:
+        view["warnings"] = warnings
     if body.override_freeze is not None:
         request.state.audit_detail = f"{outcome.message}; freeze overridden: {body.override_freeze}"
     return view

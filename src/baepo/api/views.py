@@ -13,6 +13,7 @@ from baepo.core.latency import WindowRates
 from baepo.core.model import AnalysisRun, App, Event, Instance, Measurement, Revision, Rollout
 from baepo.core.ports import Backend, RevisionStats
 from baepo.secrets.resolve import secret_changes, secret_labels
+from baepo.spec import sensitive
 
 
 def _ts(value: datetime | None) -> str | None:
@@ -31,7 +32,7 @@ def revision_view(r: Revision, *, with_config: bool = False) -> dict[str, Any]:
         "spec_dir": r.spec_dir,
     }
     if with_config:
-        view["config"] = r.config
+        view["config"] = sensitive.mask_spec(r.config)
         view["secrets"] = secret_labels(r.secrets)
     return view
 

@@ -13,6 +13,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from baepo.cli.context import EnvOpt, FileOpt, Output, OutputOpt, Project, StateOpt, actor
 from baepo.cli.follow import follow, rollout_finished, settled
@@ -20,6 +21,7 @@ from baepo.cli.render import preview_view
 from baepo.errors import RolloutFailed
 
 out = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
 progress = Console(stderr=True, highlight=False)  # with -o json, stdout holds the JSON only
 
 WaitOpt = Annotated[
@@ -156,6 +158,9 @@ def deploy(
             "dry_run": dry_run,
         },
     )
+    if output == Output.text:
+        for warning in result.get("warnings", []):
+            err.print(f"[yellow]warning[/]: {escape(warning)}", soft_wrap=True)
     if dry_run:
         if output == Output.json:
             print(json.dumps(result))

@@ -11,11 +11,13 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from baepo.cli.context import FileOpt, Output, OutputOpt
 from baepo.errors import ConfigError, Problem
 
 out = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
 
 
 def init(
@@ -45,20 +47,25 @@ def init(
 def validate(file: FileOpt = None, output: OutputOpt = Output.text) -> None:
     """Check a spec file and summarise it; exit 2 with located problems when it is invalid.
 
+    A `run.env` value whose name looks like a secret (`password`, `token`, `secret`, `key`)
+    gets a warning (exit 0) naming its key path and the `secrets:` entry to write instead.
+
     Example: `baepo validate -f deploy/baepo.yaml`
     """
     from baepo.spec.files import find_spec_file
-    from baepo.spec.loader import load_spec
+    from baepo.spec.loader import load_spec, spec_source
+    from baepo.spec.sensitive import mask_spec, secret_env_warnings
 
     loaded = load_spec(find_spec_file(Path.cwd(), file))
     spec = loaded.spec
+    warnings = secret_env_warnings(spec_source(loaded.text))
     if output == Output.json:
-        print(
-            json.dumps(
-                {"valid": True, "file": str(loaded.path), "spec": spec.model_dump(mode="json")}
-            )
-        )
+        shown = mask_spec(spec.model_dump(mode="json"))
+        view = {"valid": True, "file": str(loaded.path), "spec": shown, "warnings": warnings}
+        print(json.dumps(view))
         return
+    for warning in warnings:
+        err.print(f"[yellow]warning[/]: {escape(warning)}", soft_wrap=True)
     if spec.strategy.rolling is not None:
         surge, unavailable = spec.strategy.rolling.resolve(spec.replicas)
         how = f"rolling (surge {surge}, unavailable {unavailable})"
@@ -121,7 +128,7 @@ def config_show(
     """
     from baepo.spec.files import find_spec_file
     from baepo.spec.loader import load_spec
-    from baepo.spec.overlays import redact_run_env
+    from baepo.spec.sensitive import mask_spec
 
     path = find_spec_file(Path.cwd(), file)
     loaded = load_spec(path)
@@ -130,7 +137,7 @@ def config_show(
     if env is not None:
         loaded = load_spec(path, env=env)
     spec = loaded.spec
-    resolved = redact_run_env(spec.model_dump(mode="json"))
+    resolved = mask_spec(spec.model_dump(mode="json"))
     guards = spec.rollback.active_guards()
     if output == Output.json:
         shown = {

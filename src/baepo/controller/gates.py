@@ -33,6 +33,7 @@ from baepo.core.ports import Store
 from baepo.errors import BaepoError, ConflictError
 from baepo.gates.backups import take_backup
 from baepo.gates.run import GateResult, release_env, run_argv, run_check
+from baepo.secrets import sealed
 from baepo.secrets.keys import Keyring
 from baepo.secrets.resolve import secret_env
 from baepo.spec.gates import CheckSpec
@@ -216,13 +217,13 @@ class Gates:
         """What the app's instances get (``run.env`` and its secrets), and the release's
         ``BAEPO_*`` variables. Raises BaepoError when a secret cannot be resolved."""
         secrets = {}
+        keyring = self.keyring or Keyring()
         if spec.secrets:
-            keyring = self.keyring or Keyring()
             secrets = secret_env(
                 self.store, keyring, spec, rollout.app, rollout.env, revision.spec_dir
             )
         return {
-            **spec.run.env,
+            **sealed.open_env(spec.run.env, keyring),
             **secrets,
             **release_env(
                 rollout.app, rollout.env, rollout.revision, revision.version,

@@ -19,6 +19,7 @@ from baepo.platforms.hosts import commands
 from baepo.platforms.hosts import plan as hosts_plan
 from baepo.platforms.hosts.platform import agent_source
 from baepo.secrets.resolve import secret_changes, secret_labels
+from baepo.spec import sensitive
 from baepo.spec.models import Spec
 from baepo.strategies import host_batches
 
@@ -31,8 +32,13 @@ def hosts_plan_lines(revision: Revision, spec: Spec) -> list[str]:
     if spec.target.kind != "hosts":
         return []
     instance = desired.instance_spec(revision)
-    # Secret values are never shown: the plan names the variables only.
-    instance = dataclasses.replace(instance, secret_env=dict.fromkeys(spec.secrets, REDACTED))
+    # Secret values are never shown: the plan names the variables only. Secret-looking run.env
+    # values travel as secrets too (the reconciler sends them so), so they are named only.
+    shown = {k: v for k, v in instance.env_vars.items() if not sensitive.is_secret_name(k)}
+    hidden = [k for k in instance.env_vars if k not in shown] + list(spec.secrets)
+    instance = dataclasses.replace(
+        instance, env_vars=shown, secret_env=dict.fromkeys(hidden, REDACTED)
+    )
     assert instance.target is not None
     payload = hosts_plan.release_payload(instance.target)
     groups = host_groups(spec)
@@ -112,9 +118,13 @@ def preview(
         "stable": (
             None
             if stable is None
-            else {"revision": stable.number, "version": stable.version, "config": stable.config}
+            else {
+                "revision": stable.number,
+                "version": stable.version,
+                "config": sensitive.mask_spec(stable.config),
+            }
         ),
-        "config": revision.config,
+        "config": sensitive.mask_spec(revision.config),
         "secrets": secret_labels(revision.secrets),
         "secret_changes": secret_changes(
             stable.secrets if stable is not None else None, revision.secrets

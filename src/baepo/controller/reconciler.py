@@ -39,6 +39,7 @@ from baepo.core.model import (
 from baepo.core.ports import Backend, InstanceSpec, Platform, Router, Store
 from baepo.errors import BaepoError, ExternalError
 from baepo.providers import ProviderDeps, make_providers
+from baepo.secrets import sealed
 from baepo.secrets.keys import Keyring
 from baepo.secrets.resolve import secret_env
 from baepo.spec.models import Spec
@@ -407,13 +408,16 @@ class Reconciler:
         secret reaches the next instances; the revision itself never holds a value)."""
         spec = instance_spec(revision)
         config = spec_of(revision)
-        if not config.secrets:
+        # Sealed run.env values go to the instance as secrets, so no platform record keeps them.
+        plain, closed = sealed.split_env(spec.env_vars)
+        if not config.secrets and not closed:
             return spec
         keyring = self.keyring or Keyring()
         values = await asyncio.to_thread(
             secret_env, self.store, keyring, config, revision.app, revision.env, revision.spec_dir
         )
-        return replace(spec, secret_env=values)
+        opened = await asyncio.to_thread(sealed.open_env, closed, keyring)
+        return replace(spec, env_vars=plain, secret_env={**opened, **values})
 
     async def _push(self, app: App, table: Table, listener: str) -> None:
         if await self.traffic.push(app.app, app.env, table, listener):

@@ -17,6 +17,8 @@ from baepo.controller.desired import spec_of
 from baepo.controller.operations import Operations, Outcome
 from baepo.core.model import App, AppState, Revision, Rollout, RolloutPhase, config_hash
 from baepo.errors import ConfigError, Problem, StateError
+from baepo.secrets import sealed
+from baepo.secrets.keys import Keyring
 from baepo.spec.models import Spec
 
 
@@ -58,8 +60,13 @@ class Releases(Operations):
                 problems=[Problem("version", "set `version:` in the spec or pass --version")],
             )
         desired.check_release(spec, request.spec_dir, version)
-        config = spec.model_copy(update={"version": version}).model_dump(mode="json")
-        digest = config_hash({"config": config, "spec_dir": request.spec_dir})
+        # Secret-looking run.env values are sealed before anything keeps or shows the config.
+        keyring = self.keyring or Keyring()
+        config = sealed.seal_spec(
+            spec.model_copy(update={"version": version}).model_dump(mode="json"), keyring
+        )
+        source = sealed.seal_spec(request.source, keyring) if request.source else None
+        digest = config_hash({"config": sealed.hash_view(config), "spec_dir": request.spec_dir})
         with self._lock:
             locks.check(self.store, spec.app, request.env, request.actor)
             app = self._app(spec.app, request.env, create=not request.dry_run)
@@ -129,7 +136,7 @@ class Releases(Operations):
                     created_at=self.clock(),
                     message=request.message,
                     origin=request.origin,
-                    source=request.source,
+                    source=source,
                 ),
                 spec,
             )

@@ -133,31 +133,3 @@ def _merge(
         return
     _set(target, key, copy.deepcopy(value))
     origins[loc] = origin
-
-
-REDACTED = "***"
-_SECRET_WORDS = ("password", "token", "secret", "key")
-
-
-def is_secret_name(name: str) -> bool:
-    """True for variable names that look like they hold a secret (``API_KEY``, ``DB_PASSWORD``)."""
-    lowered = name.lower()
-    return any(word in lowered for word in _SECRET_WORDS)
-
-
-def redact_run_env(data: Mapping[str, Any]) -> dict[str, Any]:
-    """A copy of a spec mapping with secret-looking ``run.env`` values shown as ``***``, in the
-    base and in every overlay."""
-    shown = copy.deepcopy(dict(data))
-    sections = [shown]
-    envs = shown.get(ENVIRONMENTS_KEY)
-    if isinstance(envs, dict):
-        sections += [overlay for overlay in envs.values() if isinstance(overlay, dict)]
-    for section in sections:
-        run = section.get("run")
-        if isinstance(run, dict) and isinstance(run.get("env"), dict):
-            run["env"] = {
-                k: REDACTED if is_secret_name(str(k)) and v is not None else v
-                for k, v in run["env"].items()
-            }
-    return shown

@@ -31,6 +31,7 @@ from baepo.controller import freeze, locks
 from baepo.controller.desired import spec_of
 from baepo.core.model import DEFAULT_ENV
 from baepo.errors import BaepoError
+from baepo.spec import sensitive
 from baepo.web import login, report, sessions, view
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
@@ -137,7 +138,7 @@ async def history(
     )
     diff = list(
         difflib.unified_diff(
-            _lines(old.config), _lines(new.config),
+            _lines(sensitive.mask_spec(old.config)), _lines(sensitive.mask_spec(new.config)),
             f"revision {a} ({old.version})", f"revision {b} ({new.version})", lineterm="",
         )
     )  # fmt: skip

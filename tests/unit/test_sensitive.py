@@ -1,0 +1,61 @@
+"""One rule for secret-looking run.env values: masked in views, sealed in revisions."""
+
+from __future__ import annotations
+
+from cryptography.fernet import Fernet
+
+from baepo.secrets import sealed
+from baepo.secrets.keys import Keyring
+from baepo.secrets.resolve import secret_labels
+from baepo.spec import sensitive
+
+SPEC = {
+    "run": {"env": {"API_TOKEN": "s3cr3t-value", "LOG_LEVEL": "info"}},
+    "environments": {"production": {"run": {"env": {"DB_PASSWORD": "pw-123"}}}},
+}
+
+
+def keyring() -> Keyring:
+    return Keyring(keys=[Fernet.generate_key().decode()])
+
+
+def test_secret_paths_and_warnings_name_every_value_never_show_it() -> None:
+    assert sensitive.secret_env_paths(SPEC) == [
+        "run.env.API_TOKEN",
+        "environments.production.run.env.DB_PASSWORD",
+    ]
+    warnings = sensitive.secret_env_warnings(SPEC)
+    assert len(warnings) == 2
+    assert warnings[0].startswith("run.env.API_TOKEN looks like a secret")
+    assert "secrets:\n  API_TOKEN: api-token" in warnings[0]
+    assert not any("s3cr3t" in w or "pw-123" in w for w in warnings)
+
+
+def test_sealed_values_open_to_the_same_value_and_never_show() -> None:
+    ring = keyring()
+    done = sealed.seal_spec(SPEC, ring)
+    token = done["run"]["env"]["API_TOKEN"]
+    assert sensitive.is_sealed(token) and "s3cr3t" not in str(done)
+    assert done["run"]["env"]["LOG_LEVEL"] == "info"
+    assert sensitive.is_sealed(done["environments"]["production"]["run"]["env"]["DB_PASSWORD"])
+    assert sealed.open_env(done["run"]["env"], ring) == SPEC["run"]["env"]
+    assert sensitive.mask_spec(done)["run"]["env"] == {"API_TOKEN": "***", "LOG_LEVEL": "info"}
+    # Sealing again keeps the value as it is (undo, promote-release run the same token).
+    assert sealed.seal_spec(done, ring) == done
+
+
+def test_equal_values_hash_alike_and_a_changed_value_shows_as_changed() -> None:
+    ring = keyring()
+    one, two = sealed.seal_spec(SPEC, ring), sealed.seal_spec(SPEC, ring)
+    assert one != two  # Fernet tokens differ...
+    assert sealed.hash_view(one) == sealed.hash_view(two)  # ...the hash does not
+    other = sealed.seal_spec({"run": {"env": {"API_TOKEN": "another"}}}, ring)
+    before, after = sealed.sealed_versions(one), sealed.sealed_versions(other)
+    assert before.keys() == {"API_TOKEN"} and before != after
+    assert secret_labels(before) == {"API_TOKEN": "run.env (sealed)"}
+
+
+def test_split_env_keeps_plain_values_apart() -> None:
+    done = sealed.seal_spec(SPEC, keyring())
+    plain, closed = sealed.split_env(done["run"]["env"])
+    assert plain == {"LOG_LEVEL": "info"} and list(closed) == ["API_TOKEN"]
