@@ -40,6 +40,7 @@ from baepo.controller.steering import Steering
 from baepo.errors import ConfigError, ExternalError, Problem, StateError
 from baepo.notify import Notifier
 from baepo.registry import make_platform, make_routers
+from baepo.secrets import sealed
 from baepo.secrets.keys import Keyring
 from baepo.store import open_store, redact, sqlite_url
 
@@ -183,15 +184,15 @@ def serve(
         bound_host, bound_port = sock.getsockname()[:2]
         api_url = f"http://{_url_host(bound_host)}:{bound_port}"
         identity = f"{socket.gethostname()}/{os.getpid()} {api_url}"
-        store = open_store(url)
+        keyring = Keyring(state_dir)
+        # Revisions from before schema 0007 get their secret-looking run.env values sealed.
+        store = open_store(url, seal=lambda value: sealed.seal(value, keyring))
         platform = make_platform("local", state_dir)
         router = make_routers(state_dir)
         lease = store.lease(leader.LEASE_NAME, identity, ttl=leader.TTL)
         # A process-bound lock (SQLite) dies with its holder: no need to wait when winning it.
         elector = Elector(lease, identity, settle=leader.SETTLE if shared else 0.0)
-        controller = Controller(
-            store, platform, router, keyring=Keyring(state_dir), elector=elector
-        )
+        controller = Controller(store, platform, router, keyring=keyring, elector=elector)
         lock = threading.Lock()
         releases = Releases(
             store, controller.wake, lock=lock, keyring=controller.reconciler.keyring

@@ -15,9 +15,9 @@ from baepo.controller.reconciler import Clock, utcnow
 from baepo.core.model import App, AppState, Event, Revision, Rollout, RolloutPhase
 from baepo.core.ports import Store
 from baepo.errors import StateError
-from baepo.secrets import sealed
 from baepo.secrets.keys import Keyring
 from baepo.secrets.resolve import secret_versions
+from baepo.spec import sensitive
 from baepo.spec.models import Spec
 
 
@@ -63,7 +63,7 @@ class Operations:
         versions = secret_versions(
             self.store, self.keyring, spec, revision.app, revision.env, revision.spec_dir
         )
-        return replace(revision, secrets={**sealed.sealed_versions(revision.config), **versions})
+        return replace(revision, secrets={**sensitive.sealed_versions(revision.config), **versions})
 
     def _active(self, app_name: str, env: str, verb: str) -> Rollout:
         """The rollout in progress, or a StateError saying there is nothing to ``verb``."""

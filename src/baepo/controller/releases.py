@@ -19,6 +19,7 @@ from baepo.core.model import App, AppState, Revision, Rollout, RolloutPhase, con
 from baepo.errors import ConfigError, Problem, StateError
 from baepo.secrets import sealed
 from baepo.secrets.keys import Keyring
+from baepo.spec import sensitive
 from baepo.spec.models import Spec
 
 
@@ -66,7 +67,7 @@ class Releases(Operations):
             spec.model_copy(update={"version": version}).model_dump(mode="json"), keyring
         )
         source = sealed.seal_spec(request.source, keyring) if request.source else None
-        digest = config_hash({"config": sealed.hash_view(config), "spec_dir": request.spec_dir})
+        digest = config_hash({"config": sensitive.hash_view(config), "spec_dir": request.spec_dir})
         with self._lock:
             locks.check(self.store, spec.app, request.env, request.actor)
             app = self._app(spec.app, request.env, create=not request.dry_run)

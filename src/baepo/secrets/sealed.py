@@ -17,7 +17,6 @@ history), ``controller.reconciler``, ``controller.gates``, ``api.migrate_routes`
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Mapping
 from typing import Any
 
@@ -34,45 +33,7 @@ def seal_spec(data: Mapping[str, Any], keyring: Keyring) -> dict[str, Any]:
     """A copy of a spec mapping (resolved or as written) with every secret-looking ``run.env``
     value sealed, in the base and in every overlay. Values already sealed stay as they are;
     the keyring is not touched when there is nothing to seal."""
-    sealed = copy.deepcopy(dict(data))
-    for _, env in sensitive.env_sections(sealed):
-        for name, value in env.items():
-            secret = sensitive.is_secret_name(str(name)) and value is not None
-            if secret and not sensitive.is_sealed(value):
-                env[name] = seal(str(value), keyring)
-    return sealed
-
-
-def hash_view(data: Mapping[str, Any]) -> dict[str, Any]:
-    """A copy of a spec mapping with each sealed value cut to its prefix and fingerprint: what
-    a config hash is taken over, the same for the same values whatever their tokens."""
-
-    def cut(value: Any) -> Any:
-        if isinstance(value, dict):
-            return {k: cut(v) for k, v in value.items()}
-        if isinstance(value, list):
-            return [cut(v) for v in value]
-        if sensitive.is_sealed(value):
-            return sensitive.SEALED_PREFIX + sensitive.sealed_fingerprint(value)
-        return value
-
-    shown = cut(dict(data))
-    assert isinstance(shown, dict)
-    return shown
-
-
-def sealed_versions(config: Mapping[str, Any]) -> dict[str, str]:
-    """``{variable: "run.env <fingerprint>"}`` for each sealed ``run.env`` value of a resolved
-    config: with the ``secrets:`` versions, what history compares to say "changed"."""
-    run = config.get("run")
-    env = run.get("env") if isinstance(run, Mapping) else None
-    if not isinstance(env, Mapping):
-        return {}
-    return {
-        str(name): f"run.env {sensitive.sealed_fingerprint(value)}"
-        for name, value in env.items()
-        if sensitive.is_sealed(value)
-    }
+    return sensitive.seal_values(data, lambda value: seal(value, keyring))
 
 
 def split_env(env: Mapping[str, str]) -> tuple[dict[str, str], dict[str, str]]:

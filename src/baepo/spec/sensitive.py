@@ -16,7 +16,7 @@ included). Callers: ``cli.spec_commands``, ``api.views``, ``controller.preview``
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 MASK = "***"
@@ -86,7 +86,7 @@ def secret_env_warnings(data: Mapping[str, Any]) -> list[str]:
 def mask_spec(data: Mapping[str, Any]) -> dict[str, Any]:
     """A copy of a spec mapping with every secret-looking ``run.env`` value (in the base and
     in every overlay) and every sealed value anywhere shown as ``***``."""
-    shown = _mask_sealed(copy.deepcopy(dict(data)))
+    shown = _map_sealed(copy.deepcopy(dict(data)), lambda _: MASK)
     assert isinstance(shown, dict)
     for _, env in env_sections(shown):
         for name, value in env.items():
@@ -95,9 +95,42 @@ def mask_spec(data: Mapping[str, Any]) -> dict[str, Any]:
     return shown
 
 
-def _mask_sealed(value: Any) -> Any:
+def seal_values(data: Mapping[str, Any], seal: Callable[[str], str]) -> dict[str, Any]:
+    """A copy of a spec mapping with every secret-looking ``run.env`` value not yet sealed
+    replaced by ``seal(value)``, in the base and in every overlay."""
+    done = copy.deepcopy(dict(data))
+    for _, env in env_sections(done):
+        for name, value in env.items():
+            if is_secret_name(str(name)) and value is not None and not is_sealed(value):
+                env[name] = seal(str(value))
+    return done
+
+
+def hash_view(data: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of a spec mapping with each sealed value cut to its prefix and fingerprint: what
+    a config hash is taken over, the same for the same values whatever their tokens."""
+    cut = _map_sealed(dict(data), lambda value: SEALED_PREFIX + sealed_fingerprint(value))
+    assert isinstance(cut, dict)
+    return cut
+
+
+def sealed_versions(config: Mapping[str, Any]) -> dict[str, str]:
+    """``{variable: "run.env <fingerprint>"}`` for each sealed ``run.env`` value of a resolved
+    config: with the ``secrets:`` versions, what history compares to say "changed"."""
+    run = config.get("run")
+    env = run.get("env") if isinstance(run, Mapping) else None
+    if not isinstance(env, Mapping):
+        return {}
+    return {
+        str(name): f"run.env {sealed_fingerprint(value)}"
+        for name, value in env.items()
+        if is_sealed(value)
+    }
+
+
+def _map_sealed(value: Any, change: Callable[[str], str]) -> Any:
     if isinstance(value, dict):
-        return {k: _mask_sealed(v) for k, v in value.items()}
+        return {k: _map_sealed(v, change) for k, v in value.items()}
     if isinstance(value, list):
-        return [_mask_sealed(v) for v in value]
-    return MASK if is_sealed(value) else value
+        return [_map_sealed(v, change) for v in value]
+    return change(value) if is_sealed(value) else value

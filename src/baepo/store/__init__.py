@@ -27,19 +27,20 @@ __all__ = [
 ]
 
 
-def open_store(url: str, *, upgrade: bool = True) -> SqlStore:
+def open_store(url: str, *, upgrade: bool = True, seal: _migrate.Seal | None = None) -> SqlStore:
     """Connect to ``url``, bring its schema to head and return the store.
 
     ``url`` is ``sqlite:///path`` (see ``sqlite_url``; the folder is created) or
     ``postgresql+psycopg://user:password@host/db``. Safe when several processes open the same
     new database at once. With ``upgrade=False`` an out-of-date schema is a StateError instead.
     Raises ConfigError for an unusable URL and ExternalError (password hidden) when the
-    database cannot be opened.
+    database cannot be opened. ``seal`` seals the plaintext secret-looking ``run.env`` values
+    of revisions made before schema 0007 (see ``store.migrate.upgrade``).
     """
     engine = _engine.create_engine(url)
     try:
         if upgrade:
-            _migrate.upgrade(engine)
+            _migrate.upgrade(engine, seal)
         else:
             _require_head(engine)
     except BaepoError:

@@ -139,6 +139,9 @@ def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
     try:
         cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         cursor.execute("PRAGMA foreign_keys = ON")
+        # What a write replaces or deletes is overwritten with zeros, not left in free pages:
+        # a value sealed in place (migration 0007) is then gone from the file's bytes.
+        cursor.execute("PRAGMA secure_delete = ON")
         _wal(cursor)
         cursor.execute("PRAGMA synchronous = NORMAL")
     finally:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import threading
+from collections.abc import Callable
 
 from alembic import command
 from alembic.config import Config
@@ -31,12 +32,19 @@ SCRIPT_LOCATION = "baepo.store:migrations"
 _RUNNING = threading.Lock()
 
 
-def alembic_config(connection: Connection | None = None) -> Config:
+Seal = Callable[[str], str]
+"""Seals one secret-looking value (``secrets.sealed.seal`` with the server's keyring): how
+migration 0007 seals the values older revisions kept in plaintext."""
+
+
+def alembic_config(connection: Connection | None = None, seal: Seal | None = None) -> Config:
     """An Alembic config for the shipped scripts, bound to ``connection`` if given."""
     config = Config()
     config.set_main_option("script_location", SCRIPT_LOCATION)
     if connection is not None:
         config.attributes["connection"] = connection
+    if seal is not None:
+        config.attributes["seal"] = seal
     return config
 
 
@@ -68,8 +76,11 @@ def schema_revision(engine: Engine) -> str | None:
         return current_revision(connection)
 
 
-def upgrade(engine: Engine) -> str:
+def upgrade(engine: Engine, seal: Seal | None = None) -> str:
     """Bring the database to ``head_revision()``; idempotent; returns the head.
+
+    ``seal`` seals the secret-looking ``run.env`` values of revisions stored before 0007;
+    without it such a revision is a StateError (nothing is changed).
 
     Raises StateError when the database has a revision this baepo does not know (a newer
     baepo migrated it), ExternalError when it cannot be reached or the migration fails.
@@ -90,9 +101,13 @@ def upgrade(engine: Engine) -> str:
         store_engine.lock(connection, "baepo", "migrate")
         _check_known(current_revision(connection), url)
         try:
-            command.upgrade(alembic_config(connection), "head")
+            command.upgrade(alembic_config(connection, seal), "head")
         except CommandError as exc:
             raise StateError(f"cannot migrate {url}: {exc}") from exc
+    if engine.url.get_backend_name() == "sqlite":
+        # Move the migrated pages into the file now, and empty the WAL that held them.
+        with engine.connect() as connection:
+            connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
     return head
 
 
