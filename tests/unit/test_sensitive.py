@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from pathlib import Path
+
 from cryptography.fernet import Fernet
 
+from baepo.controller import preview
+from baepo.core.model import Revision
 from baepo.secrets import sealed
 from baepo.secrets.keys import Keyring
 from baepo.secrets.resolve import secret_labels
 from baepo.spec import sensitive
+from baepo.spec.loader import parse_spec
+
+AT = datetime(2026, 1, 1, tzinfo=UTC)
 
 SPEC = {
     "run": {"env": {"API_TOKEN": "s3cr3t-value", "LOG_LEVEL": "info"}},
@@ -59,3 +67,14 @@ def test_split_env_keeps_plain_values_apart() -> None:
     done = sealed.seal_spec(SPEC, keyring())
     plain, closed = sealed.split_env(done["run"]["env"])
     assert plain == {"LOG_LEVEL": "info"} and list(closed) == ["API_TOKEN"]
+
+
+def test_a_hosts_plan_sends_secret_looking_values_as_secrets(tmp_path: Path) -> None:
+    spec = parse_spec(
+        'app: shop\nversion: "1"\nrun: {command: [app], env: {API_TOKEN: s3cr3t, LEVEL: info}}\n'
+        "target:\n  kind: hosts\n  hosts: [{address: 10.0.0.11}]\n"
+    )
+    config = spec.model_dump(mode="json")
+    revision = Revision("shop", "prod", 1, "1", config, "h", str(tmp_path), "me", AT)
+    text = "\n".join(preview.hosts_plan_lines(revision, spec))
+    assert "secrets redacted" in text and "s3cr3t" not in text
