@@ -48,7 +48,13 @@ class RunSpec(SpecModel):
         description="Working directory, relative to the spec file's folder. Default: that folder.",
     )
     env: dict[str, str] = Field(
-        default_factory=dict, description="Extra environment variables for every instance."
+        default_factory=dict,
+        description=(
+            "Extra environment variables for every instance. A value whose name contains "
+            "`password`, `token`, `secret` or `key` is taken for a secret: `validate` warns "
+            "that it belongs in `secrets:`, revisions keep it encrypted and every view shows "
+            "it as `***`."
+        ),
     )
     stop_grace_period: Duration = Field(
         default=10.0,
