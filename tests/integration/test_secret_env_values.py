@@ -11,7 +11,7 @@ import re
 
 import httpx
 import pytest
-from harness import SampleProject
+from harness import SampleProject, free_port
 
 pytestmark = pytest.mark.slow
 
@@ -147,3 +147,38 @@ def test_secret_looking_env_values_run_but_never_show(project: SampleProject) ->
             assert value.encode() not in data, (value, path)
     for record in (p.read_text() for p in files if p.name == "instance.json"):
         assert "API_TOKEN" not in record and "baepo-sealed" not in record, record
+
+
+def test_promote_release_runs_the_sealed_values_it_promotes(project: SampleProject) -> None:
+    """The spec as written is kept sealed: production resolves it again with its own overlay
+    and runs the very values staging ran, not what the file says now."""
+    (project.root / "app.py").write_text(APP)
+    staging, production = free_port(), free_port()
+    prod_password = "pw-prod-93e1b07c5d"
+
+    def write_envs(token: str) -> None:
+        write(project, "1.0.0", token)
+        project.spec.write_text(
+            project.spec.read_text()
+            + f"""
+environments:
+  staging:
+    router: {{listen: "127.0.0.1:{staging}"}}
+  production:
+    router: {{listen: "127.0.0.1:{production}"}}
+    run: {{env: {{DB_PASSWORD: "{prod_password}"}}}}
+"""
+        )
+
+    write_envs(TOKEN)
+    checked = project.baepo("validate")
+    assert "environments.production.run.env.DB_PASSWORD looks like a secret" in checked.stderr
+    project.ok("deploy", "-e", "staging", "--wait")
+    write_envs(TOKEN_2)  # the file changes after staging passed: production still gets TOKEN
+    project.ok("promote-release", "--from", "staging", "--to", "production", "--wait")
+    got = httpx.get(f"http://127.0.0.1:{production}/", timeout=5).text
+    assert got == f"{sha(TOKEN)} {sha(prod_password)}"
+    for path in (p for p in project.state_dir.rglob("*") if p.is_file()):
+        data = path.read_bytes()
+        for value in (TOKEN, TOKEN_2, PASSWORD, prod_password):
+            assert value.encode() not in data, (value, path)
