@@ -60,7 +60,7 @@ def test_equal_values_hash_alike_and_a_changed_value_shows_as_changed() -> None:
     other = sealed.seal_spec({"run": {"env": {"API_TOKEN": "another"}}}, ring)
     before, after = sensitive.sealed_versions(one), sensitive.sealed_versions(other)
     assert before.keys() == {"API_TOKEN"} and before != after
-    assert secret_labels(before) == {"API_TOKEN": "run.env (sealed)"}
+    assert secret_labels(before) == {"API_TOKEN": "run.env, sealed"}
 
 
 def test_split_env_keeps_plain_values_apart() -> None:

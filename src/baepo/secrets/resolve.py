@@ -121,7 +121,7 @@ def secret_labels(versions: dict[str, str]) -> dict[str, str]:
     for variable, version in versions.items():
         kind, _, rest = version.partition(" ")
         if kind == "run.env":  # a secret-looking value written in run.env, sealed
-            shown[variable] = "run.env (sealed)"
+            shown[variable] = "run.env, sealed"
             continue
         if kind in ("env", "file") and not rest.endswith("(missing)"):
             rest = rest.rsplit(" ", 1)[0] if " " in rest else rest
