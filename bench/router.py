@@ -224,12 +224,20 @@ def worker_pid(pid_file: Path, timeout: float = 10.0) -> int:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if pid_file.exists() and pid_file.read_text().strip():
-            master = pid_file.read_text().strip()
-            children = Path(f"/proc/{master}/task/{master}/children")
-            if children.exists() and children.read_text().split():
-                return int(children.read_text().split()[0])
+            return only_child(int(pid_file.read_text().strip()), timeout)
         time.sleep(0.05)
     raise SystemExit(f"no nginx worker for {pid_file} after {timeout} s")
+
+
+def only_child(master: int, timeout: float = 10.0) -> int:
+    """The pid of the one worker of a master process (nginx's, or the built-in router's)."""
+    children = Path(f"/proc/{master}/task/{master}/children")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if children.exists() and children.read_text().split():
+            return int(children.read_text().split()[0])
+        time.sleep(0.05)
+    raise SystemExit(f"no worker of process {master} after {timeout} s")
 
 
 def router_stats(admin: Path) -> Any:
@@ -512,7 +520,7 @@ def main() -> int:
                 "direct": None,
                 "haproxy": procs[1].pid,
                 "nginx": worker_pid(folder / "proxy.pid"),
-                "router": procs[3].pid,
+                "router": only_child(procs[3].pid),
             }
             for url in targets.values():
                 with urllib.request.urlopen(url, timeout=5) as response:

@@ -166,10 +166,11 @@ def test_server_killed_mid_rollout_resumes_without_failing_requests(
         report = gen.stop()
     assert report.failed == 0, report
     assert final["last_rollout"]["phase"] == "healthy"
-    # No orphans: the server, one router, and a supervisor plus an app per instance.
+    # No orphans: the server, one router (its master and worker), and a supervisor plus an
+    # app per instance.
     time.sleep(0.5)
     commands = [c for _, c in project.processes()]
-    assert sum("baepo.routers.builtin" in c for c in commands) == 1, commands
+    assert sum("baepo.routers.builtin" in c for c in commands) == 2, commands
     assert sum("supervisor" in c for c in commands) == 3, commands
     assert sum("app.py" in c for c in commands) == 3, commands
 

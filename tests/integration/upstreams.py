@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import json
+import os
 import signal
 import socket
 import struct
@@ -313,10 +315,24 @@ class RouterProcess:
     def __enter__(self) -> RouterProcess:
         return self.start()
 
+    def workers(self) -> list[int]:
+        """Pids of the router's workers (children of the master process)."""
+        assert self.proc is not None
+        children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children")
+        try:
+            return [int(pid) for pid in children.read_text().split()]
+        except OSError:
+            return []
+
     def __exit__(self, *exc: object) -> None:
         if self.proc is not None and self.proc.poll() is None:
+            # The worker too: killed alone, the master would leave it draining for a while.
+            workers = self.workers()
             self.proc.kill()
             self.proc.wait(10)
+            for pid in workers:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
 
 
 def raw_exchange(port: int, data: bytes, *, timeout: float = 5.0) -> bytes:

@@ -5,7 +5,10 @@ per ``INTERVAL``) and keeps two histories: every snapshot of the last ``FINE`` s
 one per ``COARSE_STEP`` for ``KEEP`` seconds. ``rates`` turns the snapshot closest to
 ``seconds`` ago and the newest one into rates with ``core.latency.windows``: requests/s, 5xx
 and error rates and latency percentiles per revision, as ``baepo status``, the API, metric
-analysis (the builtin provider) and the rollback guards read them.
+analysis (the builtin provider) and the rollback guards read them. Counters that start again
+from zero (a replaced router worker: ``RevisionStats.started`` changed, or a count went down)
+are carried on by ``Continuity``, so a window across the restart misses only what the old
+counters gained after the last snapshot, and never sees negative counts.
 Callers: ``controller.reconciler`` (sampling), the API and providers (reading).
 """
 
@@ -28,6 +31,50 @@ KEEP = 600.0
 Sample = tuple[float, list[RevisionStats]]
 
 
+def _add(a: dict[str, int], b: dict[str, int]) -> dict[str, int]:
+    return {key: a.get(key, 0) + b.get(key, 0) for key in a.keys() | b.keys()}
+
+
+def _plus(now: RevisionStats, carried: RevisionStats) -> RevisionStats:
+    """``now``'s counters plus those of earlier runs (``carried``), in ``carried``'s series."""
+    return RevisionStats(
+        revision=now.revision,
+        requests=now.requests + carried.requests,
+        status=_add(now.status, carried.status),
+        latency_buckets=_add(now.latency_buckets, carried.latency_buckets),
+        latency_sum=now.latency_sum + carried.latency_sum,
+        in_flight=now.in_flight,
+        started=carried.started,
+    )
+
+
+def restarted(last: RevisionStats, now: RevisionStats) -> bool:
+    """True when ``now`` counts from zero again since ``last`` (a new router run)."""
+    new_run = bool(last.started and now.started and now.started != last.started)
+    return new_run or now.requests < last.requests
+
+
+class Continuity:
+    """One monotonic series per revision out of counters that sometimes restart from zero."""
+
+    def __init__(self) -> None:
+        self.last: dict[int, RevisionStats] = {}
+        self.carried: dict[int, RevisionStats] = {}
+
+    def follow(self, stats: list[RevisionStats]) -> list[RevisionStats]:
+        """The snapshot ``stats`` with the counts of earlier runs added."""
+        out: list[RevisionStats] = []
+        for now in stats:
+            last = self.last.get(now.revision)
+            if last is not None and restarted(last, now):
+                carried = self.carried.get(now.revision)
+                self.carried[now.revision] = last if carried is None else _plus(last, carried)
+            self.last[now.revision] = now
+            carried = self.carried.get(now.revision)
+            out.append(now if carried is None else _plus(now, carried))
+        return out
+
+
 class Sampler:
     """Recent snapshots of every app's router counters."""
 
@@ -36,6 +83,7 @@ class Sampler:
         self.clock = clock
         self._fine: dict[tuple[str, str], deque[Sample]] = {}
         self._coarse: dict[tuple[str, str], deque[Sample]] = {}
+        self._continuity: dict[tuple[str, str], Continuity] = {}
 
     async def sample(self, app: str, env: str) -> bool:
         """Take a snapshot when the last one is older than ``INTERVAL``; True if taken."""
@@ -51,6 +99,8 @@ class Sampler:
         """Record a snapshot taken at ``sample[0]`` (monotonic seconds)."""
         fine = self._fine.setdefault((app, env), deque())
         coarse = self._coarse.setdefault((app, env), deque())
+        continuity = self._continuity.setdefault((app, env), Continuity())
+        sample = (sample[0], continuity.follow(sample[1]))
         now = sample[0]
         fine.append(sample)
         while len(fine) > 2 and now - fine[1][0] >= FINE:
@@ -104,3 +154,4 @@ class Sampler:
         """Drop an app's history (``baepo down``)."""
         self._fine.pop((app, env), None)
         self._coarse.pop((app, env), None)
+        self._continuity.pop((app, env), None)

@@ -134,7 +134,13 @@ def window(before: RevisionStats | None, after: RevisionStats, seconds: float) -
         raise ValueError("the window must last more than 0 seconds")
     if before is not None and before.revision != after.revision:
         raise ValueError(f"snapshots of revisions {before.revision} and {after.revision}")
-    if before is None or after.requests < before.requests:
+    new_run = (
+        before is not None
+        and before.started > 0
+        and after.started > 0
+        and before.started != after.started
+    )
+    if before is None or new_run or after.requests < before.requests:
         before = RevisionStats(after.revision, 0)  # no earlier snapshot, or a restart
     requests = after.requests - before.requests
     status = _minus(after.status, before.status)

@@ -218,7 +218,12 @@ class RouterConfig:
 
 @dataclass(frozen=True)
 class RevisionStats:
-    """Per-revision counters since the router started (monotonic; callers take differences)."""
+    """Per-revision counters since the router started (monotonic; callers take differences).
+
+    ``started`` (Unix time; 0 when the router does not say) changes when the counters start
+    again from zero (the built-in router's worker was replaced): a reader compares it between
+    snapshots instead of guessing a reset from a smaller count.
+    """
 
     revision: int
     requests: int
@@ -226,6 +231,7 @@ class RevisionStats:
     latency_buckets: dict[str, int] = field(default_factory=dict)  # upper bound "0.005" -> count
     latency_sum: float = 0.0
     in_flight: int = 0
+    started: float = 0.0
 
 
 class Router(Protocol):

@@ -13,6 +13,8 @@ import asyncio
 import json
 import logging
 import os
+import socket
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -33,11 +35,18 @@ _REASONS |= {413: "Content Too Large", 500: "Internal Server Error"}
 class AdminServer:
     """Serves the admin API for one runtime."""
 
-    def __init__(self, rt: Runtime, state_path: Path, info: Callable[[], dict[str, Any]]) -> None:
+    def __init__(
+        self,
+        rt: Runtime,
+        state_path: Path,
+        info: Callable[[], dict[str, Any]],
+        *,
+        started: float | None = None,
+    ) -> None:
         self.rt = rt
         self.state_path = state_path
         self.info = info
-        self.started = time.monotonic()
+        self.started = time.monotonic() if started is None else started  # for ``uptime``
         self.server: asyncio.AbstractServer | None = None
         self.changing = asyncio.Lock()
 
@@ -46,6 +55,13 @@ class AdminServer:
             path.unlink()
         self.server = await asyncio.start_unix_server(self._serve, path=str(path), limit=MAX_HEAD)
         os.chmod(path, 0o600)
+
+    async def serve_on(self, sock: socket.socket) -> None:
+        """Serve on an already listening unix socket (the master's); closing leaves its file."""
+        keep: dict[str, Any] = {"cleanup_socket": False} if sys.version_info >= (3, 13) else {}
+        self.server = await asyncio.start_unix_server(
+            self._serve, sock=sock, limit=MAX_HEAD, **keep
+        )
 
     async def close(self) -> None:
         if self.server is not None:

@@ -12,12 +12,16 @@ the request path costs the same with or without metrics. Families, each labelled
 - ``baepo_router_request_duration_seconds``: histogram of request latency;
 - ``baepo_router_in_flight_requests``: requests being served now;
 
-plus ``baepo_router_unrouted_requests_total`` (answers that reached no revision).
+plus ``baepo_router_unrouted_requests_total`` (answers that reached no revision) and
+``baepo_router_worker_start_time_seconds``. The counters start from zero with each worker
+(``master`` replaces a worker that dies); Prometheus' ``rate()`` and ``increase()`` treat a
+drop as a counter reset, and the start time shows when one happened.
 """
 
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -88,7 +92,13 @@ class RouterCollector(Collector):
             labels=["app", "env", "listener"],
         )
         unrouted.add_metric(base, stats["unrouted"])
-        yield from (requests, duration, in_flight, unrouted)
+        started = GaugeMetricFamily(
+            "baepo_router_worker_start_time_seconds",
+            "When the router's worker started (Unix time); the counters above count from then.",
+            labels=["app", "env", "listener"],
+        )
+        started.add_metric(base, stats["started"])
+        yield from (requests, duration, in_flight, unrouted, started)
 
 
 def registry_for(rt: Runtime, identity: Identity) -> CollectorRegistry:
@@ -104,6 +114,7 @@ class MetricsServer:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.registry = registry
         self.server: asyncio.AbstractServer | None = None
+        self.servers: list[asyncio.AbstractServer] = []
 
     async def start(self, host: str, port: int) -> None:
         """Listen on ``host:port``; raises OSError when it cannot."""
@@ -111,7 +122,22 @@ class MetricsServer:
             self._serve, host, port, reuse_address=True, limit=MAX_HEAD
         )
 
+    async def serve_on(self, socks: list[socket.socket]) -> None:
+        """Serve on already listening sockets (the master's)."""
+        self.servers = [
+            await asyncio.start_server(self._serve, sock=sock, limit=MAX_HEAD) for sock in socks
+        ]
+
+    def stop_accepting(self) -> None:
+        """Close the listening sockets (a successor may bind the address); scrapes in
+        progress finish."""
+        for server in self.servers:
+            server.close()
+
     async def close(self) -> None:
+        for server in self.servers:
+            server.close()
+            await server.wait_closed()
         if self.server is not None:
             self.server.close()
             await self.server.wait_closed()

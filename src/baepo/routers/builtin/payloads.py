@@ -109,7 +109,8 @@ def parse_rules(data: dict[str, Any]) -> tuple[Sticky | None, tuple[HeaderRoute,
 
 
 def parse_stats(data: dict[str, Any]) -> list[RevisionStats]:
-    """``GET /stats`` -> RevisionStats, one per revision ever routed to."""
+    """``GET /stats`` -> RevisionStats, one per revision routed to since the worker started."""
+    started = float(data.get("started", 0.0))
     return [
         RevisionStats(
             revision=int(item["revision"]),
@@ -118,6 +119,7 @@ def parse_stats(data: dict[str, Any]) -> list[RevisionStats]:
             latency_buckets={str(k): int(v) for k, v in item["latency_buckets"].items()},
             latency_sum=float(item["latency_sum"]),
             in_flight=int(item["in_flight"]),
+            started=started,
         )
         for item in data.get("revisions", [])
     ]

@@ -72,6 +72,8 @@ class Runtime:
         self.unrouted = 0  # router answers to requests that reached no revision (503, 400, 431)
         self.closing = False
         self.version = 0
+        # Counters start at zero with each worker; ``started`` tells their readers which run.
+        self.started = time.time()
         self._tasks: set[asyncio.Task[None]] = set()
         self._sweeper: asyncio.Task[None] | None = None
 
@@ -206,7 +208,12 @@ class Runtime:
             for revision, counters in sorted(self.counters.items())
         ]
         rules = dict(zip(COUNT_NAMES, self.rule_counts, strict=True))
-        return {"revisions": revisions, "unrouted": self.unrouted, "rules": rules}
+        return {
+            "revisions": revisions,
+            "unrouted": self.unrouted,
+            "rules": rules,
+            "started": round(self.started, 6),
+        }
 
     def in_flight(self) -> dict[str, int]:
         return {address: up.in_flight for address, up in self.upstreams.items()}

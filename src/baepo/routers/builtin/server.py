@@ -1,35 +1,27 @@
-"""The router process: command line, listening sockets, signals and graceful shutdown.
+"""The router process: command line, listening sockets, then the master's loop.
 
 ``python -m baepo.routers.builtin --listen HOST:PORT --admin SOCK --state FILE`` runs ``main``.
-It loads the saved table, listens for clients (``client``) and for the admin API (``admin``),
-with ``--metrics-listen HOST:PORT --app APP --env ENV [--listener NAME]`` also serves
-Prometheus ``GET /metrics`` (``metrics``), and on SIGTERM/SIGINT stops accepting, lets
-in-flight requests finish (at most ``--grace`` seconds) and exits 0. Exit code 3 means it could
-not listen. Started by ``adapter``.
+It opens the client listener, the admin unix socket and, with ``--metrics-listen HOST:PORT
+--app APP --env ENV [--listener NAME]``, the Prometheus listener (``sockets``), then becomes
+the ``master``: a worker (``worker``) forked on those sockets loads the saved table and
+proxies; a worker that dies is replaced at once while the sockets stay open. On SIGTERM/SIGINT
+the worker stops accepting and lets in-flight requests finish (at most ``--grace`` seconds),
+and the process exits 0. Exit code 3 means it could not listen. Started by ``adapter``.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
 import errno
-import gc
 import logging
 import os
-import signal
 import sys
+import time
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from baepo.routers.builtin import state
-from baepo.routers.builtin.admin import AdminServer
-from baepo.routers.builtin.client import ClientConnection
-from baepo.routers.builtin.runtime import Limits, Runtime
+from baepo.routers.builtin import master, sockets, worker
+from baepo.routers.builtin.sockets import Listeners
 from baepo.routers.builtin.table import split_address
-
-if TYPE_CHECKING:
-    from baepo.routers.builtin.metrics import MetricsServer
 
 log = logging.getLogger("baepo.router")
 EXIT_CANNOT_LISTEN = 3
@@ -77,82 +69,18 @@ def cannot_listen_message(listen: str, exc: OSError) -> str:
     return f"cannot listen on {listen}: {exc.strerror or exc}"
 
 
-async def start_metrics(rt: Runtime, args: argparse.Namespace) -> MetricsServer | None:
-    """The metrics server listening on ``--metrics-listen``, None without that option.
-
-    Imports ``prometheus_client`` only when asked for. Raises OSError when it cannot listen.
-    """
-    if args.metrics_listen is None:
+def open_or_explain(args: argparse.Namespace) -> Listeners | None:
+    """Every listening socket, or None after logging which one could not be opened and why."""
+    try:
+        return sockets.open_listeners(args.listen, args.metrics_listen, args.admin)
+    except sockets.ListenError as exc:
+        if exc.option == "admin":
+            log.error("cannot create the admin socket %s: %s", args.admin, exc.cause)
+        elif exc.option == "metrics_listen":
+            log.error("metrics_listen: %s", cannot_listen_message(exc.address, exc.cause))
+        else:
+            log.error("%s", cannot_listen_message(exc.address, exc.cause))
         return None
-    from baepo.routers.builtin import metrics  # only routers with metrics load it
-
-    identity = metrics.Identity(args.app, args.env, args.listener)
-    server = metrics.MetricsServer(metrics.registry_for(rt, identity))
-    host, port = split_address(args.metrics_listen)
-    await server.start(host, port)
-    log.info("serving Prometheus metrics on http://%s/metrics", args.metrics_listen)
-    return server
-
-
-async def serve(args: argparse.Namespace) -> int:
-    limits = Limits(args.upstream_timeout, args.idle_timeout, args.connect_timeout)
-    rt = Runtime(limits)
-    rt.apply(state.load_table(args.state))
-    loop = asyncio.get_running_loop()
-    host, port = split_address(args.listen)
-    try:
-        server = await loop.create_server(
-            lambda: ClientConnection(rt), host, port, reuse_address=True, backlog=2048
-        )
-    except OSError as exc:
-        log.error("%s", cannot_listen_message(args.listen, exc))
-        return EXIT_CANNOT_LISTEN
-    try:
-        metrics = await start_metrics(rt, args)
-    except OSError as exc:
-        log.error("metrics_listen: %s", cannot_listen_message(args.metrics_listen, exc))
-        server.close()
-        return EXIT_CANNOT_LISTEN
-    info = {
-        "pid": os.getpid(),
-        "listen": args.listen,
-        "metrics_listen": args.metrics_listen,
-        "upstream_timeout": limits.upstream_timeout,
-        "idle_timeout": limits.idle_timeout,
-        "connect_timeout": limits.connect_timeout,
-    }
-    admin = AdminServer(rt, args.state, lambda: dict(info))
-    try:
-        await admin.start(args.admin)
-    except OSError as exc:
-        log.error("cannot create the admin socket %s: %s", args.admin, exc)
-        server.close()
-        if metrics is not None:
-            await metrics.close()
-        return EXIT_CANNOT_LISTEN
-    admin_inode = args.admin.stat().st_ino
-    rt.start()
-    stop = asyncio.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    log.info("listening on %s, admin on %s, %d backends", args.listen, args.admin, len(rt.routes))
-    # Long-lived objects are made; keep the collector away from the request path.
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(100_000, 50, 100)
-    await stop.wait()
-    log.info("stopping: draining %d connections (at most %g s)", len(rt.clients), args.grace)
-    server.close()
-    await rt.drain(args.grace)
-    if metrics is not None:
-        await metrics.close()
-    await admin.close()
-    # A successor may already listen on the same path: remove only our own socket.
-    with contextlib.suppress(OSError):
-        if args.admin.stat().st_ino == admin_inode:
-            args.admin.unlink()
-    log.info("stopped")
-    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -162,4 +90,21 @@ def main(argv: list[str] | None = None) -> int:
         stream=sys.stderr,
         format="%(asctime)s router[%(process)d] %(levelname)s %(message)s",
     )
-    return asyncio.run(serve(args))
+    listeners = open_or_explain(args)
+    if listeners is None:
+        return EXIT_CANNOT_LISTEN
+    if args.metrics_listen is not None:
+        # Imported once here, so that no restarted worker pays for it.
+        from baepo.routers.builtin import metrics  # noqa: F401
+    me, started = os.getpid(), time.monotonic()
+    boss = master.Master(
+        lambda restarts: worker.run(args, listeners, worker.Lineage(me, started, restarts)),
+        listeners.close,
+    )
+    log.info("router %d: listening on %s, admin on %s", os.getpid(), args.listen, args.admin)
+    try:
+        return boss.run()
+    finally:
+        listeners.close()
+        listeners.remove_admin()
+        log.info("stopped")
