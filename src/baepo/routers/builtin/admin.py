@@ -4,7 +4,8 @@
 null, "header_routes": [...]}``, validated by ``table.parse_table``, saved by ``state``, applied
 by ``runtime``; the table already served is a no-op), ``GET /backends``, ``GET /stats``, ``GET
 /inflight``, ``GET /healthz``. Small, bounded and independent of the proxy's hot path; the
-client is ``adapter.BuiltinRouter`` (httpx over the socket). Started by ``server``.
+client is ``adapter.BuiltinRouter`` (httpx over the socket). Started by ``worker`` on the
+socket the master opened.
 """
 
 from __future__ import annotations

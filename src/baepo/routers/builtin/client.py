@@ -7,7 +7,7 @@ per-header callbacks. Either way the request becomes an ``exchange.Exchange`` ha
 forwarding half this class inherits (``forwarding``), which picks an upstream and answers in
 order. Body bytes follow as they are parsed (chunked bodies re-chunked); after an upgrade the
 bytes go to the upstream unparsed. Requests that cannot be parsed or forwarded get 400, 405
-or 431 from ``wire``. Callers: ``server`` (creates one per accepted connection), ``runtime``
+or 431 from ``wire``. Callers: ``worker`` (creates one per accepted connection), ``runtime``
 (connect results, sweeps, drain) and ``upstream`` (events).
 """
 

@@ -1,6 +1,6 @@
 """The router's Prometheus endpoint: ``GET /metrics`` on its own address, read at scrape time.
 
-``server`` starts a :class:`MetricsServer` only when the router runs with ``--metrics-listen``,
+``worker`` starts a :class:`MetricsServer` only when the router runs with ``--metrics-listen``,
 and only then imports this module, so a router without metrics never loads
 ``prometheus_client``. Nothing is counted here: :class:`RouterCollector` reads, at each scrape,
 the same per-revision counters the admin API serves as ``GET /stats`` (``Runtime.stats``), so

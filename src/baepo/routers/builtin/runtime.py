@@ -4,7 +4,7 @@
 and, when the table has rules, a ``rules.Matcher``, and swaps them in within one synchronous
 call (the next request sees the new table, in-flight ones keep theirs). It also connects to
 upstreams (the only task per request, and only when no pooled connection is idle), sweeps
-timeouts a few times a second, and drains on shutdown. Callers: ``server`` (lifecycle),
+timeouts a few times a second, and drains on shutdown. Callers: ``worker`` (lifecycle),
 ``admin`` (apply, snapshots), ``forwarding`` (pick, connect, alternative).
 """
 
@@ -55,7 +55,7 @@ class RouteState:
 
 
 class Runtime:
-    """Everything one router process knows; owned by ``server``."""
+    """Everything one router process knows; owned by ``worker``."""
 
     def __init__(self, limits: Limits) -> None:
         self.limits = limits

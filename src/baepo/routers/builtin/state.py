@@ -1,7 +1,7 @@
 """The router's state file: the last table and its rules, so a restarted router serves them.
 
 Written atomically (temporary file, fsync, rename) by ``admin`` after every accepted change;
-read by ``server`` at start. A missing file is an empty table; an unreadable one is logged and
+read by ``worker`` at start. A missing file is an empty table; an unreadable one is logged and
 ignored rather than keeping the router from starting.
 """
 

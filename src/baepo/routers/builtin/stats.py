@@ -1,7 +1,7 @@
 """Per-revision counters of the built-in router: plain ints, one ``bisect`` per request.
 
 ``runtime`` owns one ``RevisionCounters`` per revision ever routed to (counters are monotonic
-since the process started, even when a revision leaves the table); ``forwarding`` counts
+since the worker started, even when a revision leaves the table); ``forwarding`` counts
 when an exchange ends; the admin server serves ``snapshot`` as ``GET /stats``.
 """
 
