@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import socket
 import time
 from collections.abc import Iterator
@@ -210,3 +212,33 @@ def test_router_argv_passes_metrics_options_only_when_asked(tmp_path: Path) -> N
         "--listener",
         "main",
     ]
+
+
+def test_metrics_survive_a_worker_crash_and_show_the_reset(tmp_path: Path) -> None:
+    metrics = f"127.0.0.1:{free_port()}"
+    extra = ("--metrics-listen", metrics, "--app", "shop", "--env", "prod")
+    with (
+        UpstreamServer("a") as up,
+        RouterProcess(tmp_path, *extra) as router,
+        httpx.Client(timeout=10) as client,
+    ):
+        router.put((1, 100, [up.address]))
+        for _ in range(5):
+            assert client.get(f"{router.url}/hello").status_code == 200
+        before = scrape(metrics)
+        start = "baepo_router_worker_start_time_seconds"
+        started = value(before[start], start, **LABELS)
+        total = "baepo_router_requests_total"
+        assert value(before["baepo_router_requests"], total, code="2xx", **LABELS) == 5
+        (worker,) = router.workers()
+        os.kill(worker, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while router.workers() in ([], [worker]):
+            assert time.monotonic() < deadline, "no new worker"
+            time.sleep(0.01)
+        # The same address answers (the master kept the socket): counters from zero, and a
+        # later start time saying so.
+        after = scrape(metrics)
+        assert value(after["baepo_router_requests"], total, code="2xx", **LABELS) == 0
+        restarted = value(after[start], start, **LABELS)
+        assert restarted > started
