@@ -297,6 +297,7 @@ class AnalysisEngine:
                         app=run.app, env=run.env, revision=run.revision,
                         baseline=run.baseline, window=max(1.0, metric.interval),
                         started_at=run.started_at, args=args, spec_dir=spec_dir,
+                        user=spec.run.user,
                     )  # fmt: skip
                     measurement: Measurement | None
                     if spec.analysis[template].judge is not None:

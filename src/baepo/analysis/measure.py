@@ -42,7 +42,8 @@ class MeasureContext:
     newly promoted side); ``baseline`` the stable revision it is compared with, None when
     there is none. ``window`` is how far back a rate or percentile looks, in seconds (the
     metric's interval). ``args`` are the template's named values, already resolved.
-    ``spec_dir`` is the folder relative paths (a job's command) are resolved against.
+    ``spec_dir`` is the folder relative paths (a job's command) are resolved against;
+    ``user`` the spec's ``run.user``, the account a job's command runs as.
     """
 
     app: str
@@ -53,6 +54,7 @@ class MeasureContext:
     started_at: datetime
     args: Mapping[str, str] = field(default_factory=dict)
     spec_dir: str = "."
+    user: str | None = None
 
     def placeholders(self) -> dict[str, str]:
         """The values ``{{name}}`` placeholders in queries, URLs and commands are replaced by."""

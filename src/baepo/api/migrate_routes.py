@@ -81,7 +81,9 @@ async def migrate(app: str, body: MigrateBody, request: Request) -> dict[str, An
             actor=caller.actor(body.actor), revision=revision.number,
         )
     )  # fmt: skip
-    result = await run_argv(argv, cwd=revision.spec_dir, env=env, timeout=spec.migrate.timeout)
+    result = await run_argv(
+        argv, cwd=revision.spec_dir, env=env, timeout=spec.migrate.timeout, user=spec.run.user
+    )
     run = store.save_gate_run(
         replace(
             run,

@@ -42,6 +42,7 @@ from baepo.notify import Notifier
 from baepo.registry import make_platform, make_routers
 from baepo.secrets import sealed
 from baepo.secrets.keys import Keyring
+from baepo.shell import accounts, statedir
 from baepo.store import open_store, redact, sqlite_url
 
 log = logging.getLogger("baepo.server")
@@ -158,11 +159,13 @@ def serve(
     port: int = 0,
     database_url: str | None = None,
     auth_required: bool = False,
+    run_as: accounts.Settings | None = None,
 ) -> None:
     """Run the server in the foreground until SIGTERM or Ctrl-C.
 
     Without ``auth_required`` it listens on loopback only and every request without a token
-    is the local user's; anything else is refused before it starts.
+    is the local user's; anything else is refused before it starts. ``run_as`` says which
+    OS account a spec's commands run as when the server is root (see ``shell.accounts``).
     """
     if host not in ("127.0.0.1", "localhost", "::1") and not auth_required:
         raise ConfigError(
@@ -178,7 +181,20 @@ def serve(
     # SQLite: one server per state dir. PostgreSQL: replicas may share one; the lease decides
     # which of them acts.
     shared = not url.startswith("sqlite")
-    state_dir.mkdir(parents=True, exist_ok=True)
+    settings = run_as or accounts.Settings()
+    if os.geteuid() == 0:
+        accounts.run_as(settings.default_user, settings, field="--run-user")
+    accounts.configure(settings)
+    # Everything this process and its children write in the state dir is its owner's alone.
+    os.umask(statedir.PRIVATE_UMASK)
+    opened_up = statedir.secure(state_dir)
+    if opened_up:
+        log.warning(
+            "made %d path(s) of %s private to their owner (0700 folders, 0600 files), e.g. %s",
+            len(opened_up),
+            state_dir,
+            opened_up[0],
+        )
     with contextlib.nullcontext() if shared else exclusive(state_dir):
         sock = _bind(host, port)
         bound_host, bound_port = sock.getsockname()[:2]

@@ -32,6 +32,7 @@ from baepo.errors import (
     Problem,
     StateError,
 )
+from baepo.shell import statedir
 from baepo.shell.process import pid_alive, python_module_argv, spawn_detached
 
 SERVER_START_TIMEOUT = 30.0
@@ -209,7 +210,7 @@ def start_server(
     state_dir: Path, *, database_url: str | None = None, extra_args: Sequence[str] = ()
 ) -> dict[str, Any]:
     """Start a background server for ``state_dir`` and wait until it answers."""
-    state_dir.mkdir(parents=True, exist_ok=True)
+    statedir.create(state_dir)
     argv = python_module_argv(
         "baepo", "server", "start", "--foreground", "--state-dir", str(state_dir)
     )

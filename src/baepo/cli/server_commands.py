@@ -74,10 +74,33 @@ def start(
             "loopback). `off`: loopback only; requests without a token act as the local user.",
         ),
     ] = Auth.off,
+    run_user: Annotated[
+        str,
+        typer.Option(
+            "--run-user",
+            help="When the server runs as root: the OS account a spec's commands run as "
+            "when it sets no run.user.",
+            envvar="BAEPO_RUN_USER",
+        ),
+    ] = "nobody",
+    allow_root_instances: Annotated[
+        bool,
+        typer.Option(
+            "--allow-root-instances",
+            help="Let a spec's commands run as root (run.user: root), with access to the "
+            "state directory and its master key. Only for a machine whose every deployer "
+            "is trusted.",
+            envvar="BAEPO_ALLOW_ROOT_INSTANCES",
+        ),
+    ] = False,
     file: FileOpt = None,
     state_dir: StateOpt = None,
 ) -> None:
     """Start the server for this app's state directory.
+
+    Run as root, it runs every command of a spec (instances, hooks, checks, migrations,
+    `job` metrics) as the spec's `run.user`, by default `--run-user` (`nobody`), so they
+    cannot read the state directory (see docs/auth.md).
 
     With a PostgreSQL `--database-url` another replica may start for the same state dir: all
     serve the API, one leads (see docs/high-availability.md).
@@ -97,7 +120,17 @@ def start(
 
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
         logging.getLogger("httpx").setLevel(logging.WARNING)
-        serve(directory, host=host, port=port, database_url=database_url, auth_required=required)
+        from baepo.shell.accounts import Settings
+
+        run_as = Settings(default_user=run_user, allow_root=allow_root_instances)
+        serve(
+            directory,
+            host=host,
+            port=port,
+            database_url=database_url,
+            auth_required=required,
+            run_as=run_as,
+        )
         return
     from baepo.cli.client import running_server, start_server
 
@@ -106,7 +139,9 @@ def start(
     if info is not None and not replica:
         out.print(f"a server already runs for {directory} at {info['url']} (pid {info['pid']})")
         return
-    extra = ["--listen", listen, "--auth", auth.value]
+    extra = ["--listen", listen, "--auth", auth.value, "--run-user", run_user]
+    if allow_root_instances:
+        extra.append("--allow-root-instances")
     info = start_server(directory, database_url=database_url, extra_args=extra)
     out.print(f"server started at {info['url']} (pid {info['pid']}); log: {directory}/server.log")
     if replica:

@@ -73,6 +73,7 @@ def instance_spec(revision: Revision) -> InstanceSpec:
         readiness=probe_config(spec.health.readiness),
         liveness=probe_config(spec.health.liveness) if spec.health.liveness else None,
         target=hosts_target(spec, revision.spec_dir, revision.version),
+        user=spec.run.user,
     )
 
 

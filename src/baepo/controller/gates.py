@@ -85,10 +85,10 @@ class Gates:
         cwd = revision.spec_dir
         gates: list[Gate] = []
         for check in spec.checks.before:
-            gates.append(("check", "before", check.name, _check(check, cwd, env)))
+            gates.append(("check", "before", check.name, _check(check, cwd, env, spec.run.user)))
         for hook in spec.hooks.pre_deploy:
             name = hook.name or hook.command[0]
-            run = _argv(hook.command, cwd, {**env, **hook.env}, hook.timeout)
+            run = _argv(hook.command, cwd, {**env, **hook.env}, hook.timeout, spec.run.user)
             gates.append(("hook", "pre_deploy", name, run))
         if spec.migrate is not None and spec.backup is not None and spec.backup.before_migrate:
             gates.append(
@@ -98,7 +98,7 @@ class Gates:
             migrate = spec.migrate
             argv = [arg.replace("{target}", "") for arg in migrate.up]
             run = _argv(argv, cwd, {**env, **migrate.env, "BAEPO_MIGRATE_TARGET": ""},
-                        migrate.timeout)  # fmt: skip
+                        migrate.timeout, spec.run.user)  # fmt: skip
             gates.append(("migrate", "up", " ".join(argv)[:200], run))
         return gates
 
@@ -164,7 +164,7 @@ class Gates:
             await self._event(rollout, "gate.failed", f"checks after not run: {exc}")
             return
         for check in spec.checks.after:
-            run = _check(check, revision.spec_dir, env)
+            run = _check(check, revision.spec_dir, env, spec.run.user)
             result = await self._record(rollout, "check", "after", check.name, run)
             if not result.passed:
                 reason = (
@@ -193,7 +193,9 @@ class Gates:
             return
         for hook in getattr(spec.hooks, stage):
             name = hook.name or hook.command[0]
-            run = _argv(hook.command, revision.spec_dir, {**env, **hook.env}, hook.timeout)
+            run = _argv(
+                hook.command, revision.spec_dir, {**env, **hook.env}, hook.timeout, spec.run.user
+            )
             await self._record(rollout, "hook", stage, name, run)
 
     # -- helpers -----------------------------------------------------------------------
@@ -329,10 +331,12 @@ async def _done(result: GateResult) -> GateResult:
 
 
 def _argv(
-    argv: list[str], cwd: str, env: dict[str, str], timeout: float
+    argv: list[str], cwd: str, env: dict[str, str], timeout: float, user: str | None
 ) -> Callable[[], Awaitable[GateResult]]:
-    return lambda: run_argv(argv, cwd=cwd, env=env, timeout=timeout)
+    return lambda: run_argv(argv, cwd=cwd, env=env, timeout=timeout, user=user)
 
 
-def _check(check: CheckSpec, cwd: str, env: dict[str, str]) -> Callable[[], Awaitable[GateResult]]:
-    return lambda: run_check(check, cwd=cwd, env=env)
+def _check(
+    check: CheckSpec, cwd: str, env: dict[str, str], user: str | None
+) -> Callable[[], Awaitable[GateResult]]:
+    return lambda: run_check(check, cwd=cwd, env=env, user=user)

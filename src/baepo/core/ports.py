@@ -110,6 +110,9 @@ class InstanceSpec:
     # A placement constraint: the address of the one host of ``target`` it must run on
     # (host batches); None lets the platform choose.
     host: str | None = None
+    # The spec's ``run.user``: the OS account the local platform runs the app as when the
+    # server is root (None: the server's default). Not used on the hosts target.
+    user: str | None = None
 
 
 class Platform(Protocol):

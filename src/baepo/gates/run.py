@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import httpx
 
 from baepo.errors import BaepoError
+from baepo.shell import accounts, statedir
 from baepo.shell.process import run_command
 from baepo.spec.gates import CheckSpec, HttpCheckSpec
 
@@ -47,12 +48,24 @@ def release_env(
 
 
 async def run_argv(
-    argv: Sequence[str], *, cwd: str, env: Mapping[str, str], timeout: float
+    argv: Sequence[str],
+    *,
+    cwd: str,
+    env: Mapping[str, str],
+    timeout: float,
+    user: str | None = None,
 ) -> GateResult:
-    """Run a command; it passes when it exits 0 within ``timeout``."""
+    """Run a command as the spec's ``run.user`` (see ``accounts``); it passes when it exits 0
+    within ``timeout``."""
     try:
         done = await run_command(
-            argv, cwd=cwd, env={**os.environ, **env}, timeout=timeout, output_limit=OUTPUT_LIMIT
+            argv,
+            cwd=cwd,
+            env={**os.environ, **env},
+            timeout=timeout,
+            output_limit=OUTPUT_LIMIT,
+            account=accounts.run_as(user),
+            umask=statedir.CHILD_UMASK,
         )
     except BaepoError as exc:
         return GateResult(False, str(exc))
@@ -90,14 +103,18 @@ async def probe(http: HttpCheckSpec, *, timeout: float) -> GateResult:
     return GateResult(True, f"{http.method} {http.url} answered {answer.status_code}", preview)
 
 
-async def run_check(check: CheckSpec, *, cwd: str, env: Mapping[str, str]) -> GateResult:
+async def run_check(
+    check: CheckSpec, *, cwd: str, env: Mapping[str, str], user: str | None = None
+) -> GateResult:
     """Run a check, retrying it ``retries`` times ``retry_interval`` apart."""
     result = GateResult(False, "the check has neither a command nor an http probe")
     for attempt in range(check.retries + 1):
         if attempt:
             await asyncio.sleep(check.retry_interval)
         if check.command is not None:
-            result = await run_argv(check.command, cwd=cwd, env=env, timeout=check.timeout)
+            result = await run_argv(
+                check.command, cwd=cwd, env=env, timeout=check.timeout, user=user
+            )
         elif check.http is not None:
             result = await probe(check.http, timeout=check.timeout)
         if result.passed:

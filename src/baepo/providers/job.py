@@ -18,8 +18,8 @@ import os
 from collections.abc import Mapping
 
 from baepo.analysis.measure import MeasureContext, Measured, MeasurementError, render
-from baepo.errors import ExternalError
-from baepo.shell import process
+from baepo.errors import BaepoError
+from baepo.shell import accounts, process, statedir
 from baepo.spec.analysis import JobSpec, MetricSpec
 from baepo.spec.units import format_duration
 
@@ -62,8 +62,10 @@ class JobProvider:
                 cwd=context.spec_dir,
                 env=job_env(context, os.environ),
                 timeout=metric.job.timeout,
+                account=accounts.run_as(context.user),
+                umask=statedir.CHILD_UMASK,
             )
-        except ExternalError as exc:
+        except BaepoError as exc:
             raise MeasurementError(exc.message) from exc
         output = done.output[-OUTPUT_CHARS:]
         if done.timed_out:

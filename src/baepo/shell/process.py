@@ -19,6 +19,15 @@ from pathlib import Path
 from typing import Any
 
 from baepo.errors import CommandFailed, ExternalError
+from baepo.shell.accounts import Account
+
+
+def switch_to(account: Account | None) -> dict[str, Any]:
+    """Popen keyword arguments that run the child as ``account`` (nothing for None): its uid,
+    its primary group and no supplementary group of the server's."""
+    if account is None:
+        return {}
+    return {"user": account.uid, "group": account.gid, "extra_groups": []}
 
 
 def python_module_argv(module: str, *args: str) -> list[str]:
@@ -35,14 +44,15 @@ def spawn_detached(
 ) -> int:
     """Start ``argv`` in a new session (its own process group) that outlives this process.
 
-    Output goes to ``output`` (appended) or /dev/null; stdin is /dev/null. Returns the pid,
+    Output goes to ``output`` (appended; created 0600) or /dev/null; stdin is /dev/null.
+    Returns the pid,
     which is also the process-group id. Raises ExternalError when the program cannot start.
     """
     stdout: Any = subprocess.DEVNULL
     handle = None
     if output is not None:
         output.parent.mkdir(parents=True, exist_ok=True)
-        handle = output.open("ab")
+        handle = os.fdopen(os.open(output, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab")
         stdout = handle
     try:
         proc = subprocess.Popen(
@@ -147,8 +157,13 @@ async def run_command(
     env: Mapping[str, str] | None = None,
     timeout: float,
     output_limit: int = 64 * 1024,
+    account: Account | None = None,
+    umask: int = -1,
 ) -> CommandResult:
     """Run ``argv`` without a shell in a new session and wait for it, at most ``timeout`` s.
+
+    With ``account`` it runs as that OS account, with ``HOME``, ``USER`` and ``LOGNAME`` set
+    to the account's (see ``accounts``). ``umask`` is the child's (-1: this process's).
 
     Stdin is /dev/null. On timeout (or when the caller is cancelled) the whole process group
     is killed with SIGKILL; processes the command left running in its group after it exited
@@ -156,19 +171,25 @@ async def run_command(
     not executable, ``cwd`` missing). Never blocks the event loop.
     """
     program = argv[0] if argv else ""
+    environment = dict(env) if env is not None else None
+    if account is not None:
+        environment = {**(environment or os.environ), **account.environment()}
     try:
         proc = await asyncio.create_subprocess_exec(
             *argv,
             cwd=cwd,
-            env=dict(env) if env is not None else None,
+            env=environment,
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
             start_new_session=True,
+            umask=umask,
+            **switch_to(account),
         )
     except (OSError, ValueError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        raise ExternalError(f"cannot start {program!r}: {reason}") from exc
+        who = f" as {account.name!r}" if account is not None else ""
+        raise ExternalError(f"cannot start {program!r}{who}: {reason}") from exc
     tail = bytearray()
 
     async def collect() -> None:

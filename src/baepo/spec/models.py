@@ -60,6 +60,23 @@ class RunSpec(SpecModel):
         default=10.0,
         description="Time between SIGTERM and SIGKILL when an instance is stopped.",
     )
+    user: str | None = Field(
+        default=None,
+        description=(
+            "The OS account every command of this spec runs as on the server's machine "
+            "(local instances, hooks, checks, migrations, command backups, `job` metrics) "
+            "when the server runs as root. Default: the server's `--run-user`, `nobody` "
+            "unless set. An account with uid 0 is refused unless the server was started with "
+            "`--allow-root-instances`; an account missing on the machine is refused at "
+            "deploy. A server that is not root runs them as its own account: then this may "
+            "only name that account. Instances on the hosts target run as the SSH account "
+            "of each host. See docs/auth.md."
+        ),
+        examples=["shop"],
+        min_length=1,
+        max_length=32,
+        pattern=r"^[A-Za-z_][A-Za-z0-9_.-]*\$?$",
+    )
 
     @field_validator("command")
     @classmethod

@@ -37,7 +37,7 @@ from baepo.core.ports import InstanceSpec, Platform
 from baepo.errors import ConfigError
 from baepo.platforms.local import addresses, logs, records
 from baepo.platforms.local.proctable import group_alive
-from baepo.shell import process
+from baepo.shell import accounts, process
 
 SUPERVISOR_MODULE = "baepo.platforms.local.supervisor"
 STOP_MARGIN = 1.0  # seconds past the grace period before the platform SIGKILLs everything
@@ -95,6 +95,7 @@ class LocalPlatform:
     async def start_instance(self, spec: InstanceSpec) -> Instance:
         """Allocate a port, write ``instance.json``, start the supervisor; phase STARTING."""
         process.reap_children()
+        account = accounts.run_as(spec.user)
         instance_id = new_instance_id(spec.revision)
         cwd = str(Path(spec.cwd).resolve())
         record = records.InstanceRecord(
@@ -103,6 +104,7 @@ class LocalPlatform:
             port=addresses.allocate_port(self.host, self._ports_in_use()),
             spec=dataclasses.replace(spec, cwd=cwd, secret_env={}),
             created_at=records.utc_now(),
+            account=account,
         )
         directory = self._group_dir(spec.app, spec.env) / instance_id
         directory.mkdir(parents=True)

@@ -17,6 +17,7 @@ from typing import Any
 
 from baepo.core.model import InstancePhase
 from baepo.core.ports import InstanceSpec, ProbeConfig
+from baepo.shell.accounts import Account
 
 INSTANCE_FILE = "instance.json"
 STATE_FILE = "state.json"
@@ -47,6 +48,7 @@ class InstanceRecord:
     port: int
     spec: InstanceSpec
     created_at: str
+    account: Account | None = None  # the OS account the app runs as; None: the supervisor's
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -57,12 +59,14 @@ class InstanceRecord:
         spec["readiness"] = ProbeConfig(**spec["readiness"])
         if spec.get("liveness") is not None:
             spec["liveness"] = ProbeConfig(**spec["liveness"])
+        account = data.get("account")
         return cls(
             id=str(data["id"]),
             host=str(data["host"]),
             port=int(data["port"]),
             spec=InstanceSpec(**spec),
             created_at=str(data["created_at"]),
+            account=Account(**account) if account is not None else None,
         )
 
 

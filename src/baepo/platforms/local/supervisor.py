@@ -26,6 +26,7 @@ from baepo.core.model import InstancePhase
 from baepo.platforms.local import records, restarts
 from baepo.platforms.local.logfile import SUPERVISOR_MARK, RotatingLog
 from baepo.platforms.local.probe import ProbeLoop
+from baepo.shell import statedir
 
 POLL = 0.05  # seconds between checks of the app and of signal flags
 
@@ -159,9 +160,13 @@ class Supervisor:
             "BAEPO_ENV": self.spec.env,
             "BAEPO_REVISION": str(self.spec.revision),
         }
-        env = restarts.app_environment(
-            dict(os.environ), self.spec.env_vars, self.record.port, identity
-        )
+        base = dict(os.environ)
+        switch: dict[str, Any] = {}
+        account = self.record.account
+        if account is not None:
+            base.update(account.environment())
+            switch = {"user": account.uid, "group": account.gid, "extra_groups": []}
+        env = restarts.app_environment(base, self.spec.env_vars, self.record.port, identity)
         problem = None
         if not os.path.isdir(self.spec.cwd):
             problem = f"cannot start {argv[0]!r}: working directory {self.spec.cwd!r} not found"
@@ -176,15 +181,19 @@ class Supervisor:
                     stderr=subprocess.STDOUT,
                     start_new_session=True,
                     close_fds=True,
+                    umask=statedir.CHILD_UMASK,
+                    **switch,
                 )
             except OSError as exc:
-                problem = f"cannot start {argv[0]!r}: {exc.strerror or exc}"
+                who = f" as {account.name!r}" if account is not None else ""
+                problem = f"cannot start {argv[0]!r}{who}: {exc.strerror or exc}"
         if problem is not None:
             self.note(problem)
             self.update(phase=InstancePhase.FAILED, ready=False, pid=None, message=problem)
             return None
         self._proc = proc
-        self.note(f"started {argv[0]!r} as pid {proc.pid} on port {self.record.port}")
+        who = f" as user {account.name!r}" if account is not None else ""
+        self.note(f"started {argv[0]!r} as pid {proc.pid}{who} on port {self.record.port}")
         self.update(
             phase=InstancePhase.RUNNING, pid=proc.pid, started_at=records.utc_now(), message=""
         )

@@ -1,0 +1,119 @@
+"""The OS account that every command of a spec runs as (``run.user``).
+
+A spec is written by anyone holding a deployer token for one environment, so what it runs
+(instances, hooks, checks, migrations, command backups, ``job`` metrics) must not be able to
+read the server's state directory, whose ``secret.key`` decrypts every environment's secrets.
+When the server runs as root, spec commands therefore run as ``run.user`` (default: the
+server's ``--run-user``, ``nobody`` unless set), never as root unless the server was started
+with ``--allow-root-instances``. A server that is not root cannot switch users: spec commands
+run as the server's own account, and ``run.user`` may only name that account.
+
+Stdlib only (the instance supervisor imports it). Callers: ``process`` (switching), the local
+platform (instances), the controller (deploy-time check), ``baepo server start`` (settings).
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+from dataclasses import dataclass
+
+from baepo.errors import ConfigError
+
+DEFAULT_USER = "nobody"
+FIELD = "run.user"
+
+
+@dataclass(frozen=True)
+class Account:
+    """A resolved OS account: what a child process switches to before it runs."""
+
+    name: str
+    uid: int
+    gid: int
+    home: str
+
+    def environment(self) -> dict[str, str]:
+        """The variables that name the account, set over the server's own."""
+        return {"HOME": self.home, "USER": self.name, "LOGNAME": self.name}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The server's choices: the account for specs without ``run.user``, and whether an
+    account with uid 0 may be used at all."""
+
+    default_user: str = DEFAULT_USER
+    allow_root: bool = False
+
+
+_settings = Settings()
+
+
+def configure(settings: Settings) -> None:
+    """Set the process-wide settings (``baepo server start`` does, once, before serving)."""
+    global _settings
+    _settings = settings
+
+
+def current() -> Settings:
+    return _settings
+
+
+def run_as(
+    user: str | None, settings: Settings | None = None, *, field: str = FIELD
+) -> Account | None:
+    """The account spec commands run as; None when no switch is needed (the server is not
+    root, and ``user`` is absent or the server's own account).
+
+    Raises ConfigError located at ``field`` for an unknown account, for root without
+    ``--allow-root-instances``, and for a non-root server asked to switch to someone else.
+    ``settings`` default to the process-wide ones.
+    """
+    settings = settings or _settings
+    euid = os.geteuid()
+    if euid != 0:
+        if user is None:
+            return None
+        me = _name_of(euid)
+        found = _lookup(user, field)
+        if found.pw_uid == euid:
+            return None
+        raise _error(
+            field,
+            f"the server runs as {me!r}, so the spec's commands run as {me!r}; it cannot "
+            f"switch to {user!r}",
+            hint=f"remove run.user (or set it to {me!r}), or run the server as root",
+        )
+    found = _lookup(user or settings.default_user, field)
+    if found.pw_uid == 0 and not settings.allow_root:
+        raise _error(
+            field,
+            f"{found.pw_name!r} has uid 0: the spec's commands would be able to read the "
+            "state directory and its master key, so this server refuses it",
+            hint="name an unprivileged account; an admin who accepts the risk starts the "
+            "server with --allow-root-instances",
+        )
+    return Account(name=found.pw_name, uid=found.pw_uid, gid=found.pw_gid, home=found.pw_dir)
+
+
+def _lookup(name: str, field: str) -> pwd.struct_passwd:
+    try:
+        return pwd.getpwnam(name)
+    except KeyError:
+        raise _error(
+            field,
+            f"no account {name!r} on this machine",
+            hint=f"create it (useradd --system {name}) or name an existing account",
+        ) from None
+
+
+def _name_of(uid: int) -> str:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
+
+
+def _error(field: str, message: str, *, hint: str) -> ConfigError:
+    return ConfigError(f"{field}: {message}", hint=hint)

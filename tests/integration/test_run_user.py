@@ -1,0 +1,141 @@
+"""Who runs a spec's commands, through the real CLI, server and router, as root (as CI runs).
+
+With the server's defaults, instances, hooks and ``job`` metrics run as ``nobody`` and cannot
+read the state directory, whose folders are 0700 and files 0600 (also when an older state
+directory was left open); ``run.user: root`` is refused unless the server was started with
+``--allow-root-instances``; an account missing on the machine is refused at deploy.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from harness import SampleProject, serving
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(os.geteuid() != 0, reason="switching accounts needs a root server"),
+]
+
+# Succeeds only when run as nobody, with nobody's HOME, unable to read the state dir.
+CONFINED = (
+    'test "$(id -un)" = nobody || exit 3; test "$HOME" = /nonexistent || exit 4; '
+    "cat .baepo/state.db > /dev/null 2>&1 && exit 5; "
+    "cat .baepo/server.json > /dev/null 2>&1 && exit 6; "
+    "cat .baepo/server.log > /dev/null 2>&1 && exit 7; true"
+)
+
+SPEC = """\
+app: sample
+version: "{version}"
+run:
+  command: [sh, -c, '{confined} && exec python3 app.py --port "$PORT"']
+  env: {{PATH: /usr/local/bin:/usr/bin:/bin, SAMPLE_VERSION: "{version}"}}
+  stop_grace_period: 2s
+{user}replicas: 1
+health:
+  readiness: {{path: /health/ready, interval: 100ms, timeout: 1s, failure_threshold: 2}}
+router:
+  listen: "127.0.0.1:{port}"
+strategy: {{canary: {{steps: [{{set_weight: 50}}, {{analysis: {{templates: [confined]}}}}]}}}}
+restart: {{backoff_initial: 100ms, backoff_max: 1s, crash_loop_restarts: 2, crash_loop_window: 30s}}
+progress_deadline: 60s
+hooks:
+  pre_deploy: [{{name: confined, command: [sh, -c, '{confined}']}}]
+analysis:
+  confined:
+    metrics:
+      - name: confined
+        provider: job
+        job: {{command: [sh, -c, '{confined}']}}
+        success_condition: result == 0
+"""
+
+
+@pytest.fixture
+def open_project(default_accounts: None) -> Iterator[SampleProject]:
+    """A sample project in a folder every account may enter and read (unlike pytest's 0700
+    tmp_path), so that only the state directory's own modes keep ``nobody`` out."""
+    root = Path(tempfile.mkdtemp(prefix="baepo-run-user-"))
+    root.chmod(0o755)
+    project = SampleProject(root)
+    (root / "app.py").chmod(0o644)
+    for name in ("BAEPO_RUN_USER", "BAEPO_ALLOW_ROOT_INSTANCES"):
+        project.env.pop(name, None)
+    try:
+        yield project
+    finally:
+        project.clean_up()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def write(project: SampleProject, version: str, *, user: str | None = None) -> None:
+    project.spec.write_text(
+        SPEC.format(
+            version=version,
+            confined=CONFINED,
+            port=project.port,
+            user=f"  user: {user}\n" if user else "",
+        )
+    )
+
+
+def open_bits(state_dir: Path) -> list[str]:
+    """Paths in the state dir that a group or other account may use, with their modes."""
+    found = []
+    for path in [state_dir, *state_dir.rglob("*")]:
+        mode = path.lstat().st_mode
+        if not stat.S_ISLNK(mode) and mode & (stat.S_IRWXG | stat.S_IRWXO):
+            found.append(f"{path.relative_to(state_dir)} {stat.filemode(mode)}")
+    return found
+
+
+def test_spec_commands_run_as_nobody_and_cannot_read_the_state_dir(
+    open_project: SampleProject,
+) -> None:
+    project = open_project
+    # A state dir left open by an older version: the server closes it at start, and says so.
+    project.state_dir.mkdir(mode=0o755)
+    (project.state_dir / "notes.txt").write_text("left by an older version\n")
+    (project.state_dir / "notes.txt").chmod(0o644)
+
+    write(project, "1.0.0")
+    project.ok("deploy", "--wait", timeout=120)
+    project.wait_for(lambda s: serving(s, 1, 1), what="revision 1 served by nobody")
+    # The second revision's pre_deploy hook and its canary's job metric pass only as nobody.
+    write(project, "2.0.0")
+    project.ok("deploy", "--wait", timeout=120)
+    project.wait_for(lambda s: serving(s, 2, 1), what="revision 2 served by nobody")
+
+    assert open_bits(project.state_dir) == []
+    assert "private to their owner" in (project.state_dir / "server.log").read_text()
+    logs = project.ok("logs", "--tail", "200")
+    assert "as user 'nobody'" in logs
+
+
+def test_root_and_unknown_accounts_are_refused_at_deploy(open_project: SampleProject) -> None:
+    project = open_project
+    write(project, "1.0.0", user="root")
+    refused = project.baepo("deploy", "--wait")
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    assert "run.user: 'root' has uid 0" in refused.stderr
+    assert "--allow-root-instances" in refused.stderr
+
+    write(project, "1.0.0", user="no-such-account")
+    refused = project.baepo("deploy", "--wait")
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    assert "run.user: no account 'no-such-account' on this machine" in refused.stderr
+    assert list(project.state_dir.glob("instances/*/*")) == []  # nothing was started
+
+    # An admin who accepts the risk: a server started with the flag runs them as root.
+    project.ok("server", "stop")
+    project.ok("server", "start", "--allow-root-instances")
+    write(project, "1.0.0", user="root")
+    dry = project.baepo("deploy", "--dry-run")
+    assert dry.returncode == 0, dry.stdout + dry.stderr
