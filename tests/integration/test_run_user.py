@@ -8,15 +8,23 @@ directory was left open); ``run.user: root`` is refused unless the server was st
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import stat
 import tempfile
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from harness import SampleProject, serving
+
+from baepo.analysis.measure import MeasureContext
+from baepo.gates.run import run_argv
+from baepo.providers.job import JobProvider
+from baepo.shell import statedir
+from baepo.spec.analysis import MetricSpec
 
 pytestmark = [
     pytest.mark.slow,
@@ -139,3 +147,50 @@ def test_root_and_unknown_accounts_are_refused_at_deploy(open_project: SamplePro
     write(project, "1.0.0", user="root")
     dry = project.baepo("deploy", "--dry-run")
     assert dry.returncode == 0, dry.stdout + dry.stderr
+
+
+@pytest.fixture
+def open_folder(default_accounts: None) -> Iterator[Path]:
+    """A spec folder every account may enter, with a private state dir holding a key."""
+    root = Path(tempfile.mkdtemp(prefix="baepo-run-user-"))
+    root.chmod(0o755)
+    statedir.create(root / ".baepo")
+    fd = os.open(root / ".baepo" / "secret.key", os.O_WRONLY | os.O_CREAT, 0o600)
+    os.write(fd, b"master key\n")
+    os.close(fd)
+    try:
+        yield root
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+READ_KEY = ["sh", "-c", "id -un; echo HOME=$HOME; cat .baepo/secret.key"]
+
+
+def test_a_job_metric_runs_as_nobody(open_folder: Path) -> None:
+    context = MeasureContext(
+        app="sample", env="default", revision=2, baseline=1, window=30.0,
+        started_at=datetime(2026, 1, 1, tzinfo=UTC), spec_dir=str(open_folder),
+    )  # fmt: skip
+    metric = MetricSpec.model_validate(
+        {"name": "key", "provider": "job", "job": {"command": READ_KEY}}
+    )
+    measured = asyncio.run(JobProvider().measure(metric, context))
+    assert measured.value != 0
+    assert "nobody\nHOME=/nonexistent\n" in measured.output
+    assert "Permission denied" in measured.output
+    assert "master key" not in measured.output
+
+
+def test_a_hook_runs_as_the_spec_run_user_and_an_unknown_one_fails_it(open_folder: Path) -> None:
+    done = asyncio.run(run_argv(READ_KEY, cwd=str(open_folder), env={}, timeout=30))
+    assert not done.passed
+    assert "nobody\nHOME=/nonexistent\n" in done.output
+    assert "Permission denied" in done.output
+    assert "master key" not in done.output
+
+    done = asyncio.run(
+        run_argv(READ_KEY, cwd=str(open_folder), env={}, timeout=30, user="no-such-account")
+    )
+    assert not done.passed
+    assert done.message.startswith("run.user: no account 'no-such-account' on this machine")

@@ -11,6 +11,7 @@ Callers: ``cli.main`` registers it; ``make demo`` runs it.
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import sys
@@ -28,7 +29,8 @@ from baepo.cli.context import actor
 from baepo.cli.follow import follow, rollout_finished, settled
 from baepo.cli.loadgen import LoadGenerator, LoadReport
 from baepo.cli.render import history_table
-from baepo.errors import ConfigError, RolloutFailed
+from baepo.errors import ConfigError, ExternalError, RolloutFailed
+from baepo.shell import accounts
 from baepo.shell.process import pid_alive
 
 out = Console(highlight=False)
@@ -98,9 +100,10 @@ class Demo:
         self.steps: list[tuple[str, float, str]] = []
         self.client: Client | None = None
         self.live = sys.stdout.isatty()
+        self.python = interpreter()
 
     def write_spec(self, version: str, *, strategy: str = ROLLING, errors: float = 0) -> None:
-        text = SPEC.format(version=version, python=sys.executable, port=self.port,
+        text = SPEC.format(version=version, python=self.python, port=self.port,
                            strategy=strategy)  # fmt: skip
         if errors:
             text = text.replace(
@@ -172,6 +175,7 @@ class Demo:
         return report
 
     def run(self) -> int:
+        self.workdir.chmod(0o755)  # the app may run as another account (run.user)
         shutil.copy(sample_dir() / "app.py", self.workdir / "app.py")
         out.print(f"sample app in {self.workdir}, router on http://127.0.0.1:{self.port}")
         self.write_spec("1.0.0")
@@ -233,6 +237,31 @@ class Demo:
         finally:
             shutil.rmtree(self.workdir, ignore_errors=True)
         out.print("stopped the app, its router and the server; removed the demo folder")
+
+
+def interpreter() -> str:
+    """A Python the demo's app can run with: this one, or, when a root server runs the app as
+    an account that may not run this one (a virtualenv under /root), a ``python3`` on PATH
+    that account may run (the sample app needs only the standard library)."""
+    if os.geteuid() != 0:
+        return sys.executable
+    name = os.environ.get("BAEPO_RUN_USER") or accounts.DEFAULT_USER
+    try:
+        account = accounts.run_as(name, accounts.Settings(default_user=name, allow_root=True))
+    except ConfigError:
+        return sys.executable  # the server refuses to start, and says why
+    if account is None or accounts.may_run(account, sys.executable):
+        return sys.executable
+    folders = [*os.environ.get("PATH", os.defpath).split(os.pathsep), "/usr/bin", "/bin"]
+    for folder in folders:
+        candidate = os.path.join(folder, "python3")
+        if accounts.may_run(account, candidate):
+            return candidate
+    raise ExternalError(
+        f"the demo's app runs as {account.name!r} (run.user), who may run neither "
+        f"{sys.executable} nor a python3 on PATH",
+        hint="install python3 where every account may run it, or run the demo as another user",
+    )
 
 
 def demo(

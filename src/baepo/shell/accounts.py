@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import os
 import pwd
+import stat
 from dataclasses import dataclass
+from pathlib import Path
 
 from baepo.errors import ConfigError
 
@@ -46,18 +48,30 @@ class Settings:
     default_user: str = DEFAULT_USER
     allow_root: bool = False
 
+    @classmethod
+    def from_environment(cls) -> Settings:
+        """The settings ``BAEPO_RUN_USER`` and ``BAEPO_ALLOW_ROOT_INSTANCES`` give (the
+        variables ``baepo server start`` also reads for its options)."""
+        allow = os.environ.get("BAEPO_ALLOW_ROOT_INSTANCES", "").strip().lower()
+        return cls(
+            default_user=os.environ.get("BAEPO_RUN_USER") or DEFAULT_USER,
+            allow_root=allow in ("1", "true", "yes", "on"),
+        )
 
-_settings = Settings()
+
+_settings: Settings | None = None
 
 
-def configure(settings: Settings) -> None:
-    """Set the process-wide settings (``baepo server start`` does, once, before serving)."""
+def configure(settings: Settings | None) -> None:
+    """Set the process-wide settings (``baepo server start`` does, once, before serving);
+    None goes back to the environment's."""
     global _settings
     _settings = settings
 
 
 def current() -> Settings:
-    return _settings
+    """The configured settings, or else the environment's."""
+    return _settings if _settings is not None else Settings.from_environment()
 
 
 def run_as(
@@ -70,7 +84,7 @@ def run_as(
     ``--allow-root-instances``, and for a non-root server asked to switch to someone else.
     ``settings`` default to the process-wide ones.
     """
-    settings = settings or _settings
+    settings = settings or current()
     euid = os.geteuid()
     if euid != 0:
         if user is None:
@@ -95,6 +109,34 @@ def run_as(
             "server with --allow-root-instances",
         )
     return Account(name=found.pw_name, uid=found.pw_uid, gid=found.pw_gid, home=found.pw_dir)
+
+
+def may_run(account: Account, program: str) -> bool:
+    """Whether ``account`` (with no supplementary group, as spec commands run) may execute
+    the file ``program``: search permission on every folder on its way, and on the way to
+    the file a symlink points to, and execute permission on that file."""
+    path = Path(os.path.abspath(program))
+    target = Path(os.path.realpath(path))
+    folders = {*path.parents, *target.parents}
+    if not all(_allowed(account, folder, stat.S_IXUSR) for folder in folders):
+        return False
+    return target.is_file() and _allowed(account, target, stat.S_IXUSR)
+
+
+def _allowed(account: Account, path: Path, owner_bit: int) -> bool:
+    """Whether ``account`` has the permission ``owner_bit`` names (as an owner's bit) on
+    ``path``, by the owner, group and other bits that apply to it."""
+    try:
+        info = path.stat()
+    except OSError:
+        return False
+    if account.uid == 0:
+        return True
+    if info.st_uid == account.uid:
+        return bool(info.st_mode & owner_bit)
+    if info.st_gid == account.gid:
+        return bool(info.st_mode & (owner_bit >> 3))
+    return bool(info.st_mode & (owner_bit >> 6))
 
 
 def _lookup(name: str, field: str) -> pwd.struct_passwd:
