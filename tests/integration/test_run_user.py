@@ -20,11 +20,15 @@ from pathlib import Path
 import pytest
 from harness import SampleProject, serving
 
+from baepo import store
 from baepo.analysis.measure import MeasureContext
+from baepo.core.model import GatePhase
+from baepo.gates.backups import restore_backup, take_backup
 from baepo.gates.run import run_argv
 from baepo.providers.job import JobProvider
 from baepo.shell import statedir
 from baepo.spec.analysis import MetricSpec
+from baepo.spec.backup import BackupSpec
 
 pytestmark = [
     pytest.mark.slow,
@@ -194,3 +198,35 @@ def test_a_hook_runs_as_the_spec_run_user_and_an_unknown_one_fails_it(open_folde
     )
     assert not done.passed
     assert done.message.startswith("run.user: no account 'no-such-account' on this machine")
+
+
+def test_a_command_backup_runs_as_nobody_and_its_file_stays_private(open_folder: Path) -> None:
+    spec = BackupSpec.model_validate(
+        {
+            "kind": "command",
+            "create": ["sh", "-c", 'id -un > "$BAEPO_BACKUP_FILE"; cat .baepo/secret.key '
+                       '>> "$BAEPO_BACKUP_FILE" 2>&1; true'],
+            "restore": ["sh", "-c", 'id -un; cat "$BAEPO_BACKUP_FILE"'],
+        }
+    )  # fmt: skip
+    state_dir = open_folder / ".baepo"
+    with store.open_store(store.sqlite_url(state_dir / "state.db")) as db:
+        made = asyncio.run(
+            take_backup(
+                db, spec, app="sample", env="default", spec_dir=str(open_folder),
+                state_dir=state_dir, actor="tester", reason="test",
+            )
+        )  # fmt: skip
+        written = Path(made.location)
+        assert written.parent == state_dir / "backups" / "sample" / "default"
+        text = written.read_text()
+        assert text.startswith("nobody\n")
+        assert "Permission denied" in text
+        assert "master key" not in text
+        info = written.stat()
+        assert (info.st_uid, stat.S_IMODE(info.st_mode)) == (0, 0o600)
+        # nobody reads it back from a staging copy, not from the state dir
+        asyncio.run(restore_backup(db, made, spec, spec_dir=str(open_folder), actor="tester"))
+        [run] = [r for r in db.list_gate_runs("sample", "default") if r.stage == "restore"]
+        assert run.phase is GatePhase.PASSED
+        assert run.output.startswith("nobody\nnobody\n")

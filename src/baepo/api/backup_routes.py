@@ -69,9 +69,10 @@ def backup_view(backup: Backup) -> dict[str, Any]:
 
 def _backup_spec(
     request: Request, app: str, spec_yaml: str, spec_path: str, env: str
-) -> tuple[BackupSpec, str, dict[str, str]]:
-    """The spec's backup section, its folder, and the variables its commands get: the app's
-    ``run.env`` and its secrets (a ``url_env`` may name a stored secret)."""
+) -> tuple[BackupSpec, str, dict[str, str], str | None]:
+    """The spec's backup section, its folder, the variables its commands get (the app's
+    ``run.env`` and its secrets: a ``url_env`` may name a stored secret), and its
+    ``run.user``, the account they run as."""
     spec = parse_spec(spec_yaml, source=spec_path, env=env)
     path = Path(spec_path)
     if not path.is_absolute():
@@ -88,7 +89,7 @@ def _backup_spec(
         )
     rt = runtime(request)
     secrets = secret_env(rt.store, Keyring(rt.state_dir), spec, app, env, path.parent)
-    return spec.backup, str(path.parent), {**spec.run.env, **secrets}
+    return spec.backup, str(path.parent), {**spec.run.env, **secrets}, spec.run.user
 
 
 @router.get("/apps/{app}/backups", tags=["backups"])
@@ -103,7 +104,7 @@ async def create_backup(app: str, body: BackupBody, request: Request) -> dict[st
     """Take a backup now, as the spec's ``backup`` section says; keeps the newest ``keep``."""
     caller = require(request, "deployer", body.env, "take a backup")
     request.state.audit_app = app
-    backup_spec, spec_dir, env_vars = _backup_spec(
+    backup_spec, spec_dir, env_vars, user = _backup_spec(
         request, app, body.spec_yaml, body.spec_path, body.env
     )
     rt = runtime(request)
@@ -117,6 +118,7 @@ async def create_backup(app: str, body: BackupBody, request: Request) -> dict[st
         actor=caller.actor(body.actor),
         reason=body.reason,
         env_vars=env_vars,
+        user=user,
     )
     view = backup_view(taken)
     view["message"] = f"backup {taken.id} of {app} in {body.env}: {taken.size_bytes} bytes"
@@ -138,7 +140,7 @@ async def restore(
     backup = rt.store.get_backup(backup_id)
     if backup.app != app or backup.env != body.env:
         raise NotFoundError(f"backup {backup_id} of {app} in {body.env} does not exist")
-    backup_spec, spec_dir, env_vars = _backup_spec(
+    backup_spec, spec_dir, env_vars, user = _backup_spec(
         request, app, body.spec_yaml, body.spec_path, body.env
     )
     await restore_backup(
@@ -148,6 +150,7 @@ async def restore(
         spec_dir=spec_dir,
         env_vars=env_vars,
         actor=caller.actor(body.actor),
+        user=user,
     )
     view = backup_view(backup)
     view["message"] = f"restored backup {backup_id} of {app} in {body.env}"

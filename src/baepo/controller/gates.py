@@ -132,7 +132,7 @@ class Gates:
                     self.store, backup, app=rollout.app, env=rollout.env,
                     spec_dir=revision.spec_dir, state_dir=self.state_dir, actor="controller",
                     reason=f"before migrating for revision {rollout.revision}",
-                    revision=rollout.revision, env_vars=env,
+                    revision=rollout.revision, env_vars=env, user=spec.run.user,
                 )  # fmt: skip
             except BaepoError as exc:
                 return GateResult(False, str(exc))

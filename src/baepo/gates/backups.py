@@ -5,7 +5,11 @@ come from ``pg_dump --format=custom`` and go back with ``pg_restore``; the ``com
 runs the spec's ``create``/``restore`` commands with ``BAEPO_BACKUP_FILE`` set. Every run is
 recorded as a ``backup`` gate run and a :class:`Backup`; only the newest ``keep`` good backups
 of an app+environment are kept. Database URLs never reach messages or records: they name the
-variable instead. Callers: ``api.backup_routes`` and ``controller.gates`` (before migrations).
+variable instead. ``pg_dump``, ``pg_restore`` and the commands run as the spec's ``run.user``
+(they get the spec's environment): when that is another account, they write and read the
+backup file in a private staging folder of that account, and the server moves it in and out
+of the backup folder (in the state directory by default, which that account cannot enter).
+Callers: ``api.backup_routes`` and ``controller.gates`` (before migrations).
 """
 
 from __future__ import annotations
@@ -18,13 +22,17 @@ import os
 import re
 import shutil
 import sqlite3
-from collections.abc import Mapping, Sequence
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
 from baepo.core.model import Backup, GatePhase, GateRun
 from baepo.core.ports import Store
 from baepo.errors import BaepoError, ExternalError, StateError
+from baepo.shell import accounts, statedir
+from baepo.shell.accounts import Account
 from baepo.shell.process import run_command
 from baepo.spec.backup import BackupSpec
 
@@ -115,11 +123,19 @@ async def _run(
     timeout: float,
     secret: str | None,
     what: str,
+    account: Account | None,
 ) -> str:
-    """Run a command; its output (redacted), or BaepoError saying how it failed."""
+    """Run a command as ``account``; its output (redacted), or BaepoError saying how it
+    failed."""
     try:
         done = await run_command(
-            argv, cwd=cwd, env={**os.environ, **env}, timeout=timeout, output_limit=OUTPUT_LIMIT
+            argv,
+            cwd=cwd,
+            env={**os.environ, **env},
+            timeout=timeout,
+            output_limit=OUTPUT_LIMIT,
+            account=account,
+            umask=statedir.CHILD_UMASK,
         )
     except BaepoError as exc:
         raise ExternalError(_redact(str(exc), secret)) from None
@@ -133,8 +149,27 @@ async def _run(
     return output
 
 
+@contextmanager
+def _staging(account: Account | None) -> Iterator[Path | None]:
+    """A private folder that ``account`` owns, removed afterwards; None without an account."""
+    if account is None:
+        yield None
+        return
+    folder = Path(tempfile.mkdtemp(prefix="baepo-backup-"))
+    try:
+        os.chown(folder, account.uid, account.gid)
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 async def _create(
-    spec: BackupSpec, target: Path, *, spec_dir: str, env_vars: Mapping[str, str]
+    spec: BackupSpec,
+    target: Path,
+    *,
+    spec_dir: str,
+    env_vars: Mapping[str, str],
+    account: Account | None,
 ) -> str:
     if spec.kind == "sqlite":
         if not spec.path:
@@ -159,6 +194,7 @@ async def _create(
             timeout=spec.timeout,
             secret=url,
             what=f"pg_dump of the database in {spec.url_env}",
+            account=account,
         )
     if not spec.create:
         raise StateError("the command backup has no create command", hint="set backup.create")
@@ -169,11 +205,17 @@ async def _create(
         timeout=spec.timeout,
         secret=None,
         what=spec.create[0],
+        account=account,
     )
 
 
 async def _restore(
-    spec: BackupSpec, source: Path, *, spec_dir: str, env_vars: Mapping[str, str]
+    spec: BackupSpec,
+    source: Path,
+    *,
+    spec_dir: str,
+    env_vars: Mapping[str, str],
+    account: Account | None,
 ) -> str:
     if spec.kind == "sqlite":
         if not spec.path:
@@ -204,6 +246,7 @@ async def _restore(
             timeout=spec.timeout,
             secret=url,
             what=f"pg_restore into the database in {spec.url_env}",
+            account=account,
         )
     if not spec.restore:
         raise StateError("the command backup has no restore command", hint="set backup.restore")
@@ -214,6 +257,7 @@ async def _restore(
         timeout=spec.timeout,
         secret=None,
         what=spec.restore[0],
+        account=account,
     )
 
 
@@ -287,8 +331,10 @@ async def take_backup(
     reason: str,
     revision: int | None = None,
     env_vars: Mapping[str, str] = {},
+    user: str | None = None,
 ) -> Backup:
-    """Take one backup and record it; raises BaepoError (after recording it failed)."""
+    """Take one backup and record it; raises BaepoError (after recording it failed).
+    ``user`` is the spec's ``run.user``."""
     started = _now()
     folder = backup_dir(spec, app=app, env=env, spec_dir=spec_dir, state_dir=state_dir)
     name = f"{app}-{env}-{started.strftime('%Y%m%dT%H%M%S%fZ')}{_SUFFIX[spec.kind]}"
@@ -310,9 +356,18 @@ async def take_backup(
     output = ""
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        output = await _create(spec, target, spec_dir=spec_dir, env_vars=env_vars)
-        if not target.is_file():
-            raise ExternalError(f"the {spec.kind} backup wrote no file")
+        account = accounts.run_as(user) if spec.kind != "sqlite" else None
+        with _staging(account) as staging:
+            written = target if staging is None else staging / name
+            output = await _create(
+                spec, written, spec_dir=spec_dir, env_vars=env_vars, account=account
+            )
+            if not written.is_file():
+                raise ExternalError(f"the {spec.kind} backup wrote no file")
+            if written != target:
+                shutil.move(written, target)
+                os.chown(target, os.geteuid(), os.getegid())
+                target.chmod(0o600)
     except (BaepoError, OSError, TimeoutError) as exc:
         error = (
             exc
@@ -350,8 +405,10 @@ async def restore_backup(
     spec_dir: str,
     env_vars: Mapping[str, str] = {},
     actor: str = "controller",
+    user: str | None = None,
 ) -> None:
-    """Put a good backup back into the live database; raises BaepoError when it cannot."""
+    """Put a good backup back into the live database; raises BaepoError when it cannot.
+    ``user`` is the spec's ``run.user``."""
     if backup.status != "ok":
         raise StateError(f"backup {backup.id} is {backup.status}: it cannot be restored")
     if backup.kind != spec.kind:
@@ -368,7 +425,16 @@ async def restore_backup(
             raise StateError(f"the file of backup {backup.id} is gone: {source}")
         if backup.sha256 and await asyncio.to_thread(_sha256, source) != backup.sha256:
             raise StateError(f"the file of backup {backup.id} changed since it was taken")
-        output = await _restore(spec, source, spec_dir=spec_dir, env_vars=env_vars)
+        account = accounts.run_as(user) if spec.kind != "sqlite" else None
+        with _staging(account) as staging:
+            readable = source
+            if staging is not None and account is not None:
+                readable = staging / source.name
+                shutil.copyfile(source, readable)
+                os.chown(readable, account.uid, account.gid)
+            output = await _restore(
+                spec, readable, spec_dir=spec_dir, env_vars=env_vars, account=account
+            )
     except (BaepoError, TimeoutError) as exc:
         error = (
             exc
