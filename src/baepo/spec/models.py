@@ -73,8 +73,6 @@ class RunSpec(SpecModel):
             "of each host. See docs/auth.md."
         ),
         examples=["shop"],
-        min_length=1,
-        max_length=32,
         pattern=r"^[A-Za-z_][A-Za-z0-9_.-]*\$?$",
     )
 
