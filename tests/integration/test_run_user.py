@@ -12,6 +12,7 @@ import asyncio
 import os
 import shutil
 import stat
+import sys
 import tempfile
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -144,6 +145,16 @@ def test_root_and_unknown_accounts_are_refused_at_deploy(open_project: SamplePro
     assert refused.returncode == 2, refused.stdout + refused.stderr
     assert "run.user: no account 'no-such-account' on this machine" in refused.stderr
     assert list(project.state_dir.glob("instances/*/*")) == []  # nothing was started
+
+    # This checkout's interpreter lives under /root, which nobody may not enter.
+    write(project, "1.0.0")
+    project.spec.write_text(
+        project.spec.read_text().replace("command: [sh,", f'command: ["{sys.executable}",')
+    )
+    refused = project.baepo("deploy", "--wait")
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    assert f"'nobody' (run.user) may not execute {sys.executable}" in refused.stderr
+    assert "run.command[0]: not executable by 'nobody'" in refused.stderr
 
     # An admin who accepts the risk: a server started with the flag runs them as root.
     project.ok("server", "stop")

@@ -5,6 +5,7 @@ Callers: the reconciler (starting instances, running the router).
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from baepo.core.model import Revision
@@ -17,6 +18,7 @@ from baepo.core.ports import (
     RouterConfig,
 )
 from baepo.errors import ConfigError, Problem
+from baepo.shell import accounts
 from baepo.spec.models import ProbeSpec, Spec
 from baepo.spec.target import ReleaseSpec
 
@@ -105,6 +107,30 @@ def check_release(spec: Spec, spec_dir: str, version: str) -> None:
             f"the release archive {archive} is not there",
             problems=[Problem("target.release.archive", f"no file {archive}")],
             hint="build the archive first, or fix its path (relative to the spec's folder)",
+        )
+
+
+def check_run_user(spec: Spec, spec_dir: str) -> None:
+    """ConfigError naming ``run.user`` when the account cannot be used (see ``accounts``),
+    or naming ``run.command`` when that account may not execute the local target's program
+    where it is found (in the spec's folder, or on the ``PATH`` the instance gets), so a
+    deploy is refused instead of its instances failing to start."""
+    account = accounts.run_as(spec.run.user)
+    if account is None or spec.target.kind == "hosts":
+        return
+    program = spec.run.command[0]
+    if "/" in program:
+        candidates = [Path(spec_dir, spec.run.cwd or "", program)]
+    else:
+        path = spec.run.env.get("PATH", os.environ.get("PATH", os.defpath))
+        candidates = [Path(folder, program) for folder in path.split(os.pathsep) if folder]
+    found = [c for c in candidates if os.path.isfile(c)]
+    if found and not any(accounts.may_run(account, str(c)) for c in found):
+        raise ConfigError(
+            f"{account.name!r} (run.user) may not execute {found[0]}",
+            problems=[Problem("run.command[0]", f"not executable by {account.name!r}")],
+            hint="install the program where that account may read and run it, or set "
+            "run.user to an account that may (see docs/auth.md)",
         )
 
 

@@ -19,7 +19,6 @@ from baepo.core.model import App, AppState, Revision, Rollout, RolloutPhase, con
 from baepo.errors import ConfigError, Problem, StateError
 from baepo.secrets import sealed
 from baepo.secrets.keys import Keyring
-from baepo.shell import accounts
 from baepo.spec import sensitive
 from baepo.spec.models import Spec
 
@@ -62,7 +61,7 @@ class Releases(Operations):
                 problems=[Problem("version", "set `version:` in the spec or pass --version")],
             )
         desired.check_release(spec, request.spec_dir, version)
-        accounts.run_as(spec.run.user)  # refused now, not as a failed start later
+        desired.check_run_user(spec, request.spec_dir)  # refused now, not at the start
         # Secret-looking run.env values are sealed before anything keeps or shows the config.
         keyring = self.keyring or Keyring()
         config = sealed.seal_spec(
