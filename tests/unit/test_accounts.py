@@ -45,7 +45,7 @@ def test_root_needs_the_servers_flag(as_root: None) -> None:
     assert message.startswith("run.user: 'root' has uid 0")
     assert refusal(None, Settings(default_user="root")).startswith("run.user: 'root' has uid 0")
     allowed = Settings(allow_root=True)
-    assert accounts.run_as("root", allowed) == Account("root", 0, 0, "/root")
+    assert accounts.run_as("root", allowed) is None  # no switch: it runs as the server
 
 
 def test_an_unknown_account_is_a_located_error(as_root: None) -> None:

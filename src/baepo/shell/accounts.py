@@ -78,7 +78,7 @@ def run_as(
     user: str | None, settings: Settings | None = None, *, field: str = FIELD
 ) -> Account | None:
     """The account spec commands run as; None when no switch is needed (the server is not
-    root, and ``user`` is absent or the server's own account).
+    root, and ``user`` is absent or the server's own account; or root is allowed and chosen).
 
     Raises ConfigError located at ``field`` for an unknown account, for root without
     ``--allow-root-instances``, and for a non-root server asked to switch to someone else.
@@ -108,6 +108,8 @@ def run_as(
             hint="name an unprivileged account; an admin who accepts the risk starts the "
             "server with --allow-root-instances",
         )
+    if found.pw_uid == euid:
+        return None  # root, allowed: nothing to switch
     return Account(name=found.pw_name, uid=found.pw_uid, gid=found.pw_gid, home=found.pw_dir)
 
 
