@@ -241,3 +241,16 @@ def test_a_command_backup_runs_as_nobody_and_its_file_stays_private(open_folder:
         [run] = [r for r in db.list_gate_runs("sample", "default") if r.stage == "restore"]
         assert run.phase is GatePhase.PASSED
         assert run.output.startswith("nobody\nnobody\n")
+
+
+def test_a_server_with_a_missing_or_root_run_user_does_not_start(
+    open_project: SampleProject,
+) -> None:
+    project = open_project
+    ghost = project.baepo("server", "start", "--foreground", "--run-user", "ghost", timeout=60)
+    assert ghost.returncode == 2, ghost.stdout + ghost.stderr
+    assert "--run-user: no account 'ghost' on this machine" in ghost.stderr
+    root = project.baepo("server", "start", "--foreground", "--run-user", "root", timeout=60)
+    assert root.returncode == 2, root.stdout + root.stderr
+    assert "--run-user: 'root' has uid 0" in root.stderr
+    assert not (project.state_dir / "server.json").exists()

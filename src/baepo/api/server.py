@@ -181,7 +181,7 @@ def serve(
     # SQLite: one server per state dir. PostgreSQL: replicas may share one; the lease decides
     # which of them acts.
     shared = not url.startswith("sqlite")
-    settings = run_as or accounts.Settings()
+    settings = run_as or accounts.Settings.from_environment()
     if os.geteuid() == 0:
         accounts.run_as(settings.default_user, settings, field="--run-user")
     accounts.configure(settings)
