@@ -111,17 +111,23 @@ def out_of_bounds(ref: FieldRef) -> list[tuple[Any, str]]:
         cases.append((low - 1, f"must be {low} or more, got {low - 1}"))
     if kind == "int" and annotated_types.Le in bounds:
         high = bounds[annotated_types.Le].le
-        cases.append((high + 1, f"must be {high} or less, got {high + 1}"))
+        low_text = bounds[annotated_types.Ge].ge if annotated_types.Ge in bounds else None
+        range_text = f"from {low_text} to {high}" if low_text is not None else f"{high} or less"
+        cases.append((high + 1, f"must be {range_text}, got {high + 1}"))
+        cases.append((int("9" * 400), f"must be {range_text}, got 999"))
     if kind == "duration":
+        cases += [("8785h", "at most 8784h (366 days), got '8785h'"), (10**400, "at most 8784h")]
         cases += [(-1, "finite number of seconds, 0 or more"), ("-5s", "got '-5s'")]
         cases += [("1d", "got '1d'"), (True, "expected a duration"), (".inf", "got '.inf'")]
     if kind == "count":
         cases += [(-1, "0 or more, got -1"), ("101%", "got '101%'"), ("1.5", "got '1.5'")]
+        cases += [(1001, "from 0 to 1000, got 1001")]
         cases += [(True, "expected a count"), (2.5, "got 2.5")]
     if kind == "rate":
         cases += [("101%", "got '101%'"), (1.5, "got 1.5"), (-1, "got -1"), (True, "got True")]
     if kind == "ratio":
         cases += [("0%", "got '0%'"), (0, "got 0"), (".inf", "got '.inf'"), (True, "got True")]
+        cases += [(1001, "at most 1000 (100000%), got 1001")]
     if kind == "latency":
         cases += [("-5s", "got '-5s'"), ("1d", "got '1d'"), (True, "got True"), ("on", "'on'")]
     if kind == "threshold":
@@ -136,6 +142,17 @@ BOUNDED = [ref for ref in FIELDS if out_of_bounds(ref)]
 
 def test_bounded_fields_are_found() -> None:
     assert {"replicas", "run.command", "strategy.rolling.max_surge"} <= {r.dotted for r in BOUNDED}
+
+
+def test_every_integer_field_has_an_upper_bound() -> None:
+    """A number `validate` accepts must fit every later use (clocks, the store, loops)."""
+    unbounded = [
+        ref.dotted
+        for ref in FIELDS
+        if field_kind(ref.field) == "int"
+        and not any(isinstance(m, annotated_types.Le) for m in ref.field.metadata)
+    ]
+    assert unbounded == []
 
 
 @pytest.mark.parametrize("ref", BOUNDED, ids=ids)

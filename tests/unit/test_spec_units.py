@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from baepo.errors import ConfigError
 from baepo.spec.loader import parse_spec
 from baepo.spec.strategies import RollingSpec
-from baepo.spec.units import format_duration, parse_duration, resolve_count
+from baepo.spec.units import MAX_DURATION, format_duration, parse_duration, resolve_count
 
 BASE = "app: shop\nrun:\n  command: [x]\n"
 
@@ -66,7 +66,7 @@ def test_durations_format_shortly(seconds: float, text: str) -> None:
 @settings(max_examples=200, deadline=None)
 @given(
     st.integers(min_value=0, max_value=10**7).map(lambda ms: ms / 1000)
-    | st.floats(min_value=0, max_value=1e9, allow_nan=False)
+    | st.floats(min_value=0, max_value=MAX_DURATION, allow_nan=False)
 )
 def test_formatted_durations_parse_back(seconds: float) -> None:
     assert parse_duration(format_duration(seconds)) == pytest.approx(seconds, rel=1e-12)

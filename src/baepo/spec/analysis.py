@@ -15,7 +15,7 @@ from __future__ import annotations
 import difflib
 import re
 from collections.abc import Mapping
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -24,7 +24,7 @@ from baepo.expressions.conditions import compile_condition
 from baepo.spec.base import SpecModel
 from baepo.spec.files import APP_NAME_RE
 from baepo.spec.strategies import StrategySpec
-from baepo.spec.units import Duration
+from baepo.spec.units import MAX_COUNT, MAX_RATIO, Duration
 
 PROVIDERS = ("builtin", "prometheus", "web", "job")
 BUILTIN_QUERIES = (
@@ -113,6 +113,7 @@ class MetricSpec(SpecModel):
     count: int | None = Field(
         default=None,
         ge=1,
+        le=MAX_COUNT,
         description=(
             "How many measurements to take (errors do not count). Without it: one in a "
             "canary step or around a blue-green promotion; in background analysis, "
@@ -136,10 +137,11 @@ class MetricSpec(SpecModel):
             "With only `success_condition`, a measurement that does not pass fails."
         ),
     )
-    failure_limit: int = Field(default=0, ge=0, description=COUNTING_RULE)
+    failure_limit: int = Field(default=0, ge=0, le=MAX_COUNT, description=COUNTING_RULE)
     inconclusive_limit: int = Field(
         default=0,
         ge=0,
+        le=MAX_COUNT,
         description=(
             "The analysis stops as inconclusive (waiting for `baepo promote` or `baepo abort`) "
             "when the number of inconclusive measurements exceeds this."
@@ -148,6 +150,7 @@ class MetricSpec(SpecModel):
     consecutive_error_limit: int = Field(
         default=4,
         ge=0,
+        le=MAX_COUNT,
         description=(
             "The analysis fails when the number of measurements in a row that could not be "
             "taken (an error, not a verdict) exceeds this."
@@ -172,6 +175,7 @@ class MetricSpec(SpecModel):
     allowed_increase: float | None = Field(
         default=None,
         gt=0,
+        le=MAX_RATIO,
         description=(
             "With a judge: a canary mean up to this ratio of the baseline's is accepted "
             "even when significant (default 1.0: any significant increase is bad)."
@@ -180,6 +184,7 @@ class MetricSpec(SpecModel):
     allowed_decrease: float | None = Field(
         default=None,
         gt=0,
+        le=MAX_RATIO,
         description="With a judge: the same for decreases (default 1.0).",
     )
 
@@ -217,7 +222,7 @@ class JudgeSpec(SpecModel):
     """
 
     interval: Duration = Field(default=10.0, description="Time between two judgements.")
-    count: int = Field(default=6, ge=1, description="How many judgements to make.")
+    count: int = Field(default=6, ge=1, le=MAX_COUNT, description="How many judgements to make.")
     step: Duration = Field(
         default=5.0, description="The length of one data point: values are rates over a step."
     )
@@ -225,7 +230,7 @@ class JudgeSpec(SpecModel):
     marginal_score: float = Field(
         default=75.0, ge=0, le=100, description="A score at or below this fails."
     )
-    weights: dict[str, float] = Field(
+    weights: dict[str, Annotated[float, Field(ge=0, le=MAX_RATIO)]] = Field(
         default_factory=dict,
         description="Weight of each metric group in the score (groups left out share the rest).",
     )

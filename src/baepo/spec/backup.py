@@ -44,5 +44,5 @@ class BackupSpec(SpecModel):
         default=None,
         description="Where backups are written. Default: `backups/` under baepo's state folder.",
     )
-    keep: int = Field(default=10, ge=1, description="How many backups of app+env to keep.")
+    keep: int = Field(default=10, ge=1, le=1000, description="How many backups of app+env to keep.")
     timeout: Duration = Field(default=600.0, description="How long one backup may take.")

@@ -6,6 +6,8 @@ runs them.
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from pydantic import Field
 
 from baepo.spec.base import SpecModel
@@ -17,7 +19,7 @@ class HttpCheckSpec(SpecModel):
 
     url: str = Field(description="The URL to request. `{{env.NAME}}` placeholders are filled.")
     method: str = Field(default="GET", description="The HTTP method.")
-    expect_status: list[int] = Field(
+    expect_status: list[Annotated[int, Field(ge=100, le=599)]] = Field(
         default_factory=list, description="Statuses that pass. Default: any 2xx."
     )
     contains: str | None = Field(
@@ -35,7 +37,7 @@ class CheckSpec(SpecModel):
     )
     http: HttpCheckSpec | None = Field(default=None, description="An HTTP probe instead.")
     timeout: Duration = Field(default=30.0, description="How long one attempt may take.")
-    retries: int = Field(default=0, ge=0, description="Attempts after a failed one.")
+    retries: int = Field(default=0, ge=0, le=100, description="Attempts after a failed one.")
     retry_interval: Duration = Field(default=2.0, description="Time between two attempts.")
 
 

@@ -26,13 +26,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, NoReturn, Union, get_args, get_origin
 
+import annotated_types
 import yaml
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from baepo.errors import ConfigError, Problem
-from baepo.spec import analysis, overlays
+from baepo.spec import analysis, listeners, overlays
 from baepo.spec.files import INIT_HINT
 from baepo.spec.models import Spec
 
@@ -153,7 +154,11 @@ def _validate(
     except ValidationError as exc:
         problems += [_translate(e, data, root, loader, where) for e in exc.errors()]
     if spec is not None:
-        for loc, message in analysis.check_analysis(spec.analysis, spec.strategy):
+        findings = [
+            *analysis.check_analysis(spec.analysis, spec.strategy),
+            *listeners.check_listeners(spec),
+        ]
+        for loc, message in findings:
             path, line, _node = _locate(where(loc), data, root, loader)
             problems.append(Problem(path, message, line))
     return spec, resolved
@@ -441,6 +446,16 @@ def _model_at(loc: tuple[int | str, ...]) -> type[BaseModel] | None:
     return current if isinstance(current, type) and issubclass(current, BaseModel) else None
 
 
+def _range(parent: type[BaseModel] | None, loc: tuple[int | str, ...]) -> tuple[Any, Any] | None:
+    """The ``(ge, le)`` bounds of the field at ``loc`` when it has both, else None."""
+    field = parent.model_fields.get(str(loc[-1])) if parent and loc else None
+    if field is None:
+        return None
+    low = next((m.ge for m in field.metadata if isinstance(m, annotated_types.Ge)), None)
+    high = next((m.le for m in field.metadata if isinstance(m, annotated_types.Le)), None)
+    return None if low is None or high is None else (low, high)
+
+
 def _translate(
     error: ErrorDetails,
     data: Any,
@@ -484,6 +499,9 @@ def _translate(
         model = _model_at(loc)
         keys = f" ({', '.join(model.model_fields)})" if model and model.model_fields else ""
         message = f"expected a mapping of keys{keys}, got {got}"
+    elif kind == "less_than_equal" and _range(parent, loc):
+        low, high = _range(parent, loc) or (0, 0)
+        message = f"must be from {low} to {high}, got {got}"
     elif kind in ("greater_than_equal", "greater_than", "less_than_equal", "less_than"):
         words = {"greater_than_equal": "or more", "less_than_equal": "or less"}
         bound = next(iter(ctx.values()), "?")

@@ -99,10 +99,16 @@ class ProbeSpec(SpecModel):
     interval: Duration = Field(default=1.0, description="Time between two probes.")
     timeout: Duration = Field(default=1.0, description="How long one probe may take.")
     failure_threshold: int = Field(
-        default=3, ge=1, description="Consecutive failures before the probe counts as failed."
+        default=3,
+        ge=1,
+        le=100,
+        description="Consecutive failures before the probe counts as failed.",
     )
     success_threshold: int = Field(
-        default=1, ge=1, description="Consecutive successes before the probe counts as passing."
+        default=1,
+        ge=1,
+        le=100,
+        description="Consecutive successes before the probe counts as passing.",
     )
     initial_delay: Duration = Field(
         default=0.0, description="Time after the instance starts before the first probe."
@@ -185,12 +191,6 @@ class RouterSpec(SpecModel):
     def _metrics_address(cls, value: str | None) -> str | None:
         return None if value is None else check_listen(value)
 
-    @model_validator(mode="after")
-    def _distinct_addresses(self) -> RouterSpec:
-        if self.metrics_listen is not None and self.metrics_listen == self.listen:
-            raise ValueError("metrics_listen must differ from listen, the address of the app")
-        return self
-
     @property
     def host(self) -> str:
         match = LISTEN_RE.match(self.listen)
@@ -212,6 +212,7 @@ class RestartSpec(SpecModel):
     crash_loop_restarts: int = Field(
         default=3,
         ge=1,
+        le=1000,
         description="This many restarts within `crash_loop_window` marks the instance failed.",
     )
     crash_loop_window: Duration = Field(default=60.0, description="Window for crash counting.")
@@ -221,9 +222,9 @@ class LogSpec(SpecModel):
     """Where instance output goes: rotating files under the state directory."""
 
     max_bytes: int = Field(
-        default=10 * 1024 * 1024, ge=1024, description="Rotate a log file at this size."
+        default=10 * 1024 * 1024, ge=1024, le=2**40, description="Rotate a log file at this size."
     )
-    backups: int = Field(default=3, ge=0, description="How many rotated files to keep.")
+    backups: int = Field(default=3, ge=0, le=100, description="How many rotated files to keep.")
 
 
 def _overlays_schema(schema: dict[str, Any]) -> None:

@@ -10,11 +10,15 @@ from datetime import UTC, date, datetime, time
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from croniter import croniter
+from croniter import CroniterBadDateError, croniter
 from pydantic import Field, field_validator, model_validator
 
 from baepo.spec.base import SpecModel
 from baepo.spec.units import Duration
+
+_SCHEDULE_CHECK_FROM = datetime(2000, 1, 1, tzinfo=UTC)
+"""A fixed start for the check that a schedule fires at all: five cron fields have no year, so
+a date that exists (29 February included) matches within 8 years of any start."""
 
 
 class ApprovalSpec(SpecModel):
@@ -83,6 +87,13 @@ class FreezeWindow(SpecModel):
             )
         if not croniter.is_valid(value):
             raise ValueError(f"{value!r} is not a valid cron expression, e.g. 0 18 * * 5")
+        try:
+            croniter(value, _SCHEDULE_CHECK_FROM, max_years_between_matches=8).get_next(datetime)
+        except CroniterBadDateError:
+            raise ValueError(
+                f"{value!r} never fires (no such date, e.g. 30 February); "
+                f"check the day and month fields"
+            ) from None
         return " ".join(fields)
 
     @field_validator("timezone")

@@ -311,9 +311,21 @@ replaces the old one. baepo looks for `baepo.yaml` (or `baepo.yml`) in the curre
 
 ## Writing values
 
-- **Durations** are written `500ms`, `30s`, `2m`, `1.5h`, or as a number of seconds.
-- **Counts or percentages** are a number of instances (`2`) or a share of `replicas` (`25%`,
-  from `0%` to `100%`).
+- **Durations** are written `500ms`, `30s`, `2m`, `1.5h`, or as a number of seconds, from 0 to
+  366 days (`8784h`); anything longer is a typo that would break a rollout's clock, so it is an
+  error.
+- **Counts or percentages** are a number of instances (`2`, at most 1000) or a share of
+  `replicas` (`25%`, from `0%` to `100%`).
+- **Every number has a range**, shown in the tables below (e.g. `replicas` from 0 to 100,
+  retries at most 100, analysis counts and limits at most 10000, ratios at most `100000%`). A
+  value outside it is an error naming the key and the range, so whatever `baepo validate`
+  accepts also deploys.
+- **Listeners may not clash.** `router.listen`, `router.metrics_listen` and
+  `strategy.blue_green.preview_listen` need different ports, or different addresses; a
+  wildcard address (`0.0.0.0`, `[::]`) takes its port on every address, and `localhost` clashes
+  with `127.0.0.1` and `[::1]`.
+- **A freeze `schedule` must fire**: a date that never exists (`0 0 30 2 *`, 31 April) is an
+  error. `0 0 29 2 *` is accepted (it fires in leap years).
 - **Strings stay strings.** YAML reads `1.10` as the number 1.1, so a version must be quoted:
   `version: "1.10"`. The same goes for environment values such as `PORT: "8080"`. Words such as
   `yes`, `on` or `2024-01-01` are read as plain strings; only `true` and `false` are booleans.

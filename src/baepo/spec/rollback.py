@@ -16,7 +16,7 @@ from typing import Annotated, Any
 from pydantic import BeforeValidator, Field, PlainSerializer, WithJsonSchema
 
 from baepo.spec.base import SpecModel
-from baepo.spec.units import Duration, format_duration, parse_duration
+from baepo.spec.units import MAX_COUNT, MAX_RATIO, Duration, format_duration, parse_duration
 
 _PERCENT_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*%\s*$")
 _OFF = "or off"
@@ -31,8 +31,10 @@ def _number(value: Any) -> float | None:
     """A finite number from a number or a percentage string, or None."""
     if isinstance(value, bool):
         return None
-    if isinstance(value, int | float):
-        return float(value) if math.isfinite(value) else None
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, int):
+        return float(min(value, 2**53))
     if isinstance(value, str):
         match = _PERCENT_RE.match(value)
         if match:
@@ -46,7 +48,7 @@ def parse_rate(value: Any) -> float | None:
         return None
     number = _number(value)
     if number is None or not 0 <= number <= 1:
-        raise ValueError(f"expected a rate such as 5% or 0.05 (0 to 1), {_OFF}, got {value!r}")
+        raise ValueError(f"expected a rate such as 5% or 0.05 (0 to 1), {_OFF}, got {value!r:.40}")
     return number
 
 
@@ -56,7 +58,13 @@ def parse_ratio(value: Any) -> float | None:
         return None
     number = _number(value)
     if number is None or number <= 0:
-        raise ValueError(f"expected a ratio such as 200% or 2.0 (above 0), {_OFF}, got {value!r}")
+        raise ValueError(
+            f"expected a ratio such as 200% or 2.0 (above 0), {_OFF}, got {value!r:.40}"
+        )
+    if number > MAX_RATIO:
+        raise ValueError(
+            f"a ratio is at most {MAX_RATIO:g} ({MAX_RATIO * 100:g}%), got {value!r:.40}"
+        )
     return number
 
 
@@ -77,7 +85,9 @@ def parse_threshold(value: Any) -> int | None:
     if _is_off(value):
         return None
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"expected a count of 1 or more, {_OFF}, got {value!r}")
+        raise ValueError(f"expected a count of 1 or more, {_OFF}, got {value!r:.40}")
+    if value > MAX_COUNT:
+        raise ValueError(f"a count must be from 1 to {MAX_COUNT}, got {value!r:.40}")
     return value
 
 

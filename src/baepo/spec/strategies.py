@@ -135,7 +135,10 @@ class BackgroundAnalysisSpec(AnalysisStepSpec):
     """Analysis that runs for the whole canary, beside its steps; a failure rolls back."""
 
     starting_step: int = Field(
-        default=0, ge=0, description="The step (counted from 0) at which the analysis starts."
+        default=0,
+        ge=0,
+        le=1000,
+        description="The step (counted from 0) at which the analysis starts.",
     )
 
 

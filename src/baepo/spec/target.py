@@ -178,6 +178,7 @@ class TargetSpec(SpecModel):
     max_failed_hosts: int = Field(
         default=0,
         ge=0,
+        le=1000,
         description=(
             "`hosts`: how many hosts may be unreachable while instances are placed; beyond "
             "that, starting an instance fails."

@@ -12,20 +12,49 @@ from pydantic import BeforeValidator, PlainSerializer, WithJsonSchema
 _DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
 
+MAX_DURATION = 366 * 24 * 3600.0
+"""The longest duration a spec may hold (366 days, ``8784h``): longer waits, timeouts and
+freeze windows are typos, and would overflow the clock arithmetic of a rollout."""
+
+MAX_INSTANCES = 1000
+"""The largest count of instances or hosts a spec may name (``replicas`` itself is at most 100)."""
+
+MAX_RATIO = 1000.0
+"""The largest ratio to a baseline (``100000%``) a spec may hold."""
+
+MAX_COUNT = 10_000
+"""The largest count (retries, limits, measurements) a spec may hold where no tighter bound fits."""
+
 
 def parse_duration(value: Any) -> float:
-    """Parse ``30s``, ``2m``, ``1.5h``, ``250ms`` or a bare number of seconds into seconds."""
+    """Parse ``30s``, ``2m``, ``1.5h``, ``250ms`` or a bare number of seconds into seconds,
+    from 0 to :data:`MAX_DURATION`."""
     if isinstance(value, bool):
         raise ValueError("expected a duration such as 30s, 2m or 500ms")
     if isinstance(value, int | float):
-        if value < 0 or not math.isfinite(value):
+        if (isinstance(value, float) and not math.isfinite(value)) or value < 0:
             raise ValueError("a duration must be a finite number of seconds, 0 or more")
-        return float(value)
+        return _bounded(float(min(value, MAX_DURATION * 2)), value)
     if isinstance(value, str):
         match = _DURATION_RE.match(value)
         if match:
-            return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
-    raise ValueError(f"expected a duration such as 30s, 2m or 500ms, got {value!r}")
+            return _bounded(float(match.group(1)) * _UNIT_SECONDS[match.group(2)], value)
+    raise ValueError(f"expected a duration such as 30s, 2m or 500ms, got {_shown(value)}")
+
+
+def _bounded(seconds: float, written: Any) -> float:
+    if seconds > MAX_DURATION:
+        raise ValueError(
+            f"a duration is at most {format_duration(MAX_DURATION)} (366 days), "
+            f"got {_shown(written)}"
+        )
+    return seconds
+
+
+def _shown(value: Any) -> str:
+    """``value`` for an error message, cut short (a spec may hold a 400-digit number)."""
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def format_duration(seconds: float) -> str:
@@ -45,9 +74,9 @@ def format_duration(seconds: float) -> str:
 DURATION_JSON_SCHEMA: dict[str, Any] = {
     "anyOf": [
         {"type": "string", "pattern": r"^\d+(\.\d+)?(ms|s|m|h)?$"},
-        {"type": "number", "minimum": 0},
+        {"type": "number", "minimum": 0, "maximum": MAX_DURATION},
     ],
-    "description": "A duration: 500ms, 30s, 2m, 1h, or a number of seconds.",
+    "description": "A duration: 500ms, 30s, 2m, 1h, or a number of seconds; at most 366 days.",
 }
 
 Duration = Annotated[
@@ -66,17 +95,21 @@ def _check_count_or_percent(value: Any) -> int | str:
     if isinstance(value, int):
         if value < 0:
             raise ValueError(f"a count must be 0 or more, got {value}")
+        if value > MAX_INSTANCES:
+            raise ValueError(f"a count must be from 0 to {MAX_INSTANCES}, got {_shown(value)}")
         return value
     if isinstance(value, str):
         match = _PERCENT_RE.match(value.strip())
         if match and int(match.group(1)) <= 100:
             return value.strip()
-    raise ValueError(f"expected a count (2) or a percentage from 0% to 100% ('25%'), got {value!r}")
+    raise ValueError(
+        f"expected a count (2) or a percentage from 0% to 100% ('25%'), got {_shown(value)}"
+    )
 
 
 COUNT_OR_PERCENT_JSON_SCHEMA: dict[str, Any] = {
     "anyOf": [
-        {"type": "integer", "minimum": 0},
+        {"type": "integer", "minimum": 0, "maximum": MAX_INSTANCES},
         {"type": "string", "pattern": r"^(100|[1-9]?[0-9])%$"},
     ],
     "description": "A count of instances (2) or a percentage of replicas ('25%').",
