@@ -24,7 +24,7 @@ ANNOTATIONS = {"$schema", "$id", "$defs", "title", "description", "default", "ex
 ASSERTIONS = {
     "$ref", "type", "properties", "patternProperties", "additionalProperties", "required",
     "anyOf", "enum", "pattern", "minimum", "maximum", "items", "minItems", "minProperties",
-    "maxProperties", "minLength",
+    "maxProperties", "minLength", "maxLength",
 }  # fmt: skip
 TYPES: dict[str, type | tuple[type, ...]] = {
     "object": dict,
@@ -57,6 +57,8 @@ def errors(schema: dict[str, Any], value: Any, root: dict[str, Any], at: str = "
         found.append(f"{at}: pattern")
     if "minLength" in schema and isinstance(value, str) and len(value) < schema["minLength"]:
         found.append(f"{at}: minLength")
+    if "maxLength" in schema and isinstance(value, str) and len(value) > schema["maxLength"]:
+        found.append(f"{at}: maxLength")
     if "minimum" in schema and isinstance(value, int | float) and value < schema["minimum"]:
         found.append(f"{at}: minimum")
     if "maximum" in schema and isinstance(value, int | float) and value > schema["maximum"]:

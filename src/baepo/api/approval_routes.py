@@ -15,6 +15,7 @@ from baepo.api.auth import require
 from baepo.api.routes import done, runtime
 from baepo.api.schemas import Body
 from baepo.core.model import DEFAULT_ENV
+from baepo.spec.base import Line, Text
 
 router = APIRouter(prefix="/api/v1")
 
@@ -23,8 +24,8 @@ class DecisionBody(Body):
     """Approve or reject the rollout of an app waiting for approval in one environment."""
 
     env: str = Field(default=DEFAULT_ENV, pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")
-    actor: str = Field(default="unknown", min_length=1, max_length=200)
-    reason: str = Field(default="", max_length=2000, description="Why; required to reject.")
+    actor: Line = Field(default="unknown", min_length=1, max_length=200)
+    reason: Text = Field(default="", max_length=2000, description="Why; required to reject.")
 
 
 @router.post("/apps/{app}/approve", tags=["steering"])

@@ -23,6 +23,7 @@ from baepo.gates.backups import restore_backup, take_backup
 from baepo.secrets.keys import Keyring
 from baepo.secrets.resolve import secret_env
 from baepo.spec.backup import BackupSpec
+from baepo.spec.base import Line, Text
 from baepo.spec.loader import parse_spec
 
 router = APIRouter(prefix="/api/v1")
@@ -36,8 +37,8 @@ class BackupBody(Body):
     spec_yaml: str = Field(max_length=1_000_000, description="The spec file's text.")
     spec_path: str = Field(min_length=1, description="Absolute path of the spec file.")
     env: str = Field(default=DEFAULT_ENV, pattern=ENV_PATTERN)
-    actor: str = Field(default="unknown", min_length=1, max_length=200)
-    reason: str = Field(default="", max_length=2000, description="Why, kept with the backup.")
+    actor: Line = Field(default="unknown", min_length=1, max_length=200)
+    reason: Text = Field(default="", max_length=2000, description="Why, kept with the backup.")
 
 
 class RestoreBody(Body):
@@ -46,7 +47,7 @@ class RestoreBody(Body):
     spec_yaml: str = Field(max_length=1_000_000, description="The spec file's text.")
     spec_path: str = Field(min_length=1, description="Absolute path of the spec file.")
     env: str = Field(default=DEFAULT_ENV, pattern=ENV_PATTERN)
-    actor: str = Field(default="unknown", min_length=1, max_length=200)
+    actor: Line = Field(default="unknown", min_length=1, max_length=200)
 
 
 def backup_view(backup: Backup) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from baepo.api.routes import runtime
 from baepo.api.schemas import Body
 from baepo.controller import locks
 from baepo.core.model import DEFAULT_ENV, DeployLock
+from baepo.spec.base import Line, Text
 
 router = APIRouter(prefix="/api/v1")
 
@@ -27,15 +28,15 @@ class LockBody(Body):
     """Lock deploys of an app in one environment."""
 
     env: str = Field(default=DEFAULT_ENV, pattern=ENV_PATTERN)
-    actor: str = Field(default="unknown", min_length=1, max_length=200)
-    reason: str = Field(default="", max_length=2000, description="Why, shown to others.")
+    actor: Line = Field(default="unknown", min_length=1, max_length=200)
+    reason: Text = Field(default="", max_length=2000, description="Why, shown to others.")
 
 
 class UnlockBody(Body):
     """Release the deploy lock of an app in one environment."""
 
     env: str = Field(default=DEFAULT_ENV, pattern=ENV_PATTERN)
-    actor: str = Field(default="unknown", min_length=1, max_length=200)
+    actor: Line = Field(default="unknown", min_length=1, max_length=200)
     force: bool = Field(default=False, description="Release someone else's lock (admin).")
 
 

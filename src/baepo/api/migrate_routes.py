@@ -25,6 +25,7 @@ from baepo.errors import StateError
 from baepo.gates.run import release_env, run_argv
 from baepo.secrets import sealed
 from baepo.secrets.keys import Keyring
+from baepo.spec.base import Line
 from baepo.spec.models import Spec
 
 router = APIRouter(prefix="/api/v1")
@@ -38,7 +39,7 @@ class MigrateBody(Body):
     target: str | None = Field(
         default=None, max_length=128, pattern=r"^[A-Za-z0-9_.:-]+$", description="--target."
     )
-    actor: str = Field(default="unknown", min_length=1, max_length=200)
+    actor: Line = Field(default="unknown", min_length=1, max_length=200)
 
 
 @router.post("/apps/{app}/migrate", tags=["releases"])

@@ -15,6 +15,7 @@ from baepo.api.auth import require
 from baepo.api.routes import done, runtime
 from baepo.api.schemas import Body
 from baepo.controller.promotion import promotion
+from baepo.spec.base import Line, Text
 
 router = APIRouter(prefix="/api/v1")
 ENV = r"^[a-z0-9][a-z0-9-]{0,62}$"
@@ -25,17 +26,17 @@ class PromotionBody(Body):
 
     from_env: str = Field(pattern=ENV, description="Where the release passed.")
     to_env: str = Field(pattern=ENV, description="Where to deploy it.")
-    version: str | None = Field(
+    version: Line | None = Field(
         default=None, max_length=256, description="Which version (default: from_env's stable)."
     )
-    force: str | None = Field(
+    force: Text | None = Field(
         default=None,
         min_length=1,
         max_length=2000,
         description="Promote even if it has not passed, for this reason (needs admin).",
     )
-    message: str = Field(default="", max_length=2000)
-    actor: str = Field(default="unknown", min_length=1, max_length=200)
+    message: Text = Field(default="", max_length=2000)
+    actor: Line = Field(default="unknown", min_length=1, max_length=200)
 
 
 @router.post("/apps/{app}/promote-release", tags=["releases"])

@@ -8,6 +8,7 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field
 
 from baepo.core.model import DEFAULT_ENV
+from baepo.spec.base import Line, Text
 
 
 class Body(BaseModel):
@@ -22,11 +23,11 @@ class DeployBody(Body):
         min_length=1, description="Absolute path of the spec file; its folder is the app's home."
     )
     env: str = Field(default=DEFAULT_ENV, pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")
-    version: str | None = Field(default=None, min_length=1, max_length=128)
-    message: str = Field(default="", max_length=2000)
-    actor: str = Field(default="unknown", min_length=1, max_length=200)
+    version: Line | None = Field(default=None, min_length=1, max_length=128)
+    message: Text = Field(default="", max_length=2000)
+    actor: Line = Field(default="unknown", min_length=1, max_length=200)
     supersede: bool = Field(default=False, description="Replace a rollout in progress.")
-    override_freeze: str | None = Field(
+    override_freeze: Text | None = Field(
         default=None,
         min_length=1,
         max_length=2000,
@@ -44,18 +45,18 @@ class DeployBody(Body):
 class UndoBody(Body):
     env: str = Field(default=DEFAULT_ENV, pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")
     to_revision: int | None = Field(default=None, ge=1, le=2**31 - 1)
-    message: str = Field(default="", max_length=2000)
-    actor: str = Field(default="unknown", min_length=1, max_length=200)
+    message: Text = Field(default="", max_length=2000)
+    actor: Line = Field(default="unknown", min_length=1, max_length=200)
 
 
 class DownBody(Body):
     env: str = Field(default=DEFAULT_ENV, pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")
-    actor: str = Field(default="unknown", min_length=1, max_length=200)
+    actor: Line = Field(default="unknown", min_length=1, max_length=200)
 
 
 class SteerBody(Body):
     """Promote, pause, resume, abort or retry the rollout of an app in one environment."""
 
     env: str = Field(default=DEFAULT_ENV, pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")
-    actor: str = Field(default="unknown", min_length=1, max_length=200)
+    actor: Line = Field(default="unknown", min_length=1, max_length=200)
     full: bool = Field(default=False, description="promote: skip every remaining step.")

@@ -10,11 +10,13 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from baepo.cli.context import EnvOpt, FileOpt, Output, OutputOpt, Project, StateOpt
+from baepo.cli.context import EnvOpt, FileOpt, Output, OutputOpt, Project, StateOpt, text_option
 
 out = Console(highlight=False)
 
-ReasonOpt = Annotated[str, typer.Option("--reason", "-r", help="Why, for the history.")]
+ReasonOpt = Annotated[
+    str, typer.Option("--reason", "-r", help="Why, for the history.", callback=text_option)
+]
 
 
 def _decide(verb: str, reason: str, file: FileOpt, env: str | None, state_dir: StateOpt,
@@ -42,7 +44,9 @@ def approve(
 
 
 def reject(
-    reason: Annotated[str, typer.Option("--reason", "-r", help="Why (required).")],
+    reason: Annotated[
+        str, typer.Option("--reason", "-r", help="Why (required).", callback=text_option)
+    ],
     file: FileOpt = None,
     env: EnvOpt = None,
     state_dir: StateOpt = None,

@@ -13,7 +13,16 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from baepo.cli.context import EnvOpt, FileOpt, Output, OutputOpt, Project, StateOpt, actor
+from baepo.cli.context import (
+    EnvOpt,
+    FileOpt,
+    Output,
+    OutputOpt,
+    Project,
+    StateOpt,
+    actor,
+    text_option,
+)
 from baepo.errors import StateError
 
 out = Console(highlight=False)
@@ -68,7 +77,9 @@ def list_(
 
 @backup.command()
 def create(
-    reason: Annotated[str, typer.Option("--reason", "-r", help="Why, kept with it.")] = "",
+    reason: Annotated[
+        str, typer.Option("--reason", "-r", help="Why, kept with it.", callback=text_option)
+    ] = "",
     file: FileOpt = None,
     env: EnvOpt = None,
     state_dir: StateOpt = None,

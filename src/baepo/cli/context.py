@@ -19,6 +19,9 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from baepo.errors import ConfigError
+from baepo.spec import text
+
 if TYPE_CHECKING:
     from baepo.cli.client import Client
     from baepo.spec.loader import LoadedSpec
@@ -60,7 +63,35 @@ OutputOpt = Annotated[Output, typer.Option("--output", "-o", help="Output format
 
 def actor() -> str:
     """Who is acting: ``BAEPO_ACTOR``, else user@host."""
-    return os.environ.get("BAEPO_ACTOR") or f"{getpass.getuser()}@{socket.gethostname()}"
+    name = os.environ.get("BAEPO_ACTOR") or f"{getpass.getuser()}@{socket.gethostname()}"
+    problem = text.control_problem(name, one_line=True)
+    if problem is not None:
+        raise ConfigError(f"BAEPO_ACTOR: {problem}", hint="set BAEPO_ACTOR to a plain name")
+    return name
+
+
+def line_option(value: str | None) -> str | None:
+    """Typer callback: an option value that must be one line without control characters (a
+    version); anything else is a usage error (exit 2) naming the option."""
+    return _checked(value, one_line=True)
+
+
+def text_option(value: str | None) -> str | None:
+    """Typer callback: an option value that may hold tabs and newlines but no other control
+    characters (a message, a reason)."""
+    return _checked(value, one_line=False)
+
+
+def _checked(value: str | None, *, one_line: bool) -> str | None:
+    problem = None if value is None else text.control_problem(value, one_line=one_line)
+    if problem is not None:
+        raise typer.BadParameter(problem)
+    return value
+
+
+MessageOpt = Annotated[
+    str, typer.Option("--message", "-m", help="Why, for the history.", callback=text_option)
+]
 
 
 @dataclass

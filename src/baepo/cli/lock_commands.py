@@ -11,14 +11,17 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from baepo.cli.context import EnvOpt, FileOpt, Output, OutputOpt, Project, StateOpt
+from baepo.cli.context import EnvOpt, FileOpt, Output, OutputOpt, Project, StateOpt, text_option
 
 out = Console(highlight=False)
 
 
 def lock(
     reason: Annotated[
-        str, typer.Option("--reason", "-r", help="Why, shown to whoever tries to deploy.")
+        str,
+        typer.Option(
+            "--reason", "-r", help="Why, shown to whoever tries to deploy.", callback=text_option
+        ),
     ] = "",
     file: FileOpt = None,
     env: EnvOpt = None,

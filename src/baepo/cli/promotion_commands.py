@@ -9,7 +9,17 @@ from typing import Annotated
 
 import typer
 
-from baepo.cli.context import FileOpt, Output, OutputOpt, Project, StateOpt, actor
+from baepo.cli.context import (
+    FileOpt,
+    MessageOpt,
+    Output,
+    OutputOpt,
+    Project,
+    StateOpt,
+    actor,
+    line_option,
+    text_option,
+)
 from baepo.cli.release_commands import TimeoutOpt, WaitOpt
 from baepo.cli.release_commands import _finish as finish
 
@@ -21,7 +31,11 @@ def promote_release(
     to_env: Annotated[str, typer.Option("--to", help="The environment to deploy it to.")],
     version: Annotated[
         str | None,
-        typer.Option("--version", help="Which version (default: the stable one of --from)."),
+        typer.Option(
+            "--version",
+            help="Which version (default: the stable one of --from).",
+            callback=line_option,
+        ),
     ] = None,
     force: Annotated[
         str | None,
@@ -29,9 +43,10 @@ def promote_release(
             "--force",
             help="Promote a release that has not passed, for this reason (admins only; audited).",
             metavar="REASON",
+            callback=text_option,
         ),
     ] = None,
-    message: Annotated[str, typer.Option("--message", "-m", help="Why, for the history.")] = "",
+    message: MessageOpt = "",
     file: FileOpt = None,
     wait: WaitOpt = None,
     timeout: TimeoutOpt = None,

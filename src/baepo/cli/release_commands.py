@@ -15,7 +15,18 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from baepo.cli.context import EnvOpt, FileOpt, Output, OutputOpt, Project, StateOpt, actor
+from baepo.cli.context import (
+    EnvOpt,
+    FileOpt,
+    MessageOpt,
+    Output,
+    OutputOpt,
+    Project,
+    StateOpt,
+    actor,
+    line_option,
+    text_option,
+)
 from baepo.cli.follow import follow, rollout_finished, settled
 from baepo.cli.render import preview_view
 from baepo.errors import RolloutFailed
@@ -102,9 +113,12 @@ def deploy(
     file: FileOpt = None,
     env: EnvOpt = None,
     version: Annotated[
-        str | None, typer.Option("--version", help="The version to release (overrides the spec).")
+        str | None,
+        typer.Option(
+            "--version", help="The version to release (overrides the spec).", callback=line_option
+        ),
     ] = None,
-    message: Annotated[str, typer.Option("--message", "-m", help="Why, for the history.")] = "",
+    message: MessageOpt = "",
     supersede: Annotated[
         bool, typer.Option("--supersede", help="Replace a rollout that is in progress.")
     ] = False,
@@ -113,6 +127,7 @@ def deploy(
         typer.Option(
             "--override-freeze",
             metavar="REASON",
+            callback=text_option,
             help="Deploy inside a freeze window anyway, for this reason (needs admin).",
         ),
     ] = None,
@@ -181,7 +196,7 @@ def undo(
     ] = None,
     file: FileOpt = None,
     env: EnvOpt = None,
-    message: Annotated[str, typer.Option("--message", "-m", help="Why, for the history.")] = "",
+    message: MessageOpt = "",
     wait: WaitOpt = None,
     timeout: TimeoutOpt = None,
     state_dir: StateOpt = None,

@@ -36,6 +36,7 @@ from baepo.errors import ConfigError, Problem
 from baepo.spec import analysis, listeners, overlays
 from baepo.spec.files import INIT_HINT
 from baepo.spec.models import Spec
+from baepo.spec.text import control_problem
 
 MAX_SPEC_CHARS = 256_000
 MAX_DEPTH = 64
@@ -125,7 +126,7 @@ def parse_spec_with_sources(
         _fail(source, [Problem("", message, root.start_mark.line + 1)])
     problems = list(duplicates)
     data = {k: v for k, v in data.items() if not (isinstance(k, str) and k.startswith("x-"))}
-    for loc, message in overlays.fixed_key_problems(data):
+    for loc, message in [*overlays.fixed_key_problems(data), *_control_findings(data)]:
         path, line, _node = _locate(loc, data, root, loader)
         problems.append(Problem(path, message, line))
     spec, resolved = _validate(data, env, root, loader, problems)
@@ -136,6 +137,28 @@ def parse_spec_with_sources(
     if unique or spec is None:
         _fail(source, unique)
     return spec, resolved.sources
+
+
+def _control_findings(data: Any) -> list[tuple[tuple[int | str, ...], str]]:
+    """Every string (key or value) of the spec that holds a control character."""
+    findings: list[tuple[tuple[int | str, ...], str]] = []
+    stack: list[tuple[tuple[int | str, ...], Any]] = [((), data)]
+    while stack:
+        loc, value = stack.pop()
+        if isinstance(value, str):
+            problem = control_problem(value)
+            if problem is not None:
+                findings.append((loc, problem))
+        elif isinstance(value, dict):
+            for key, child in value.items():
+                problem = control_problem(key) if isinstance(key, str) else None
+                if problem is not None:
+                    findings.append(((*loc, key), f"in the key {key!r}: {problem}"))
+                else:
+                    stack.append(((*loc, key), child))
+        elif isinstance(value, list):
+            stack.extend(((*loc, index), child) for index, child in enumerate(value))
+    return findings
 
 
 def _validate(

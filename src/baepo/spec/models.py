@@ -17,7 +17,7 @@ from pydantic import (
 
 from baepo.spec.analysis import AnalysisTemplateSpec
 from baepo.spec.backup import BackupSpec
-from baepo.spec.base import LISTEN_RE, SpecModel, check_listen
+from baepo.spec.base import LISTEN_RE, Line, SpecModel, check_listen
 from baepo.spec.files import APP_NAME_RE
 from baepo.spec.gates import ChecksSpec, HooksSpec, MigrateSpec
 from baepo.spec.notifications import Channels
@@ -249,8 +249,9 @@ class Spec(SpecModel):
         ),
         examples=["shop-api"],
     )
-    version: str | None = Field(
+    version: Line | None = Field(
         default=None,
+        max_length=128,
         description="The artifact version to release. `baepo deploy --version` overrides it.",
         examples=["1.4.0"],
     )
