@@ -12,7 +12,7 @@ from rich.console import Console
 
 from baepo.cli.context import EnvOpt, FileOpt, Output, OutputOpt, Project, StateOpt, text_option
 
-out = Console(highlight=False)
+out = Console(highlight=False, markup=False)
 
 ReasonOpt = Annotated[
     str, typer.Option("--reason", "-r", help="Why, for the history.", callback=text_option)

@@ -18,8 +18,8 @@ from baepo.cli.context import FileOpt, Output, OutputOpt, Project, StateOpt, act
 from baepo.core.model import DEFAULT_ENV, ROLES
 from baepo.errors import ConfigError, Problem
 
-out = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
+out = Console(highlight=False, markup=False)
+err = Console(stderr=True, highlight=False, markup=False)
 
 token = typer.Typer(
     name="token",

@@ -25,7 +25,7 @@ from baepo.cli.context import (
 )
 from baepo.errors import StateError
 
-out = Console(highlight=False)
+out = Console(highlight=False, markup=False)
 backup = typer.Typer(
     help=(
         "Back up the app's database as the spec's `backup:` section says (SQLite, PostgreSQL "

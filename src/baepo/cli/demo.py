@@ -22,6 +22,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from baepo.cli.client import Client, connect
@@ -33,7 +34,7 @@ from baepo.errors import ConfigError, ExternalError, RolloutFailed
 from baepo.shell import accounts
 from baepo.shell.process import pid_alive
 
-out = Console(highlight=False)
+out = Console(highlight=False, markup=False)
 
 SPEC = """\
 app: sample
@@ -146,7 +147,10 @@ class Demo:
             if outcome != expect:
                 raise RolloutFailed(f"{title}: rollout {outcome}: {rollout['message']}")
             if outcome != "healthy":
-                out.print(f"[bold]{outcome.replace('_', ' ')}[/]: {rollout['message']}")
+                out.print(
+                    f"[bold]{escape(outcome.replace('_', ' '))}[/]: {escape(rollout['message'])}",
+                    markup=True,
+                )
         self.steps.append((title, time.monotonic() - started, outcome))
         return result
 
@@ -209,7 +213,8 @@ class Demo:
         style = "green" if report.failed == 0 else "bold red"
         out.print(
             f"requests sent through the router: {report.sent} in {report.seconds:.1f}s "
-            f"({versions}); [{style}]failed: {report.failed}[/]"
+            f"({escape(versions)}); [{style}]failed: {report.failed}[/]",
+            markup=True,
         )
         if report.errors:
             out.print(f"errors: {dict(report.errors)}")

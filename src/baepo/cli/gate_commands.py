@@ -10,10 +10,11 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.text import Text
 
 from baepo.cli.context import EnvOpt, FileOpt, Output, OutputOpt, Project, StateOpt
 
-out = Console(highlight=False)
+out = Console(highlight=False, markup=False)
 
 
 def gates(
@@ -44,12 +45,13 @@ def gates(
         out.print(f"no gates ran for {project.app} in {project.env}", style="dim")
         return
     for run in runs:
-        mark = {"passed": "[green]passed[/]", "failed": "[red]failed[/]"}.get(
-            run["phase"], run["phase"]
-        )
+        style = {"passed": "green", "failed": "red"}.get(run["phase"], "")
         out.print(
-            f"revision {run['revision']}  {run['kind']} {run['stage']}  {run['name']}  {mark}"
-            f"  {run['message']}"
+            Text.assemble(
+                f"revision {run['revision']}  {run['kind']} {run['stage']}  {run['name']}  ",
+                (run["phase"], style),
+                f"  {run['message']}",
+            )
         )
         tail = run["output"].rstrip().splitlines()[-output_lines:] if output_lines else []
         for line in tail:

@@ -13,7 +13,7 @@ from rich.console import Console
 
 from baepo.cli.context import EnvOpt, FileOpt, Output, OutputOpt, Project, StateOpt, text_option
 
-out = Console(highlight=False)
+out = Console(highlight=False, markup=False)
 
 
 def lock(

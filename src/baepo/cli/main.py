@@ -13,6 +13,7 @@ import sys
 
 import typer
 from rich.console import Console
+from rich.text import Text
 
 from baepo import __version__
 from baepo.errors import BaepoError, ConfigError
@@ -30,7 +31,7 @@ app = typer.Typer(
     add_completion=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-err = Console(stderr=True)
+err = Console(stderr=True, markup=False)
 
 
 def _version(value: bool) -> None:
@@ -97,12 +98,12 @@ def _register() -> None:
 
 def report(exc: BaepoError) -> int:
     """Print ``exc`` as one line (plus located problems and a hint); return its exit code."""
-    err.print(f"[bold red]error:[/] {exc.message}", highlight=False, markup=True)
+    err.print(Text.assemble(("error:", "bold red"), f" {exc.message}"), highlight=False)
     if isinstance(exc, ConfigError):
         for problem in exc.problems:
             err.print(f"  {problem.render()}", highlight=False, markup=False)
     if exc.hint:
-        err.print(f"[dim]hint: {exc.hint}[/]", highlight=False)
+        err.print(Text(f"hint: {exc.hint}", style="dim"), highlight=False)
     return exc.exit_code
 
 

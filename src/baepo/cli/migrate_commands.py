@@ -13,7 +13,7 @@ from rich.console import Console
 from baepo.cli.context import EnvOpt, FileOpt, Output, OutputOpt, Project, StateOpt
 from baepo.errors import CommandFailed
 
-out = Console(highlight=False)
+out = Console(highlight=False, markup=False)
 migrate = typer.Typer(
     help=(
         "Run the app's `migrate:` commands (those of the serving revision) on the server, "

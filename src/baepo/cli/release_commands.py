@@ -31,9 +31,10 @@ from baepo.cli.follow import follow, rollout_finished, settled
 from baepo.cli.render import preview_view
 from baepo.errors import RolloutFailed
 
-out = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
-progress = Console(stderr=True, highlight=False)  # with -o json, stdout holds the JSON only
+out = Console(highlight=False, markup=False)
+err = Console(stderr=True, highlight=False, markup=False)
+# with -o json, stdout holds the JSON only
+progress = Console(stderr=True, highlight=False, markup=False)
 
 WaitOpt = Annotated[
     bool | None,
@@ -98,7 +99,8 @@ def _finish(
         if output == Output.text:
             out.print(
                 f"[green]done[/]: revision {rollout['revision']} serves all traffic "
-                f"({rollout['duration_seconds']:.1f}s)"
+                f"({rollout['duration_seconds']:.1f}s)",
+                markup=True,
             )
         return
     if phase == "aborted" and undoing:
@@ -175,7 +177,7 @@ def deploy(
     )
     if output == Output.text:
         for warning in result.get("warnings", []):
-            err.print(f"[yellow]warning[/]: {escape(warning)}", soft_wrap=True)
+            err.print(f"[yellow]warning[/]: {escape(warning)}", soft_wrap=True, markup=True)
     if dry_run:
         if output == Output.json:
             print(json.dumps(result))

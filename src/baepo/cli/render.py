@@ -1,7 +1,9 @@
 """Rich renderings of API answers: status, rollout progress, history, events.
 
 Pure functions from the API's JSON to Rich renderables, so ``--watch`` and ``--wait`` redraw
-the same view. Callers: the view and release commands.
+the same view. Every string from the API (versions, messages, names) goes in as ``Text``, never
+as Rich markup, so ``[/]`` in a lock reason prints as written. Callers: the view and release
+commands.
 """
 
 from __future__ import annotations
@@ -145,13 +147,13 @@ def instances_table(instances: list[dict[str, Any]]) -> Table:
         table.add_column(column)
     for i in sorted(instances, key=lambda i: (-i["revision"], i["id"])):
         table.add_row(
-            i["id"],
+            Text(i["id"]),
             f"r{i['revision']}",
-            i["address"],
-            i["phase"],
+            Text(i["address"]),
+            Text(i["phase"]),
             Text("yes", style="green") if i["ready"] else Text("no", style="yellow"),
             str(i["restarts"]),
-            i.get("message") or "",
+            Text(i.get("message") or ""),
         )
     return table
 
@@ -188,12 +190,12 @@ def history_table(revisions: list[dict[str, Any]]) -> Table:
             why = f"{r['origin']}: {why}" if why else r["origin"]
         table.add_row(
             str(r["number"]),
-            r["version"],
+            Text(r["version"]),
             outcome,
             f"{rollout['duration_seconds']:.1f}s" if rollout else "-",
-            r["created_by"],
+            Text(r["created_by"]),
             _age(r["created_at"]),
-            why,
+            Text(why),
         )
     return table
 
@@ -248,8 +250,8 @@ def analysis_view(runs: list[dict[str, Any]]) -> RenderableType:
                     "   ",
                     (m["at"] or "")[11:19],
                     Text(m["phase"], style=_VERDICT_STYLE.get(m["phase"], "")),
-                    _value(m["value"]),
-                    m["message"],
+                    Text(_value(m["value"])),
+                    Text(m["message"]),
                 )
             if shown:
                 parts.append(table)

@@ -12,12 +12,13 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from baepo.cli.context import FileOpt, Output, OutputOpt, Project, StateOpt
 from baepo.core.model import DEFAULT_ENV
 from baepo.errors import ConfigError
 
-out = Console(highlight=False)
+out = Console(highlight=False, markup=False)
 
 
 def report(
@@ -94,10 +95,10 @@ def _spec_app(project: Project) -> str | None:
         return None
 
 
-def _headline(r: dict[str, Any]) -> str:
+def _headline(r: dict[str, Any]) -> Text:
     who = r["app"] or "every app"
     where = f"env {r['env']}" if r["env"] else "every environment"
-    return f"[bold]{who}[/]  {where}  {r['since'][:16]} → {r['until'][:16]} (UTC)"
+    return Text.assemble((who, "bold"), f"  {where}  {r['since'][:16]} → {r['until'][:16]} (UTC)")
 
 
 def _rate(value: float | None) -> str:

@@ -20,7 +20,7 @@ from rich.table import Table
 from baepo.cli.context import EnvOpt, FileOpt, Output, OutputOpt, Project, StateOpt, actor
 from baepo.errors import ConfigError
 
-out = Console(highlight=False)
+out = Console(highlight=False, markup=False)
 secret_app = typer.Typer(
     help="Secrets of the app in an environment, injected into its instances' environment. "
     "Values are stored encrypted and never shown.",

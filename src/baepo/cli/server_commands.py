@@ -31,7 +31,7 @@ server = typer.Typer(
     help="Run, stop or inspect the baepo server (commands start one on demand).",
     no_args_is_help=True,
 )
-out = Console(highlight=False)
+out = Console(highlight=False, markup=False)
 
 
 def _state_dir(file: Path | None, state_dir: Path | None) -> Path:

@@ -12,12 +12,13 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.markup import escape
+from rich.text import Text
 
 from baepo.cli.context import FileOpt, Output, OutputOpt
 from baepo.errors import ConfigError, Problem
 
-out = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
+out = Console(highlight=False, markup=False)
+err = Console(stderr=True, highlight=False, markup=False)
 
 
 def init(
@@ -41,7 +42,11 @@ def init(
         )
     name = app_name or app_name_from(path.parent.name)
     path.write_text(starter_spec(name))
-    out.print(f"wrote {path} for app [bold]{name}[/]; next: edit it, then `baepo deploy --wait`")
+    out.print(
+        f"wrote {escape(str(path))} for app [bold]{escape(name)}[/]; next: edit it, then "
+        "`baepo deploy --wait`",
+        markup=True,
+    )
 
 
 def validate(file: FileOpt = None, output: OutputOpt = Output.text) -> None:
@@ -65,7 +70,7 @@ def validate(file: FileOpt = None, output: OutputOpt = Output.text) -> None:
         print(json.dumps(view))
         return
     for warning in warnings:
-        err.print(f"[yellow]warning[/]: {escape(warning)}", soft_wrap=True)
+        err.print(f"[yellow]warning[/]: {escape(warning)}", soft_wrap=True, markup=True)
     if spec.strategy.rolling is not None:
         surge, unavailable = spec.strategy.rolling.resolve(spec.replicas)
         how = f"rolling (surge {surge}, unavailable {unavailable})"
@@ -76,9 +81,10 @@ def validate(file: FileOpt = None, output: OutputOpt = Output.text) -> None:
     else:
         how = "recreate (with downtime)"
     out.print(
-        f"[green]valid[/]: {loaded.path}: app [bold]{spec.app}[/], "
-        f"version {spec.version or '(from --version)'}, {spec.replicas} replicas, {how}, "
-        f"router on {spec.router.listen}"
+        f"[green]valid[/]: {escape(str(loaded.path))}: app [bold]{spec.app}[/], "
+        f"version {escape(spec.version or '(from --version)')}, {spec.replicas} replicas, "
+        f"{how}, router on {spec.router.listen}",
+        markup=True,
     )
 
 
@@ -151,26 +157,34 @@ def config_show(
         return
     import yaml
 
-    where = f" for environment [bold]{env}[/]" if env is not None else ""
-    out.print(f"[bold]{loaded.path}[/] resolved{where}:")
+    where = f" for environment [bold]{escape(env)}[/]" if env is not None else ""
+    out.print(f"[bold]{escape(str(loaded.path))}[/] resolved{where}:", markup=True)
     out.print(yaml.safe_dump(resolved, sort_keys=False), markup=False, highlight=False)
     if loaded.sources:
-        out.print("[bold]overrides[/] (every other value comes from the base spec or a default):")
+        out.print(
+            "[bold]overrides[/] (every other value comes from the base spec or a default):",
+            markup=True,
+        )
         for key, origin in loaded.sources.items():
             out.print(f"  - {key}  # from {origin}", markup=False)
     elif env is not None:
-        out.print(f"[bold]overrides[/]: none, environment {env} uses the base spec")
+        out.print(
+            f"[bold]overrides[/]: none, environment {escape(env)} uses the base spec", markup=True
+        )
     if guards:
         watch = spec.rollback.window
         out.print(
-            f"[bold]rollback guards[/] (roll back on their own; rates over up to {watch:g}s):"
+            f"[bold]rollback guards[/] (roll back on their own; rates over up to {watch:g}s):",
+            markup=True,
         )
         for guard in guards:
             out.print(f"  - {guard}")
     else:
-        out.print("[bold]rollback guards[/]: all off")
+        out.print("[bold]rollback guards[/]: all off", markup=True)
     if spec.analysis:
-        out.print("[bold]analysis templates[/]: " + ", ".join(sorted(spec.analysis)))
+        out.print(
+            Text.assemble(("analysis templates", "bold"), ": ", ", ".join(sorted(spec.analysis)))
+        )
 
 
 def register(app: typer.Typer) -> None:

@@ -13,7 +13,7 @@ from rich.console import Console
 
 from baepo.cli.context import EnvOpt, FileOpt, Output, OutputOpt, Project, StateOpt, actor
 
-out = Console(highlight=False)
+out = Console(highlight=False, markup=False)
 
 
 def _steer(

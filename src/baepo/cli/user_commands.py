@@ -19,7 +19,7 @@ from baepo.cli.context import FileOpt, Output, OutputOpt, Project, StateOpt, act
 from baepo.core.model import DEFAULT_ENV, ROLES
 from baepo.errors import ConfigError, Problem
 
-out = Console(highlight=False)
+out = Console(highlight=False, markup=False)
 
 user = typer.Typer(
     name="user",

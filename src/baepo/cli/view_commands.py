@@ -15,6 +15,7 @@ import typer
 import yaml
 from rich.console import Console
 from rich.syntax import Syntax
+from rich.text import Text
 
 from baepo.cli.context import EnvOpt, FileOpt, Output, OutputOpt, Project, StateOpt
 from baepo.cli.follow import follow
@@ -26,7 +27,7 @@ from baepo.cli.render import (
     status_view,
 )
 
-out = Console(highlight=False)
+out = Console(highlight=False, markup=False)
 
 
 def status(
@@ -98,8 +99,11 @@ def history(
 
 def _show_revision(one: dict[str, Any]) -> None:
     out.print(
-        f"[bold]revision {one['number']}[/]  version {one['version']}  by {one['created_by']}  "
-        f"at {one['created_at'][:19]}  ({one['origin']})"
+        Text.assemble(
+            (f"revision {one['number']}", "bold"),
+            f"  version {one['version']}  by {one['created_by']}  "
+            f"at {one['created_at'][:19]}  ({one['origin']})",
+        )
     )
     if one.get("message"):
         out.print(f"  {one['message']}")
