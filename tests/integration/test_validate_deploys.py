@@ -243,3 +243,29 @@ def test_whatever_validate_accepts_the_server_accepts_or_refuses_with_a_4xx(
     if answer.status_code >= 400:
         assert answer.headers["content-type"].startswith("application/problem+json"), answer.text
         assert answer.json()["detail"], answer.text
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "field"),
+    [
+        ("/api/v1/deploy", {"version": "1.0\x1b[31m"}, "version"),
+        ("/api/v1/deploy", {"message": "x\x1b]0;owned\x07"}, "message"),
+        ("/api/v1/deploy", {"actor": "a\nb"}, "actor"),
+        ("/api/v1/deploy", {"override_freeze": "\u202eok"}, "override_freeze"),
+        ("/api/v1/apps/shop/lock", {"reason": "\x9b2J"}, "reason"),
+        ("/api/v1/apps/shop/reject", {"reason": "no\x00"}, "reason"),
+        ("/api/v1/apps/shop/undo", {"message": "\x1b[2J"}, "message"),
+    ],
+)
+def test_control_characters_in_api_text_are_a_422_naming_the_field(
+    client: httpx.Client, path: str, body: dict[str, Any], field: str
+) -> None:
+    if path == "/api/v1/deploy":
+        text = yaml.safe_dump(BASES[0])
+        body = {"spec_yaml": text, "spec_path": "/srv/shop/baepo.yaml", "dry_run": True, **body}
+    answer = client.post(path, json=body)
+    assert answer.status_code == 422, answer.text
+    assert answer.headers["content-type"].startswith("application/problem+json")
+    problems = answer.json()["problems"]
+    assert [p["path"] for p in problems] == [field], problems
+    assert "control character" in problems[0]["message"] or "one line" in problems[0]["message"]
