@@ -7,6 +7,8 @@ Callers: ``spec.loader`` (:func:`check_listeners`, after the models are validate
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from baepo.spec.base import LISTEN_RE
 from baepo.spec.models import Spec
 
@@ -37,8 +39,12 @@ def clash(first: str, second: str) -> bool:
     return "localhost" in (host_a, host_b) and {host_a, host_b} <= _LOCALHOST
 
 
-def check_listeners(spec: Spec) -> list[tuple[Loc, str]]:
-    """Each listener that clashes with one declared before it, located at the later key."""
+def check_listeners(
+    spec: Spec, set_by_overlay: Callable[[Loc], bool] = lambda loc: False
+) -> list[tuple[Loc, str]]:
+    """Each listener that clashes with one declared before it, located at the later key, or
+    at the earlier one when only that one was set by the environment's overlay (so the
+    problem points where the clash was made)."""
     listeners: list[tuple[Loc, str, str]] = [(("router", "listen"), "listen", spec.router.listen)]
     if spec.router.metrics_listen is not None:
         listeners.append(
@@ -49,9 +55,13 @@ def check_listeners(spec: Spec) -> list[tuple[Loc, str]]:
         loc: Loc = ("strategy", "blue_green", "preview_listen")
         listeners.append((loc, "preview_listen", blue_green.preview_listen))
     findings: list[tuple[Loc, str]] = []
-    for index, (loc, name, address) in enumerate(listeners):
-        for other_loc, other_name, other in listeners[:index]:
-            if clash(address, other):
+    for index, later in enumerate(listeners):
+        for earlier in listeners[:index]:
+            if clash(later[2], earlier[2]):
+                moved = set_by_overlay(earlier[0]) and not set_by_overlay(later[0])
+                (loc, name, address), (other_loc, other_name, other) = (
+                    (earlier, later) if moved else (later, earlier)
+                )
                 where = ".".join(str(part) for part in other_loc)
                 findings.append(
                     (

@@ -179,7 +179,7 @@ def _validate(
     if spec is not None:
         findings = [
             *analysis.check_analysis(spec.analysis, spec.strategy),
-            *listeners.check_listeners(spec),
+            *listeners.check_listeners(spec, lambda loc: resolved.origin_of(loc) is not None),
         ]
         for loc, message in findings:
             path, line, _node = _locate(where(loc), data, root, loader)
