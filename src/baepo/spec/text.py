@@ -1,9 +1,11 @@
 """Free text users give baepo: versions, messages, reasons, names.
 
 Such text ends up in terminals, the dashboard, notifications and logs, so control characters
-(C0 and C1, DEL) and Unicode direction overrides are refused where it enters: an escape
-sequence in a version would recolour or rewrite other users' terminals, and a bidi override
-makes ``1.0.1`` read as something else. Tab and newline are allowed in text (messages,
+(C0 and C1, DEL) and Unicode direction embeddings, overrides and isolates (U+202A to U+202E,
+U+2066 to U+2069) are refused where it enters: an escape sequence in a version would recolour
+or rewrite other users' terminals, and a direction override makes ``1.0.1`` read as something
+else. The left-to-right and right-to-left marks (U+200E, U+200F) stay allowed for text in
+right-to-left scripts. Tab and newline are allowed in text (messages,
 reasons); a line (a version, an actor, a name) takes neither.
 
 Pure and light (no pydantic), so the CLI can check its options with it. Callers:
@@ -16,7 +18,7 @@ from __future__ import annotations
 import re
 import unicodedata
 
-_CONTROL_RE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+_CONTROL_RE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 _LINE_BREAK_RE = re.compile("[\t\n]")
 
 
