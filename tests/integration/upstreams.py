@@ -352,3 +352,68 @@ def raw_exchange(port: int, data: bytes, *, timeout: float = 5.0) -> bytes:
                 break
             out += piece
     return out
+
+
+class UpstreamProcess:
+    """An ``UpstreamServer`` in a process of its own, to be killed like an app process.
+
+    ``received`` counts the requests it has read (it prints a line for each).
+    """
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.port = free_port()
+        self.received = 0
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def __enter__(self) -> UpstreamProcess:
+        argv = [sys.executable, str(Path(__file__)), self.name, str(self.port)]
+        self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE)
+        threading.Thread(target=self._count, args=(self.proc,), daemon=True).start()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, f"upstream {self.name} exited"
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), 0.5):
+                    return self
+            except OSError:
+                time.sleep(0.02)
+        raise AssertionError(f"upstream {self.name} did not start")
+
+    def _count(self, proc: subprocess.Popen[bytes]) -> None:
+        assert proc.stdout is not None
+        for _ in proc.stdout:
+            self.received += 1
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.kill()
+        self.proc.wait(10)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.kill()
+
+
+class _CountingServer(UpstreamServer):
+    async def _answer(
+        self,
+        method: str,
+        target: str,
+        version: str,
+        headers: dict[str, str],
+        body: bytes,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+    ) -> bool:
+        print(method, target, flush=True)
+        return await super()._answer(method, target, version, headers, body, reader, writer)
+
+
+if __name__ == "__main__":
+    with _CountingServer(sys.argv[1], port=int(sys.argv[2])):
+        threading.Event().wait()

@@ -235,6 +235,7 @@ class RevisionStats:
     latency_sum: float = 0.0
     in_flight: int = 0
     started: float = 0.0
+    retries: int = 0  # requests sent again to the revision after an upstream failed (builtin)
 
 
 class Router(Protocol):

@@ -37,6 +37,7 @@ class Exchange:
         "keep_alive",
         "kept",
         "pieces",
+        "resent",
         "route",
         "started",
         "tried",
@@ -54,6 +55,7 @@ class Exchange:
         self.upstream: Upstream | None = None
         self.route: RouteState | None = None
         self.tried: set[Upstream] | None = None
+        self.resent = False  # the one retry after a failure is used (see ``retry.decide``)
         self.chunked = False
         self.is_head = False
         self.idempotent = True

@@ -5,8 +5,9 @@ once its request head is parsed: the current ``Exchange`` and the pipelined ones
 picking an upstream (by weight, or through ``rules.Matcher`` when the table has rules), sending
 and re-sending request bytes, the events an ``upstream.UpstreamConnection`` reports back
 (response done, upgraded, lost, broken), retries, router-generated answers (from ``wire``) and
-timeouts. Retries: a request is sent again only when nothing was received for it and either
-nothing was sent (connect failure) or it is idempotent and kept. No task or timer is created per
+timeouts. Retries: ``retry.decide`` says whether a request whose upstream failed before
+answering goes again, to another instance of its revision or the same one; an instance a
+connect failed to is avoided for ``DOWN_FOR`` seconds. No task or timer is created per
 request; ``runtime.Runtime`` calls ``sweep`` a few times a second. Callers: ``client`` (parsing
 side), ``upstream`` (events), ``runtime`` (connect results, sweeps).
 """
@@ -19,7 +20,7 @@ from bisect import bisect_left
 from collections import deque
 from typing import TYPE_CHECKING
 
-from baepo.routers.builtin import wire
+from baepo.routers.builtin import retry, wire
 from baepo.routers.builtin.exchange import Exchange
 from baepo.routers.builtin.stats import BOUNDS, ERROR
 from baepo.routers.builtin.table import pick_least_loaded
@@ -34,6 +35,7 @@ _now = time.monotonic
 RETRY_KEEP = 64 * 1024  # request bytes kept to resend an idempotent request
 PENDING_LIMIT = 1024 * 1024  # body bytes buffered while connecting before reading pauses
 PAUSE_PIPELINE, PAUSE_UPSTREAM, PAUSE_PENDING = 1, 2, 4
+DOWN_FOR = 1.0  # seconds new requests avoid an instance after a connect to it failed
 
 
 class Forwarder(asyncio.Protocol):
@@ -78,6 +80,8 @@ class Forwarder(asyncio.Protocol):
         else:
             up = pick_least_loaded(ups, route.rr)
             route.rr += 1
+            if up.down_until and up.down_until > _now():
+                up = _avoid_down(ups, up)
         self._send(ex, up)
 
     def _send(self, ex: Exchange, up: Upstream) -> None:
@@ -216,12 +220,11 @@ class Forwarder(asyncio.Protocol):
             self._release(ex)
             self.cur = None
             self._close()
-        elif conn.reused and not conn.got_bytes and ex.pieces is not None:
-            up = ex.upstream
-            assert up is not None
-            self.rt.connect(self, ex, up)  # a pooled connection closed while idle: retry once
         else:
-            self._upstream_failed(ex, 502, "the upstream closed the connection without answering")
+            up = ex.upstream
+            self._release(ex)
+            if up is None or not self._retry(ex, up, True, conn.got_bytes, conn.reused):
+                self._answer(ex, 502, "the upstream closed the connection without answering")
 
     def upstream_broken(self, conn: UpstreamConnection, message: str) -> None:
         ex = self.cur
@@ -239,21 +242,47 @@ class Forwarder(asyncio.Protocol):
             self._upstream_failed(ex, 502, message)
 
     def connect_failed(self, ex: Exchange, up: Upstream, message: str, timed_out: bool) -> None:
-        """Connecting to ``up`` failed: nothing was sent, so try another upstream, then 502."""
+        """Connecting to ``up`` failed: nothing was sent; retry (``retry.decide``) or 502/504."""
         if self.cur is not ex or ex.upstream is not up or ex.answered:
             return
         self._release(ex)
+        up.down_until = _now() + DOWN_FOR
+        if not self._retry(ex, up, False, False, False):
+            status = 504 if timed_out else 502
+            self._answer(ex, status, f"could not connect to the upstream ({message})")
+
+    def _retry(self, ex: Exchange, up: Upstream, sent: bool, received: bool, pooled: bool) -> bool:
+        """Send ``ex`` again after its attempt on ``up`` failed, if ``retry.decide`` allows it;
+        False when it does not (the caller answers with an error). ``ex`` holds no upstream.
+        """
         tried = ex.tried
         if tried is None:
             tried = ex.tried = set()
         tried.add(up)
-        alternative = self.rt.alternative(ex.route, tried)
-        if alternative is None:
-            status = 504 if timed_out else 502
-            self._answer(ex, status, f"could not connect to the upstream ({message})")
-            return
-        ex.route, nxt = alternative
-        self._send(ex, nxt)
+        other = self.rt.alternative(ex.route, tried)
+        failure = retry.Failure(
+            sent=sent,
+            received=received,
+            idempotent=ex.idempotent,
+            replayable=ex.pieces is not None,
+            pooled=pooled,
+            other_ready=other is not None,
+            resent=ex.resent,
+        )
+        choice = retry.decide(failure)
+        if choice is retry.Retry.FAIL:
+            return False
+        if ex.route is not None:
+            ex.route.counters.retries += 1
+        if choice is retry.Retry.OTHER and other is not None:
+            ex.resent = ex.resent or sent
+            self._send(ex, other)
+        else:
+            ex.resent = True
+            ex.upstream = up
+            up.in_flight += 1
+            self.rt.connect(self, ex, up)  # a new connection: a pooled one may be stale too
+        return True
 
     def pause_for_upstream(self) -> None:
         self._pause(PAUSE_UPSTREAM)
@@ -364,3 +393,12 @@ class Forwarder(asyncio.Protocol):
         self.paused &= ~flag
         if was and not self.paused and self.transport is not None:
             self.transport.resume_reading()
+
+
+def _avoid_down(ups: list[Upstream], picked: Upstream) -> Upstream:
+    """The first instance of ``ups`` not marked down, or ``picked`` when all are."""
+    now = _now()
+    for up in ups:
+        if up.down_until <= now and not up.removed:
+            return up
+    return picked

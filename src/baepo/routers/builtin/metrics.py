@@ -11,6 +11,8 @@ the request path costs the same with or without metrics. Families, each labelled
   and ``error`` for the router's own 502/503/504);
 - ``baepo_router_request_duration_seconds``: histogram of request latency;
 - ``baepo_router_in_flight_requests``: requests being served now;
+- ``baepo_router_retries_total``: requests sent once more after their upstream failed
+  before answering (see ``retry``);
 
 plus ``baepo_router_unrouted_requests_total`` (answers that reached no revision) and
 ``baepo_router_worker_start_time_seconds``. The counters start from zero with each worker
@@ -78,6 +80,12 @@ class RouterCollector(Collector):
             "Requests being forwarded to the revision's instances now.",
             labels=list(LABELS),
         )
+        retries = CounterMetricFamily(
+            "baepo_router_retries",
+            "Requests sent once more, to an instance of the same revision, after their "
+            "upstream failed before answering.",
+            labels=list(LABELS),
+        )
         for item in stats["revisions"]:
             labels = [*base, str(item["revision"])]
             for code, count in item["status"].items():
@@ -85,6 +93,7 @@ class RouterCollector(Collector):
             buckets = [(le, float(count)) for le, count in item["latency_buckets"].items()]
             duration.add_metric(labels, buckets, item["latency_sum"])
             in_flight.add_metric(labels, item["in_flight"])
+            retries.add_metric(labels, item["retries"])
         unrouted = CounterMetricFamily(
             "baepo_router_unrouted_requests",
             "Requests the router answered itself without reaching a revision "
@@ -98,7 +107,7 @@ class RouterCollector(Collector):
             labels=["app", "env", "listener"],
         )
         started.add_metric(base, stats["started"])
-        yield from (requests, duration, in_flight, unrouted, started)
+        yield from (requests, duration, in_flight, retries, unrouted, started)
 
 
 def registry_for(rt: Runtime, identity: Identity) -> CollectorRegistry:

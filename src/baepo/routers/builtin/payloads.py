@@ -120,6 +120,7 @@ def parse_stats(data: dict[str, Any]) -> list[RevisionStats]:
             latency_sum=float(item["latency_sum"]),
             in_flight=int(item["in_flight"]),
             started=started,
+            retries=int(item.get("retries", 0)),
         )
         for item in data.get("revisions", [])
     ]

@@ -124,18 +124,20 @@ class Runtime:
         self.cycle = cycle
         self.version += 1
 
-    def alternative(
-        self, route: RouteState | None, tried: set[Upstream]
-    ) -> tuple[RouteState, Upstream] | None:
-        """Another upstream after a connect failure: same revision first, then the others."""
-        candidates = [route] if route is not None else []
-        candidates += [s for s in self.states if s is not route and s.weight > 0]
-        for state in candidates:
-            if state not in self.states:
-                continue
-            for up in state.upstreams:
-                if up not in tried and not up.removed:
-                    return state, up
+    def alternative(self, route: RouteState | None, tried: set[Upstream]) -> Upstream | None:
+        """Another instance of ``route``'s revision for a retry, or None: not tried, not
+        removed, not marked down. Never one of another revision, so a retry keeps the
+        revision's share; the revision's instances are taken from the current table.
+        """
+        if route is None:
+            return None
+        revision = route.revision
+        now = time.monotonic()
+        for state in self.states:
+            if state.revision == revision:
+                for up in state.upstreams:
+                    if up not in tried and not up.removed and up.down_until <= now:
+                        return up
         return None
 
     # -- upstream connections ------------------------------------------------------------

@@ -37,7 +37,7 @@ class RevisionCounters:
     Responses the router generates itself (502, 503, 504) count under "error", not "5xx".
     """
 
-    __slots__ = ("buckets", "latency_sum", "requests", "revision", "status")
+    __slots__ = ("buckets", "latency_sum", "requests", "retries", "revision", "status")
 
     def __init__(self, revision: int) -> None:
         self.revision = revision
@@ -45,6 +45,7 @@ class RevisionCounters:
         self.status = [0] * 7
         self.buckets = [0] * (len(BOUNDS) + 1)
         self.latency_sum = 0.0
+        self.retries = 0  # requests sent once more after their upstream failed (``retry``)
 
     def record(self, status_index: int, latency: float) -> None:
         """Count one finished exchange: status class index (1..5, or ERROR) and its latency."""
@@ -67,4 +68,5 @@ class RevisionCounters:
             "latency_buckets": cumulative,
             "latency_sum": round(self.latency_sum, 6),
             "in_flight": in_flight,
+            "retries": self.retries,
         }

@@ -30,7 +30,7 @@ MAX_IDLE_PER_UPSTREAM = 128
 class Upstream:
     """One app instance address: requests in flight and idle keep-alive connections."""
 
-    __slots__ = ("address", "host", "idle", "in_flight", "port", "removed")
+    __slots__ = ("address", "down_until", "host", "idle", "in_flight", "port", "removed")
 
     def __init__(self, address: str, host: str, port: int) -> None:
         self.address = address
@@ -39,6 +39,8 @@ class Upstream:
         self.in_flight = 0
         self.idle: list[UpstreamConnection] = []
         self.removed = False
+        # Monotonic time until which new requests avoid it (a connect to it failed).
+        self.down_until = 0.0
 
     def take_idle(self) -> UpstreamConnection | None:
         """The most recently used idle connection, if any (closed ones leave the pool)."""
