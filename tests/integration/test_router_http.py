@@ -140,13 +140,19 @@ def test_dead_upstream_is_502(tmp_path: Path) -> None:
         assert proc.get("/stats")["revisions"][0]["status"]["error"] == 1
 
 
-def test_connect_failure_retries_other_upstream(tmp_path: Path, upstream: UpstreamServer) -> None:
+def test_connect_failure_retries_another_instance_of_the_same_revision_only(
+    tmp_path: Path, upstream: UpstreamServer
+) -> None:
     dead = f"127.0.0.1:{free_port()}"
     with RouterProcess(tmp_path) as proc, httpx.Client(base_url=proc.url) as c:
         proc.put((1, 1, [dead, upstream.address]), (2, 1, [dead]))
-        for _ in range(10):
-            response = c.post("/echo", content=b"not idempotent")
-            assert response.status_code == 200
+        statuses = [c.post("/echo", content=b"not idempotent").status_code for _ in range(10)]
+        # Revision 1 sends to its live instance what its dead one refused (nothing was sent, so
+        # even a POST); revision 2 has no other instance and fails rather than leak to 1.
+        assert sorted(statuses) == [200] * 5 + [502] * 5
+        revisions = {item["revision"]: item for item in proc.get("/stats")["revisions"]}
+        assert revisions[1]["status"]["2xx"] == 5
+        assert revisions[2]["status"]["error"] == 5
 
 
 def test_slow_upstream_is_504(client: httpx.Client) -> None:

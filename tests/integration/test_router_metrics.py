@@ -97,6 +97,10 @@ def test_metrics_count_requests_per_revision_and_status_class(tmp_path: Path) ->
 
         in_flight = families["baepo_router_in_flight_requests"]
         assert value(in_flight, "baepo_router_in_flight_requests", revision="1", **LABELS) == 0
+        # The refused connect to revision 2's instance was tried once more, on that revision.
+        retries = families["baepo_router_retries"]
+        assert value(retries, "baepo_router_retries_total", revision="2", **LABELS) == 1
+        assert value(retries, "baepo_router_retries_total", revision="1", **LABELS) == 0
 
         # Other paths and methods are refused without disturbing the endpoint.
         assert httpx.get(f"http://{metrics}/", timeout=10).status_code == 404
