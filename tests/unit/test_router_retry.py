@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from baepo.routers.builtin.retry import Failure, Retry, decide
+from baepo.routers.builtin.runtime import Limits, Runtime
+from baepo.routers.builtin.table import Route
 
 FAIL, OTHER, SAME = Retry.FAIL, Retry.OTHER, Retry.SAME
 
@@ -68,3 +72,19 @@ def test_every_combination_is_safe() -> None:
             assert (not sent or pooled) and not resent and not other_ready, failure
         if choice is OTHER:
             assert other_ready, failure
+
+
+def test_alternative_is_another_ready_instance_of_the_same_revision_only() -> None:
+    rt = Runtime(Limits())
+    rt.apply([Route(1, 90, ("a:1", "b:1")), Route(2, 10, ("c:1",))])
+    one, two = rt.states
+    a, b = one.upstreams
+    assert rt.alternative(one, {a}) is b
+    assert rt.alternative(one, {a, b}) is None  # never c, of revision 2
+    assert rt.alternative(two, {two.upstreams[0]}) is None  # never a or b, of revision 1
+    b.down_until = time.monotonic() + 60  # a connect to b failed a moment ago
+    assert rt.alternative(one, {a}) is None
+    b.down_until = 0.0
+    rt.apply([Route(1, 90, ("a:1", "d:1")), Route(2, 10, ("c:1",))])
+    # A request routed before the table changed retries among the revision's current instances.
+    assert rt.alternative(one, {a}) is rt.upstreams["d:1"]
