@@ -275,13 +275,15 @@ class Forwarder(asyncio.Protocol):
         if ex.route is not None:
             ex.route.counters.retries += 1
         if choice is retry.Retry.OTHER and other is not None:
-            ex.resent = ex.resent or sent
-            self._send(ex, other)
-        else:
-            ex.resent = True
-            ex.upstream = up
-            up.in_flight += 1
-            self.rt.connect(self, ex, up)  # a new connection: a pooled one may be stale too
+            if not sent:
+                self._send(ex, other)
+                return True
+            up = other
+        ex.resent = True
+        # A new connection: a pooled one may be stale, and this is the request's last chance.
+        ex.upstream = up
+        up.in_flight += 1
+        self.rt.connect(self, ex, up)
         return True
 
     def pause_for_upstream(self) -> None:

@@ -5,7 +5,7 @@ whose upstream connection failed, or closed before any byte of the response arri
 once more when that cannot do harm, to another ready instance of the same revision when there
 is one. Never to another revision (a canary's share must not leak), never after a response
 byte was forwarded. ``forwarding.Forwarder`` asks on a connect failure and when an upstream
-connection is lost; the table of cases is in ``tests/unit/test_router_retry.py`` and the
+connection is lost; the table of cases is in ``tests/unit/test_router_retry_decision.py`` and the
 rules are written out in docs/routers.md.
 """
 
