@@ -35,7 +35,7 @@ json_values = st.recursive(
 fields = st.sampled_from(
     [
         "spec_yaml",
-        "spec_path",
+        "spec_name",
         "env",
         "version",
         "message",
@@ -99,9 +99,10 @@ def test_reads_never_cause_500(
 def test_spec_text_that_is_not_a_spec_gets_located_problems(client: httpx.Client) -> None:
     response = client.post(
         "/api/v1/deploy",
-        json={"spec_yaml": "app: x\nreplicas: three\n", "spec_path": "/srv/x/baepo.yaml"},
+        json={"spec_yaml": "app: x\nreplicas: three\n", "spec_name": "../../srv/x/baepo.yaml"},
     )
     assert response.status_code == 422
+    assert response.json()["detail"].startswith("baepo.yaml: not a valid baepo spec")
     problems = {p["path"]: p for p in response.json()["problems"]}
     assert problems["replicas"]["line"] == 2
     assert "run" in problems

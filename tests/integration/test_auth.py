@@ -89,7 +89,7 @@ def test_roles_per_environment_matrix(project: SampleProject) -> None:
     admin = create_token(project, "root", "admin", "*")
     tokens = {role: create_token(project, f"{role}-dev", role, MINE) for role in ROLES}
     url = restart_with_auth(project)
-    spec = {"spec_yaml": project.spec.read_text(), "spec_path": str(project.spec)}
+    spec = {"spec_yaml": project.spec.read_text(), "spec_name": project.spec.name}
 
     assert httpx.get(f"{url}/api/v1/apps", timeout=10).status_code == 401
     bad = {"Authorization": "Bearer bp_nothing_here"}

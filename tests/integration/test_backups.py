@@ -125,6 +125,7 @@ def test_postgres_backup_and_restore(
         conn.execute("INSERT INTO orders (person, total) VALUES (1, 9.99), (3, 120)")
     original = pg_rows(url)
     project.env["APP_DATABASE_URL"] = url
+    project.env["BAEPO_ALLOWED_SECRET_ENV"] = "APP_DATABASE_URL"
     with_backup(project, "backup: {kind: postgres, url_env: APP_DATABASE_URL}\n")
 
     taken = json.loads(project.ok("backup", "create", "-o", "json"))
@@ -173,6 +174,7 @@ def test_failed_backup_is_recorded_without_the_url(project: SampleProject) -> No
     secret = "s3cr3t-pa55"
     url = f"postgresql+psycopg://someone:{secret}@127.0.0.1:1/nowhere"
     project.env["APP_DATABASE_URL"] = url
+    project.env["BAEPO_ALLOWED_SECRET_ENV"] = "APP_DATABASE_URL"
     with_backup(project, "backup: {kind: postgres, url_env: APP_DATABASE_URL, timeout: 30s}\n")
 
     failed = project.baepo("backup", "create")

@@ -155,7 +155,12 @@ def test_releases_are_announced_on_slack_and_by_mail_and_a_broken_channel_is_ret
 ) -> None:
     broken = f"json://127.0.0.1:{closed_port()}/hooks/{FAILING_TOKEN}"
     project.env.update(
-        {"SLACK_URL": slack.url + SLACK_FIELDS, "MAIL_URL": mail.url, "BROKEN_URL": broken}
+        {
+            "SLACK_URL": slack.url + SLACK_FIELDS,
+            "MAIL_URL": mail.url,
+            "BROKEN_URL": broken,
+            "BAEPO_ALLOWED_SECRET_ENV": "SLACK_URL,MAIL_URL,BROKEN_URL",
+        }
     )
 
     project.write("1.0.0", replicas=1)
@@ -219,6 +224,7 @@ def test_a_restarted_server_does_not_send_the_history_again(
     project: SampleProject, slack: SlackReceiver
 ) -> None:
     project.env["SLACK_URL"] = slack.url + SLACK_FIELDS
+    project.env["BAEPO_ALLOWED_SECRET_ENV"] = "SLACK_URL"
     project.write("1.0.0", replicas=1)
     project.spec.write_text(
         project.spec.read_text()

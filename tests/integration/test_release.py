@@ -222,8 +222,9 @@ def test_bad_input_gets_clear_errors(project: SampleProject) -> None:
     bodies: list[dict[str, Any]] = [
         {},
         {"spec_yaml": 3},
-        {"spec_yaml": "app: x", "spec_path": "/x/baepo.yaml", "extra": 1},
-        {"spec_yaml": "app: [", "spec_path": "/x/baepo.yaml"},
+        {"spec_yaml": "app: x", "spec_name": "baepo.yaml", "extra": 1},
+        {"spec_yaml": "app: [", "spec_name": "/x/baepo.yaml"},
+        {"spec_yaml": "app: x", "spec_path": "/x/baepo.yaml"},  # the server decides the folder
     ]
     for body in bodies:
         response = httpx.post(f"{url}/api/v1/deploy", json=body, timeout=10)
@@ -233,6 +234,8 @@ def test_bad_input_gets_clear_errors(project: SampleProject) -> None:
     assert "spec_yaml" in answers[0]["detail"]
     assert "extra" in answers[2]["detail"]
     assert answers[3]["problems"][0]["line"] == 1
+    assert answers[3]["detail"].startswith("baepo.yaml: "), answers[3]  # a name, never a path
+    assert "spec_path" in answers[4]["detail"]
     garbage = httpx.post(
         f"{url}/api/v1/deploy", content=b"\xff{", headers={"content-type": "application/json"}
     )

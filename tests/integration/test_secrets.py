@@ -81,6 +81,7 @@ notifications:
 
 def test_a_release_shows_no_secret_anywhere(project: SampleProject, receiver: Receiver) -> None:
     project.env["METRICS_TOKEN"] = METRICS_SECRET
+    project.env["BAEPO_ALLOWED_SECRET_ENV"] = "METRICS_TOKEN NOTIFY_URL"
     project.env["NOTIFY_URL"] = (
         f"json://127.0.0.1:{receiver.port}/hooks?token={NOTIFY_SECRET}&:message=text"
     )

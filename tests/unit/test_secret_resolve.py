@@ -13,6 +13,7 @@ from baepo.core.model import Secret
 from baepo.core.ports import Store
 from baepo.errors import BaepoError, StateError
 from baepo.secrets.keys import Keyring
+from baepo.secrets.references import SecretScope
 from baepo.secrets.resolve import secret_changes, secret_env, secret_labels, secret_versions
 from baepo.spec.loader import parse_spec
 from baepo.store import open_store, sqlite_url
@@ -26,6 +27,8 @@ secrets:
   FROM_ENV: {env: SHOP_TEST_SECRET}
   FROM_FILE: {file: token.txt}
 """
+
+SCOPE = SecretScope(frozenset({"SHOP_TEST_SECRET"}))
 
 
 @pytest.fixture
@@ -50,7 +53,7 @@ def test_every_kind_of_source(
     monkeypatch.setenv("SHOP_TEST_SECRET", "from-env")
     (tmp_path / "token.txt").write_text("from-file\n")
     spec = parse_spec(SPEC, source="baepo.yaml")
-    values = secret_env(store, keyring, spec, "shop", "default", tmp_path)
+    values = secret_env(store, keyring, spec, "shop", "default", tmp_path, scope=SCOPE)
     assert values == {
         "DB_PASSWORD": "pw-1",
         "API_KEY": "key-1",
@@ -64,7 +67,7 @@ def test_a_missing_secret_names_the_variable(store: Store, tmp_path: Path) -> No
     put(store, keyring, "db-password", "pw-1")
     spec = parse_spec(SPEC, source="baepo.yaml")
     with pytest.raises(StateError) as caught:
-        secret_env(store, keyring, spec, "shop", "default", tmp_path)
+        secret_env(store, keyring, spec, "shop", "default", tmp_path, scope=SCOPE)
     assert str(caught.value) == "API_KEY: the secret api-key is not set for shop in default"
 
 
@@ -73,7 +76,7 @@ def test_a_wrong_key_does_not_show_the_value(store: Store, tmp_path: Path) -> No
     spec = parse_spec('app: shop\nrun: {command: ["true"]}\nsecrets: {DB: db-password}\n')
     with pytest.raises(BaepoError) as caught:
         secret_env(store, Keyring(keys=[Fernet.generate_key().decode()]), spec, "shop",
-                   "default", tmp_path)  # fmt: skip
+                   "default", tmp_path, scope=SCOPE)  # fmt: skip
     assert "pw-secret-1" not in f"{caught.value} {caught.value.hint}"
 
 
@@ -85,7 +88,7 @@ def test_versions_change_with_values_and_never_hold_one(
     monkeypatch.setenv("SHOP_TEST_SECRET", "from-env")
     (tmp_path / "token.txt").write_text("from-file\n")
     spec = parse_spec(SPEC, source="baepo.yaml")
-    first = secret_versions(store, keyring, spec, "shop", "default", tmp_path)
+    first = secret_versions(store, keyring, spec, "shop", "default", tmp_path, scope=SCOPE)
     assert first["DB_PASSWORD"] == "secret db-password v1"
     assert first["API_KEY"] == "secret api-key (not set)"
     assert first["FROM_ENV"].startswith("env SHOP_TEST_SECRET ")
@@ -95,7 +98,7 @@ def test_versions_change_with_values_and_never_hold_one(
     put(store, keyring, "db-password", "pw-2")
     put(store, keyring, "api-key", "key-1")
     monkeypatch.setenv("SHOP_TEST_SECRET", "from-env-2")
-    second = secret_versions(store, keyring, spec, "shop", "default", tmp_path)
+    second = secret_versions(store, keyring, spec, "shop", "default", tmp_path, scope=SCOPE)
     assert secret_changes(first, second) == {
         "API_KEY": "changed",
         "DB_PASSWORD": "changed",
@@ -104,7 +107,7 @@ def test_versions_change_with_values_and_never_hold_one(
     }
     (tmp_path / "token.txt").unlink()
     monkeypatch.delenv("SHOP_TEST_SECRET")
-    third = secret_versions(store, keyring, spec, "shop", "default", tmp_path)
+    third = secret_versions(store, keyring, spec, "shop", "default", tmp_path, scope=SCOPE)
     assert third["FROM_FILE"] == "file token.txt (missing)"
     assert secret_labels(second) == {
         "DB_PASSWORD": "secret db-password v2",

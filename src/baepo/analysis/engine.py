@@ -94,6 +94,7 @@ class AnalysisEngine:
         self._runs: dict[int, dict[str, AnalysisRun]] = {}  # rollout id -> key -> run
         self._tasks: dict[int, asyncio.Task[None]] = {}  # run id -> its task
         self._lock = asyncio.Lock()
+        self.allowed_env: frozenset[str] = frozenset()  # what {{env.NAME}} may name
 
     async def runs(self, rollout: Rollout) -> dict[str, AnalysisRun]:
         """The rollout's runs by key (loaded from the store on first use)."""
@@ -298,6 +299,7 @@ class AnalysisEngine:
                         baseline=run.baseline, window=max(1.0, metric.interval),
                         started_at=run.started_at, args=args, spec_dir=spec_dir,
                         user=spec.run.user,
+                        allowed_env=self.allowed_env,
                     )  # fmt: skip
                     measurement: Measurement | None
                     if spec.analysis[template].judge is not None:

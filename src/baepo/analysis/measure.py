@@ -55,6 +55,8 @@ class MeasureContext:
     args: Mapping[str, str] = field(default_factory=dict)
     spec_dir: str = "."
     user: str | None = None
+    allowed_env: frozenset[str] = frozenset()
+    """The server variables ``{{env.NAME}}`` may name (an admin allows them by name)."""
 
     def placeholders(self) -> dict[str, str]:
         """The values ``{{name}}`` placeholders in queries, URLs and commands are replaced by."""
@@ -110,6 +112,11 @@ def render(text: str, context: MeasureContext) -> str:
     def substitute(match: re.Match[str]) -> str:
         name = match.group(1)
         if name.startswith("env."):
+            if name[4:] not in context.allowed_env:
+                raise MeasurementError(
+                    f"the server does not allow specs to read its environment variable "
+                    f"{name[4:]} (baepo server start --allow-secret-env {name[4:]})"
+                )
             found = os.environ.get(name[4:])
             if found is None:
                 raise MeasurementError(f"the server has no environment variable {name[4:]}")

@@ -2,12 +2,14 @@
 
 Listing needs the viewer role, taking one the deployer role and restoring one the admin role
 in the environment. Taking and restoring need the spec (its ``backup`` section), sent like
-``POST /deploy`` sends it. Callers: ``api.app`` includes the router.
+``POST /deploy`` sends it; its commands run in the server's app folder (``--workdir``), and its
+secrets follow the same rules as a deploy's (``secrets.references``). Callers: ``api.app``
+includes the router.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
+import os
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Request
@@ -16,10 +18,11 @@ from pydantic import Field
 
 from baepo.api.auth import require
 from baepo.api.routes import MAX_ID, Env, runtime
-from baepo.api.schemas import Body
+from baepo.api.schemas import SPEC_NAME, Body, spec_label
 from baepo.core.model import DEFAULT_ENV, Backup
 from baepo.errors import ConfigError, NotFoundError, Problem, StateError
 from baepo.gates.backups import restore_backup, take_backup
+from baepo.secrets import references
 from baepo.secrets.keys import Keyring
 from baepo.secrets.resolve import secret_env
 from baepo.spec.backup import BackupSpec
@@ -35,7 +38,7 @@ class BackupBody(Body):
     """Take a backup of the app's database in one environment, as its spec says."""
 
     spec_yaml: str = Field(max_length=1_000_000, description="The spec file's text.")
-    spec_path: str = Field(min_length=1, description="Absolute path of the spec file.")
+    spec_name: Line = SPEC_NAME
     env: str = Field(default=DEFAULT_ENV, pattern=ENV_PATTERN)
     actor: Line = Field(default="unknown", min_length=1, max_length=200)
     reason: Text = Field(default="", max_length=2000, description="Why, kept with the backup.")
@@ -45,7 +48,7 @@ class RestoreBody(Body):
     """Put a backup back into the app's live database."""
 
     spec_yaml: str = Field(max_length=1_000_000, description="The spec file's text.")
-    spec_path: str = Field(min_length=1, description="Absolute path of the spec file.")
+    spec_name: Line = SPEC_NAME
     env: str = Field(default=DEFAULT_ENV, pattern=ENV_PATTERN)
     actor: Line = Field(default="unknown", min_length=1, max_length=200)
 
@@ -69,17 +72,12 @@ def backup_view(backup: Backup) -> dict[str, Any]:
 
 
 def _backup_spec(
-    request: Request, app: str, spec_yaml: str, spec_path: str, env: str
+    request: Request, app: str, spec_yaml: str, spec_name: str, env: str
 ) -> tuple[BackupSpec, str, dict[str, str], str | None]:
-    """The spec's backup section, its folder, the variables its commands get (the app's
-    ``run.env`` and its secrets: a ``url_env`` may name a stored secret), and its
+    """The spec's backup section, the app's folder, the variables its commands get (the
+    app's ``run.env`` and its secrets: a ``url_env`` may name a stored secret), and its
     ``run.user``, the account they run as."""
-    spec = parse_spec(spec_yaml, source=spec_path, env=env)
-    path = Path(spec_path)
-    if not path.is_absolute():
-        raise ConfigError(
-            "invalid input", problems=[Problem("spec_path", "must be an absolute path")]
-        )
+    spec = parse_spec(spec_yaml, source=spec_label(spec_name), env=env)
     if spec.app != app:
         raise ConfigError(
             "invalid input", problems=[Problem("app", f"the spec is of {spec.app}, not {app}")]
@@ -89,8 +87,13 @@ def _backup_spec(
             f"the spec of {app} has no backup section", hint="add `backup:` to the spec"
         )
     rt = runtime(request)
-    secrets = secret_env(rt.store, Keyring(rt.state_dir), spec, app, env, path.parent)
-    return spec.backup, str(path.parent), {**spec.run.env, **secrets}, spec.run.user
+    home = str(rt.home)
+    scope = rt.releases.secret_scope
+    references.check_references(rt.store, spec, app, env, home, scope)
+    keyring = Keyring(rt.state_dir)
+    secrets = secret_env(rt.store, keyring, spec, app, env, home, scope=scope)
+    server = {k: v for k, v in os.environ.items() if k in scope.allowed_env}  # backup.url_env
+    return spec.backup, home, {**server, **spec.run.env, **secrets}, spec.run.user
 
 
 @router.get("/apps/{app}/backups", tags=["backups"])
@@ -106,7 +109,7 @@ async def create_backup(app: str, body: BackupBody, request: Request) -> dict[st
     caller = require(request, "deployer", body.env, "take a backup")
     request.state.audit_app = app
     backup_spec, spec_dir, env_vars, user = _backup_spec(
-        request, app, body.spec_yaml, body.spec_path, body.env
+        request, app, body.spec_yaml, body.spec_name, body.env
     )
     rt = runtime(request)
     taken = await take_backup(
@@ -142,7 +145,7 @@ async def restore(
     if backup.app != app or backup.env != body.env:
         raise NotFoundError(f"backup {backup_id} of {app} in {body.env} does not exist")
     backup_spec, spec_dir, env_vars, user = _backup_spec(
-        request, app, body.spec_yaml, body.spec_path, body.env
+        request, app, body.spec_yaml, body.spec_name, body.env
     )
     await restore_backup(
         rt.store,

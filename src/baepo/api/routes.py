@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
@@ -18,11 +17,11 @@ from fastapi.responses import StreamingResponse
 from baepo.api import views
 from baepo.api.auth import principal, require
 from baepo.api.runtime import Runtime
-from baepo.api.schemas import DeployBody, DownBody, SteerBody, UndoBody
+from baepo.api.schemas import DeployBody, DownBody, SteerBody, UndoBody, spec_label
 from baepo.controller.operations import Outcome
 from baepo.controller.releases import DeployRequest
 from baepo.core.model import DEFAULT_ENV, Revision
-from baepo.errors import ConfigError, NotFoundError, Problem
+from baepo.errors import NotFoundError
 from baepo.spec import sensitive
 from baepo.spec.loader import parse_spec, spec_source
 from baepo.strategies.canary import canary_replicas
@@ -76,18 +75,13 @@ def deploy(body: DeployBody, request: Request) -> dict[str, Any]:
     if body.override_freeze is not None:
         require(request, "admin", body.env, "override a freeze")
         request.state.audit_detail = f"freeze overridden: {body.override_freeze}"
-    spec = parse_spec(body.spec_yaml, source=body.spec_path, env=body.env)
+    spec = parse_spec(body.spec_yaml, source=spec_label(body.spec_name), env=body.env)
     request.state.audit_app = spec.app
-    spec_path = Path(body.spec_path)
-    if not spec_path.is_absolute():
-        raise ConfigError(
-            "invalid input", problems=[Problem("spec_path", "must be an absolute path")]
-        )
     source = spec_source(body.spec_yaml)
     outcome = runtime(request).releases.deploy(
         DeployRequest(
             spec=spec,
-            spec_dir=str(spec_path.parent),
+            spec_dir=str(runtime(request).home),
             env=body.env,
             actor=caller.actor(body.actor),
             version=body.version,

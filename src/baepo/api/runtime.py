@@ -28,3 +28,10 @@ class Runtime:
     pid: int = field(default_factory=os.getpid)
     notifier: Notifier | None = None
     auth_required: bool = False  # every request needs a token (else: loopback, local user)
+    workdir: Path | None = None
+    """The app's home: instances, hooks and file secrets work here. The server decides it
+    (``--workdir``, default the state directory's parent), never a caller."""
+
+    @property
+    def home(self) -> Path:
+        return self.workdir if self.workdir is not None else self.state_dir.parent

@@ -5,6 +5,8 @@ Callers: ``api.routes``.
 
 from __future__ import annotations
 
+from pathlib import PurePosixPath
+
 from pydantic import BaseModel, ConfigDict, Field
 
 from baepo.core.model import DEFAULT_ENV
@@ -15,13 +17,28 @@ class Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+SPEC_NAME = Field(
+    default="baepo.yaml",
+    min_length=1,
+    max_length=255,
+    description=(
+        "The spec file's name, only to name it in messages. The server never reads a path "
+        "from a caller: the app's folder is the server's `--workdir`."
+    ),
+)
+
+
+def spec_label(name: str) -> str:
+    """The name a spec's messages call it by: the last part of ``name``, nothing of a path."""
+    return PurePosixPath(name.replace("\\", "/")).name or "baepo.yaml"
+
+
 class DeployBody(Body):
-    """Release the spec in ``spec_yaml`` (the text of a baepo.yaml)."""
+    """Release the spec in ``spec_yaml`` (the text of a baepo.yaml) from the server's app
+    folder."""
 
     spec_yaml: str = Field(max_length=1_000_000, description="The spec file's text.")
-    spec_path: str = Field(
-        min_length=1, description="Absolute path of the spec file; its folder is the app's home."
-    )
+    spec_name: Line = SPEC_NAME
     env: str = Field(default=DEFAULT_ENV, pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")
     version: Line | None = Field(default=None, min_length=1, max_length=128)
     message: Text = Field(default="", max_length=2000)

@@ -83,6 +83,7 @@ def rotate_secret(app: str, name: SecretName, body: SecretBody, request: Request
     rollouts = SecretRollouts(
         rt.store, rt.controller.wake, lock=rt.releases.lock, keyring=rt.releases.keyring
     )
+    rollouts.secret_scope = rt.releases.secret_scope
     return done(request, rollouts.redeploy(app, body.env, caller.actor(body.actor), name))
 
 

@@ -42,6 +42,7 @@ from baepo.notify import Notifier
 from baepo.registry import make_platform, make_routers
 from baepo.secrets import sealed
 from baepo.secrets.keys import Keyring
+from baepo.secrets.references import SecretScope
 from baepo.shell import accounts, statedir
 from baepo.store import open_store, redact, sqlite_url
 
@@ -160,12 +161,16 @@ def serve(
     database_url: str | None = None,
     auth_required: bool = False,
     run_as: accounts.Settings | None = None,
+    workdir: Path | None = None,
+    allowed_secret_env: frozenset[str] = frozenset(),
 ) -> None:
     """Run the server in the foreground until SIGTERM or Ctrl-C.
 
     Without ``auth_required`` it listens on loopback only and every request without a token
     is the local user's; anything else is refused before it starts. ``run_as`` says which
     OS account a spec's commands run as when the server is root (see ``shell.accounts``).
+    ``workdir`` is the app's home (default: the state directory's parent, where the CLI keeps
+    ``.baepo``); ``allowed_secret_env`` names the server variables a spec may read.
     """
     if host not in ("127.0.0.1", "localhost", "::1") and not auth_required:
         raise ConfigError(
@@ -177,6 +182,12 @@ def serve(
             "then start with --auth required",
         )
     state_dir = state_dir.resolve()
+    home = (workdir or state_dir.parent).resolve()
+    if not home.is_dir():
+        raise ConfigError(
+            f"the app folder {home} is not a directory",
+            problems=[Problem("--workdir", "must be an existing folder")],
+        )
     url = database_url or sqlite_url(state_dir / "state.db")
     # SQLite: one server per state dir. PostgreSQL: replicas may share one; the lease decides
     # which of them acts.
@@ -213,8 +224,13 @@ def serve(
         releases = Releases(
             store, controller.wake, lock=lock, keyring=controller.reconciler.keyring
         )
+        scope = SecretScope(allowed_secret_env, private=(str(state_dir),))
+        releases.secret_scope = scope
 
         def setup(reconciler: Reconciler) -> None:
+            reconciler.secret_scope = scope
+            reconciler.gates.secret_scope = scope
+            reconciler.analysis.allowed_env = allowed_secret_env
             reconciler.on_watch_trip = lambda app, env, reason: releases.undo(
                 app, env, "baepo (rollback guard)", message=reason
             )
@@ -224,26 +240,32 @@ def serve(
             )
 
         controller.configure(setup)
-        controller.while_leading(lambda: Notifier(store, api_url))
+        # A channel's url_env reads only the server variables an admin allowed.
+        allowed_environ = {k: v for k, v in os.environ.items() if k in allowed_secret_env}
+        controller.while_leading(lambda: Notifier(store, api_url, environ=allowed_environ))
         steering = Steering(store, controller.wake, lock=lock)
         runtime = Runtime(state_dir, store, platform, router, controller, releases, steering)
         runtime.auth_required = auth_required
+        runtime.workdir = home
         info = {
             "pid": os.getpid(),
             "url": api_url,
             "version": __version__,
             "database": redact(url),
             "auth": auth_required,
+            "workdir": str(home),
+            "allowed_secret_env": sorted(allowed_secret_env),
             "started_at": datetime.now(UTC).isoformat(),
         }
         write_server_file(state_dir, info)
         if shared:
             controller.while_leading(lambda: Announcement(state_dir, info))
         log.warning(
-            "baepo server %s listening on %s (state %s, database %s); %s",
+            "baepo server %s listening on %s (state %s, apps in %s, database %s); %s",
             __version__,
             api_url,
             state_dir,
+            home,
             redact(url),
             "every request needs an API token"
             if auth_required

@@ -37,7 +37,7 @@ backup = typer.Typer(
 
 def _spec_body(project: Project) -> dict[str, Any]:
     loaded = project.loaded
-    return {"spec_yaml": loaded.text, "spec_path": str(loaded.path), "env": project.env}
+    return {"spec_yaml": loaded.text, "spec_name": loaded.path.name, "env": project.env}
 
 
 def _timeout(project: Project) -> float:
@@ -87,7 +87,7 @@ def create(
 ) -> None:
     """Take a backup of the app's database now. Example: `baepo backup create -r "before import"`"""
     project = Project(file, env, state_dir)
-    client = project.client()
+    client = project.spec_client()
     client.timeout = _timeout(project)
     result = client.post(
         f"/api/v1/apps/{project.app}/backups",
@@ -123,7 +123,7 @@ def restore(
         question = f"Restore backup {backup_id} into {project.app}'s database in {project.env}?"
         if not typer.confirm(question):
             raise typer.Exit(1)
-    client = project.client()
+    client = project.spec_client()
     client.timeout = _timeout(project)
     result = client.post(
         f"/api/v1/apps/{project.app}/backups/{backup_id}/restore",

@@ -77,6 +77,8 @@ class Client:
         self._prefix = parts.path
         self.timeout = timeout
         self._conn: http.client.HTTPConnection | None = None
+        self.server_info: dict[str, Any] | None = None
+        """What the server wrote in its state directory (``server.json``), when found there."""
 
     def close(self) -> None:
         if self._conn is not None:
@@ -207,15 +209,22 @@ def running_server(state_dir: Path) -> dict[str, Any] | None:
 
 
 def start_server(
-    state_dir: Path, *, database_url: str | None = None, extra_args: Sequence[str] = ()
+    state_dir: Path,
+    *,
+    database_url: str | None = None,
+    extra_args: Sequence[str] = (),
+    workdir: Path | None = None,
 ) -> dict[str, Any]:
-    """Start a background server for ``state_dir`` and wait until it answers."""
+    """Start a background server for ``state_dir`` (apps in ``workdir``) and wait until it
+    answers."""
     statedir.create(state_dir)
     argv = python_module_argv(
         "baepo", "server", "start", "--foreground", "--state-dir", str(state_dir)
     )
     if database_url:
         argv += ["--database-url", database_url]
+    if workdir is not None:
+        argv += ["--workdir", str(workdir)]
     argv += extra_args
     pid = spawn_detached(argv, env=dict(os.environ), output=state_dir / "server.log")
     deadline = time.monotonic() + SERVER_START_TIMEOUT
@@ -237,8 +246,15 @@ def start_server(
     )
 
 
-def connect(state_dir: Path, *, start: bool = True, database_url: str | None = None) -> Client:
-    """A client for the server of ``state_dir``, starting one if needed and allowed."""
+def connect(
+    state_dir: Path,
+    *,
+    start: bool = True,
+    database_url: str | None = None,
+    workdir: Path | None = None,
+) -> Client:
+    """A client for the server of ``state_dir``, starting one if needed and allowed (with
+    ``workdir`` as the app's folder)."""
     url = os.environ.get("BAEPO_SERVER")
     if url:
         return Client(url)
@@ -246,6 +262,7 @@ def connect(state_dir: Path, *, start: bool = True, database_url: str | None = N
     if info and pid_alive(int(info.get("pid", 0))):
         client = Client(str(info["url"]))
         if client.healthy():
+            client.server_info = info
             return client
         client.close()
     if not start:
@@ -253,8 +270,10 @@ def connect(state_dir: Path, *, start: bool = True, database_url: str | None = N
             f"no baepo server runs for {state_dir}",
             hint="start one with baepo server start (commands start it when needed)",
         )
-    info = start_server(state_dir, database_url=database_url)
-    return Client(str(info["url"]))
+    info = start_server(state_dir, database_url=database_url, workdir=workdir)
+    client = Client(str(info["url"]))
+    client.server_info = info
+    return client
 
 
 def _tail(path: Path, lines: int = 3) -> str:

@@ -143,11 +143,40 @@ class Project:
         return self.path.parent / ".baepo"
 
     def client(self, *, start: bool = True) -> Client:
+        """A client for the state directory's server; one started here gets the spec's folder
+        (when there is a spec) as the app's folder."""
         from baepo.cli.client import connect
+        from baepo.errors import BaepoError
 
+        try:
+            workdir: Path | None = self.path.parent
+        except BaepoError:  # no spec here: the server's default (the state dir's parent)
+            workdir = None
         return connect(
-            self.state_dir, start=start, database_url=os.environ.get("BAEPO_DATABASE_URL")
+            self.state_dir,
+            start=start,
+            database_url=os.environ.get("BAEPO_DATABASE_URL"),
+            workdir=workdir,
         )
+
+    def spec_client(self) -> Client:
+        """A client for a command that sends the spec's text (deploy, backup): the server runs
+        the app in its own folder, so a local server must have this spec's folder as its."""
+        client = self.client()
+        workdir = (client.server_info or {}).get("workdir")
+        folder = self.path.parent
+        if workdir and Path(workdir) != folder:
+            from baepo.errors import StateError
+
+            client.close()
+            raise StateError(
+                f"the server of {self.state_dir} runs apps in {workdir}, but {self.path.name} "
+                f"is in {folder}: the server would not find this folder's files",
+                hint="run baepo in that folder, keep this spec's state beside it (no "
+                "--state-dir), or restart the server for this folder: baepo server stop, "
+                f"then baepo server start --workdir {folder}",
+            )
+        return client
 
     def act(self, route: str, output: Output, **body: Any) -> dict[str, Any]:
         """POST ``{env, actor, **body}`` to the app's ``route``; with ``-o json`` print

@@ -158,7 +158,7 @@ class Demo:
         self.release(
             title or f"deploy {version}",
             "/api/v1/deploy",
-            {"spec_yaml": self.spec_path.read_text(), "spec_path": str(self.spec_path),
+            {"spec_yaml": self.spec_path.read_text(), "spec_name": self.spec_path.name,
              "actor": actor(), "message": f"demo: release {version}"},
             expect=expect,
         )  # fmt: skip

@@ -161,11 +161,11 @@ def deploy(
     """
     project = Project(file, env, state_dir)
     loaded = project.loaded
-    result = project.client().post(
+    result = project.spec_client().post(
         "/api/v1/deploy",
         {
             "spec_yaml": loaded.text,
-            "spec_path": str(loaded.path),
+            "spec_name": loaded.path.name,
             "env": project.env,
             "version": version,
             "message": message,

@@ -40,6 +40,16 @@ def _state_dir(file: Path | None, state_dir: Path | None) -> Path:
     return Project(file, "default", None).state_dir
 
 
+def _spec_folder(file: Path | None) -> Path | None:
+    """The spec's folder, when there is a spec here (or ``-f FILE``), else None."""
+    from baepo.errors import BaepoError
+
+    try:
+        return Project(file, "default", None).path.parent
+    except BaepoError:
+        return None
+
+
 def _parse_listen(listen: str) -> tuple[str, int]:
     host, _, port = listen.rpartition(":")
     if not host or not port.isdigit() or not 0 <= int(port) < 65536:
@@ -93,6 +103,25 @@ def start(
             envvar="BAEPO_ALLOW_ROOT_INSTANCES",
         ),
     ] = False,
+    workdir: Annotated[
+        Path | None,
+        typer.Option(
+            "--workdir",
+            help="The app's folder: instances, hooks, backups and file secrets work here "
+            "(default: the spec's folder when there is a spec, else the folder holding the "
+            "state directory).",
+            metavar="DIR",
+        ),
+    ] = None,
+    allow_secret_env: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--allow-secret-env",
+            help="A server environment variable a spec's `secrets: {X: {env: NAME}}` may read "
+            "(repeatable; also BAEPO_ALLOWED_SECRET_ENV=A,B). Others are refused.",
+            metavar="NAME",
+        ),
+    ] = None,
     file: FileOpt = None,
     state_dir: StateOpt = None,
 ) -> None:
@@ -113,6 +142,10 @@ def start(
     directory = _state_dir(file, state_dir)
     host, port = _parse_listen(listen)
     required = auth == Auth.required
+    workdir = workdir or _spec_folder(file)
+    from baepo.secrets.references import ALLOW_ENV_VAR, allowed_env_names
+
+    allowed = allowed_env_names(allow_secret_env or [], os.environ.get(ALLOW_ENV_VAR))
     if foreground:
         import logging
 
@@ -130,6 +163,8 @@ def start(
             database_url=database_url,
             auth_required=required,
             run_as=run_as,
+            workdir=workdir.resolve() if workdir else None,
+            allowed_secret_env=allowed,
         )
         return
     from baepo.cli.client import running_server, start_server
@@ -142,6 +177,10 @@ def start(
     extra = ["--listen", listen, "--auth", auth.value, "--run-user", run_user]
     if allow_root_instances:
         extra.append("--allow-root-instances")
+    if workdir is not None:
+        extra += ["--workdir", str(workdir.resolve())]
+    for name in sorted(allowed):
+        extra += ["--allow-secret-env", name]
     info = start_server(directory, database_url=database_url, extra_args=extra)
     out.print(f"server started at {info['url']} (pid {info['pid']}); log: {directory}/server.log")
     if replica:

@@ -18,6 +18,7 @@ from baepo.core.ports import (
     RouterConfig,
 )
 from baepo.errors import ConfigError, Problem
+from baepo.secrets import references
 from baepo.shell import accounts
 from baepo.spec.models import ProbeSpec, Spec
 from baepo.spec.target import ReleaseSpec
@@ -102,6 +103,17 @@ def check_release(spec: Spec, spec_dir: str, version: str) -> None:
     if spec.target.kind != "hosts":
         return
     archive = hosts_release(spec.target.release, spec_dir, version).archive
+    if archive and not references.inside(archive, spec_dir):
+        raise ConfigError(
+            "the release archive is not inside the app's folder",
+            problems=[
+                Problem(
+                    "target.release.archive",
+                    "leads out of the app's folder (through `..` in the version, or a "
+                    "symlink): the archive must be inside it",
+                )
+            ],
+        )
     if archive and not Path(archive).is_file():
         raise ConfigError(
             f"the release archive {archive} is not there",

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import datetime
@@ -33,7 +34,7 @@ from baepo.core.ports import Store
 from baepo.errors import BaepoError, ConflictError
 from baepo.gates.backups import take_backup
 from baepo.gates.run import GateResult, release_env, run_argv, run_check
-from baepo.secrets import sealed
+from baepo.secrets import references, sealed
 from baepo.secrets.keys import Keyring
 from baepo.secrets.resolve import secret_env
 from baepo.spec.gates import CheckSpec
@@ -57,6 +58,7 @@ class Gates:
     ) -> None:
         self.keyring = keyring
         self.state_dir: Path | None = None  # where backups go unless backup.dir says
+        self.secret_scope = references.SecretScope()  # what specs may reach on this server
         self.store = store
         self.clock = clock
         self.wake = wake
@@ -85,7 +87,7 @@ class Gates:
         cwd = revision.spec_dir
         gates: list[Gate] = []
         for check in spec.checks.before:
-            gates.append(("check", "before", check.name, _check(check, cwd, env, spec.run.user)))
+            gates.append(("check", "before", check.name, self._check(check, cwd, env, spec)))
         for hook in spec.hooks.pre_deploy:
             name = hook.name or hook.command[0]
             run = _argv(hook.command, cwd, {**env, **hook.env}, hook.timeout, spec.run.user)
@@ -132,7 +134,8 @@ class Gates:
                     self.store, backup, app=rollout.app, env=rollout.env,
                     spec_dir=revision.spec_dir, state_dir=self.state_dir, actor="controller",
                     reason=f"before migrating for revision {rollout.revision}",
-                    revision=rollout.revision, env_vars=env, user=spec.run.user,
+                    revision=rollout.revision, env_vars={**self._allowed_environ(), **env},
+                    user=spec.run.user,
                 )  # fmt: skip
             except BaepoError as exc:
                 return GateResult(False, str(exc))
@@ -164,7 +167,7 @@ class Gates:
             await self._event(rollout, "gate.failed", f"checks after not run: {exc}")
             return
         for check in spec.checks.after:
-            run = _check(check, revision.spec_dir, env, spec.run.user)
+            run = self._check(check, revision.spec_dir, env, spec)
             result = await self._record(rollout, "check", "after", check.name, run)
             if not result.passed:
                 reason = (
@@ -215,6 +218,15 @@ class Gates:
         except Exception:  # a gate task must never take the controller down
             log.exception("a gate task failed")
 
+    def _check(
+        self, check: CheckSpec, cwd: str, env: dict[str, str], spec: Spec
+    ) -> Callable[[], Awaitable[GateResult]]:
+        return _check_with(check, cwd, env, spec.run.user, self.secret_scope.allowed_env)
+
+    def _allowed_environ(self) -> dict[str, str]:
+        """The server variables an admin allowed specs to name (a backup's ``url_env``)."""
+        return {k: v for k, v in os.environ.items() if k in self.secret_scope.allowed_env}
+
     def _env(self, rollout: Rollout, revision: Revision, spec: Spec) -> dict[str, str]:
         """What the app's instances get (``run.env`` and its secrets), and the release's
         ``BAEPO_*`` variables. Raises BaepoError when a secret cannot be resolved."""
@@ -222,8 +234,9 @@ class Gates:
         keyring = self.keyring or Keyring()
         if spec.secrets:
             secrets = secret_env(
-                self.store, keyring, spec, rollout.app, rollout.env, revision.spec_dir
-            )
+                self.store, keyring, spec, rollout.app, rollout.env, revision.spec_dir,
+                scope=self.secret_scope,
+            )  # fmt: skip
         return {
             **sealed.open_env(spec.run.env, keyring),
             **secrets,
@@ -336,7 +349,11 @@ def _argv(
     return lambda: run_argv(argv, cwd=cwd, env=env, timeout=timeout, user=user)
 
 
-def _check(
-    check: CheckSpec, cwd: str, env: dict[str, str], user: str | None
+def _check_with(
+    check: CheckSpec,
+    cwd: str,
+    env: dict[str, str],
+    user: str | None,
+    allowed_env: frozenset[str],
 ) -> Callable[[], Awaitable[GateResult]]:
-    return lambda: run_check(check, cwd=cwd, env=env, user=user)
+    return lambda: run_check(check, cwd=cwd, env=env, user=user, allowed_env=allowed_env)

@@ -15,6 +15,7 @@ from baepo.controller.reconciler import Clock, utcnow
 from baepo.core.model import App, AppState, Event, Revision, Rollout, RolloutPhase
 from baepo.core.ports import Store
 from baepo.errors import StateError
+from baepo.secrets import references
 from baepo.secrets.keys import Keyring
 from baepo.secrets.resolve import secret_versions
 from baepo.spec import sensitive
@@ -51,6 +52,7 @@ class Operations:
         self.clock = clock
         self._lock = lock or threading.Lock()
         self.keyring = keyring  # fingerprints secrets read from files and environment variables
+        self.secret_scope = references.SecretScope()  # what specs may reach on this server
 
     @property
     def lock(self) -> threading.Lock:
@@ -61,8 +63,9 @@ class Operations:
         """``revision`` stamped with the versions of the secrets its instances will read: its
         ``secrets:`` and its sealed ``run.env`` values."""
         versions = secret_versions(
-            self.store, self.keyring, spec, revision.app, revision.env, revision.spec_dir
-        )
+            self.store, self.keyring, spec, revision.app, revision.env, revision.spec_dir,
+            scope=self.secret_scope,
+        )  # fmt: skip
         return replace(revision, secrets={**sensitive.sealed_versions(revision.config), **versions})
 
     def _active(self, app_name: str, env: str, verb: str) -> Rollout:

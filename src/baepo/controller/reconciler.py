@@ -13,6 +13,7 @@ Callers: ``controller.loop``.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -39,7 +40,7 @@ from baepo.core.model import (
 from baepo.core.ports import Backend, InstanceSpec, Platform, Router, Store
 from baepo.errors import BaepoError, ExternalError
 from baepo.providers import ProviderDeps, make_providers
-from baepo.secrets import sealed
+from baepo.secrets import references, sealed
 from baepo.secrets.keys import Keyring
 from baepo.secrets.resolve import secret_env
 from baepo.spec.models import Spec
@@ -71,6 +72,7 @@ class Reconciler:
     ) -> None:
         self.store = store
         self.keyring = keyring  # decrypts the stored secrets given to new instances
+        self.secret_scope = references.SecretScope()  # what specs may reach on this server
         self.wake = wake  # asks for another pass at once (e.g. when a stop finished)
         self.platform = platform
         self.router = router
@@ -414,8 +416,9 @@ class Reconciler:
             return spec
         keyring = self.keyring or Keyring()
         values = await asyncio.to_thread(
-            secret_env, self.store, keyring, config, revision.app, revision.env, revision.spec_dir
-        )
+            functools.partial(secret_env, scope=self.secret_scope),
+            self.store, keyring, config, revision.app, revision.env, revision.spec_dir,
+        )  # fmt: skip
         opened = await asyncio.to_thread(sealed.open_env, closed, keyring)
         return replace(spec, env_vars=plain, secret_env={**opened, **values})
 

@@ -17,7 +17,7 @@ from baepo.controller.desired import spec_of
 from baepo.controller.operations import Operations, Outcome
 from baepo.core.model import App, AppState, Revision, Rollout, RolloutPhase, config_hash
 from baepo.errors import ConfigError, Problem, StateError
-from baepo.secrets import sealed
+from baepo.secrets import references, sealed
 from baepo.secrets.keys import Keyring
 from baepo.spec import sensitive
 from baepo.spec.models import Spec
@@ -62,6 +62,9 @@ class Releases(Operations):
             )
         desired.check_release(spec, request.spec_dir, version)
         desired.check_run_user(spec, request.spec_dir)  # refused now, not at the start
+        references.check_references(
+            self.store, spec, spec.app, request.env, request.spec_dir, self.secret_scope
+        )
         # Secret-looking run.env values are sealed before anything keeps or shows the config.
         keyring = self.keyring or Keyring()
         config = sealed.seal_spec(
@@ -230,6 +233,11 @@ class Releases(Operations):
             if warm is not None:
                 return self._switch_back(app, warm, actor)
             source = self._undo_source(app, to_revision)
+            # the copy is a new deploy: its references must still be allowed now
+            references.check_references(
+                self.store, spec_of(source), app_name, env, source.spec_dir,
+                self.secret_scope,
+            )  # fmt: skip
             stable = self._revision(app, app.stable_revision)
             if stable is not None and stable.config_hash == source.config_hash:
                 return Outcome(

@@ -77,11 +77,12 @@ def _database_url(spec: BackupSpec, env_vars: Mapping[str, str]) -> str:
     name = spec.url_env
     if not name:
         raise StateError("the postgres backup has no url_env", hint="set backup.url_env")
-    url = env_vars.get(name) or os.environ.get(name)
+    url = env_vars.get(name)  # run.env, secrets, and the server variables an admin allowed
     if not url:
         raise StateError(
             f"the database URL variable {name} is not set",
-            hint=f"set {name} in the server's environment or as a secret",
+            hint=f"store it as a secret, or set {name} in the server's environment and allow "
+            f"it (baepo server start --allow-secret-env {name})",
         )
     return url
 

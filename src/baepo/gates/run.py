@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 import httpx
@@ -85,8 +85,24 @@ def _fill(text: str) -> str:
     return _ENV_PLACEHOLDER.sub(lambda m: os.environ.get(m.group(1), ""), text)
 
 
-async def probe(http: HttpCheckSpec, *, timeout: float) -> GateResult:
-    """An HTTP probe: passes on an expected status (any 2xx by default) and body text."""
+def _refused(http: HttpCheckSpec, allowed_env: Collection[str]) -> list[str]:
+    """The ``{{env.NAME}}`` of the probe that name a variable an admin did not allow."""
+    texts = [http.url, *http.headers.values()]
+    return sorted({n for t in texts for n in _ENV_PLACEHOLDER.findall(t)} - set(allowed_env))
+
+
+async def probe(
+    http: HttpCheckSpec, *, timeout: float, allowed_env: Collection[str] = frozenset()
+) -> GateResult:
+    """An HTTP probe: passes on an expected status (any 2xx by default) and body text.
+    ``{{env.NAME}}`` may only name the server variables in ``allowed_env``."""
+    refused = _refused(http, allowed_env)
+    if refused:
+        return GateResult(
+            False,
+            f"the server does not allow specs to read its environment variable(s) "
+            f"{', '.join(refused)} (baepo server start --allow-secret-env NAME)",
+        )
     url = _fill(http.url)
     headers = {name: _fill(value) for name, value in http.headers.items()}
     try:
@@ -104,7 +120,12 @@ async def probe(http: HttpCheckSpec, *, timeout: float) -> GateResult:
 
 
 async def run_check(
-    check: CheckSpec, *, cwd: str, env: Mapping[str, str], user: str | None = None
+    check: CheckSpec,
+    *,
+    cwd: str,
+    env: Mapping[str, str],
+    user: str | None = None,
+    allowed_env: Collection[str] = frozenset(),
 ) -> GateResult:
     """Run a check, retrying it ``retries`` times ``retry_interval`` apart."""
     result = GateResult(False, "the check has neither a command nor an http probe")
@@ -116,7 +137,7 @@ async def run_check(
                 check.command, cwd=cwd, env=env, timeout=check.timeout, user=user
             )
         elif check.http is not None:
-            result = await probe(check.http, timeout=check.timeout)
+            result = await probe(check.http, timeout=check.timeout, allowed_env=allowed_env)
         if result.passed:
             return result
     return result

@@ -1,9 +1,10 @@
 """The secret environment variables of an instance, resolved from the spec's ``secrets``.
 
-Each variable comes from a stored secret (decrypted with the keyring), an environment
-variable of the server, or a file (relative to the spec's folder; one final newline is
-dropped). Errors name the variable and its source, never a value. Callers: the controller's
-reconciler, when it starts an instance.
+Each variable comes from a stored secret of the same app and environment (decrypted with the
+keyring), an environment variable of the server that an admin allowed by name, or a file inside
+the app's folder (one final newline is dropped); ``secrets.references`` holds those rules and
+is asked again here, at read time. Errors name the variable and its source, never a value.
+Callers: the controller's reconciler (instance start) and gates (hooks), the backup routes.
 
 ``secret_versions`` says which version of each variable a revision's instances read, without
 any value: a stored secret's version number, or a keyed fingerprint of an environment
@@ -18,18 +19,26 @@ from pathlib import Path
 
 from baepo.core.ports import Store
 from baepo.errors import StateError
+from baepo.secrets import references
 from baepo.secrets.keys import Keyring
 from baepo.spec.models import Spec
-from baepo.spec.secrets import SecretSource
 
 
 def secret_env(
-    store: Store, keyring: Keyring, spec: Spec, app: str, env: str, spec_dir: str | Path
+    store: Store,
+    keyring: Keyring,
+    spec: Spec,
+    app: str,
+    env: str,
+    spec_dir: str | Path,
+    *,
+    scope: references.SecretScope,
 ) -> dict[str, str]:
-    """``{variable: value}`` for every entry of ``spec.secrets``."""
+    """``{variable: value}`` for every entry of ``spec.secrets``, within ``scope`` (the server
+    variables an admin allowed, the folders no file may be in)."""
     values: dict[str, str] = {}
     for variable, entry in spec.secrets.items():
-        source = SecretSource(secret=entry) if isinstance(entry, str) else entry
+        source = references.source_of(entry)
         if source.secret is not None:
             stored = store.get_secret(app, env, source.secret)
             if stored is None:
@@ -39,6 +48,12 @@ def secret_env(
                 )
             values[variable] = keyring.decrypt(stored.ciphertext)
         elif source.env is not None:
+            if source.env not in scope.allowed_env:
+                raise StateError(
+                    f"{variable}: the server does not allow secrets from its environment "
+                    f"variable {source.env}",
+                    hint=references.allow_hint(source.env),
+                )
             value = os.environ.get(source.env)
             if value is None:
                 raise StateError(
@@ -46,41 +61,45 @@ def secret_env(
                 )
             values[variable] = value
         elif source.file is not None:
-            path = Path(spec_dir) / source.file
             try:
-                text = path.read_text()
-            except OSError as exc:
-                raise StateError(
-                    f"{variable}: cannot read the secret file {path}: {exc.strerror or exc}"
-                ) from exc
-            values[variable] = text[:-1] if text.endswith("\n") else text
+                values[variable] = references.read_secret_file(spec_dir, source.file, scope.private)
+            except StateError as exc:
+                raise StateError(f"{variable}: {exc}") from exc
         else:
             raise StateError(f"{variable}: a secret needs one of secret, env or file")
     return values
 
 
 def secret_versions(
-    store: Store, keyring: Keyring | None, spec: Spec, app: str, env: str, spec_dir: str | Path
+    store: Store,
+    keyring: Keyring | None,
+    spec: Spec,
+    app: str,
+    env: str,
+    spec_dir: str | Path,
+    *,
+    scope: references.SecretScope,
 ) -> dict[str, str]:
     """``{variable: version}`` for every entry of ``spec.secrets``, never a value.
 
     A stored secret gives ``"secret NAME vN"``; an environment variable or a file gives
     ``"env NAME <fingerprint>"`` or ``"file PATH <fingerprint>"`` (a keyed digest, so a changed
-    value shows as changed). Something missing is recorded as such, not raised: the instance
-    start reports it.
+    value shows as changed). Something missing or refused is recorded as missing, not raised:
+    the deploy's check (``secrets.references``) or the instance start reports it.
     """
     versions: dict[str, str] = {}
     for variable, entry in spec.secrets.items():
-        source = SecretSource(secret=entry) if isinstance(entry, str) else entry
+        source = references.source_of(entry)
         if source.secret is not None:
             stored = store.get_secret(app, env, source.secret)
             state = f"v{stored.version}" if stored is not None else "(not set)"
             versions[variable] = f"secret {source.secret} {state}"
             continue
         if source.env is not None:
-            label, value = f"env {source.env}", os.environ.get(source.env)
+            allowed = source.env in scope.allowed_env
+            label, value = f"env {source.env}", os.environ.get(source.env) if allowed else None
         elif source.file is not None:
-            label, value = f"file {source.file}", _read(Path(spec_dir) / source.file)
+            label, value = f"file {source.file}", _read(spec_dir, source.file, scope.private)
         else:
             continue
         if value is None:
@@ -90,12 +109,11 @@ def secret_versions(
     return versions
 
 
-def _read(path: Path) -> str | None:
+def _read(spec_dir: str | Path, relative: str, private: tuple[str, ...]) -> str | None:
     try:
-        text = path.read_text()
-    except OSError:
+        return references.read_secret_file(spec_dir, relative, private)
+    except StateError:
         return None
-    return text[:-1] if text.endswith("\n") else text
 
 
 def secret_changes(old: dict[str, str] | None, new: dict[str, str]) -> dict[str, str]:

@@ -33,7 +33,7 @@ from pydantic_core import ErrorDetails
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from baepo.errors import ConfigError, Problem
-from baepo.spec import analysis, listeners, overlays
+from baepo.spec import analysis, listeners, overlays, secrets
 from baepo.spec.files import INIT_HINT
 from baepo.spec.models import Spec
 from baepo.spec.text import control_problem
@@ -180,6 +180,7 @@ def _validate(
         findings = [
             *analysis.check_analysis(spec.analysis, spec.strategy),
             *listeners.check_listeners(spec, lambda loc: resolved.origin_of(loc) is not None),
+            *secrets.check_secrets(spec.secrets),
         ]
         for loc, message in findings:
             path, line, _node = _locate(where(loc), data, root, loader)

@@ -316,8 +316,11 @@ class Spec(SpecModel):
         default_factory=dict,
         description=(
             "Secret environment variables of every instance: each maps a variable name to a "
-            "stored secret's name (`baepo secret set`), or to `{env: NAME}` or `{file: PATH}`. "
-            "Values never appear in output, logs or history."
+            "secret stored for this app and environment (`baepo secret set`), or to "
+            "`{env: NAME}` (a server variable an admin allowed with `--allow-secret-env`) or "
+            "`{file: PATH}` (a relative path inside the spec's folder: no `..`, no absolute "
+            "path, no symlink leading out). Anything else is refused at deploy. Values never "
+            "appear in output, logs or history."
         ),
         examples=[{"DATABASE_PASSWORD": "db-password"}],
     )

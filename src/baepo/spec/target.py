@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 from pydantic import Field, field_validator, model_validator
 
 from baepo.spec.base import SpecModel
+from baepo.spec.secrets import file_problem
 from baepo.spec.units import Duration
 
 _ADDRESS_RE = re.compile(r"^(\[[0-9a-fA-F:]+\]|[0-9a-fA-F:]+|[A-Za-z0-9](?:[A-Za-z0-9.\-]*))$")
@@ -97,8 +98,9 @@ class ReleaseSpec(SpecModel):
     archive: str | None = Field(
         default=None,
         description=(
-            "A `.tar`, `.tar.gz` or `.tgz` file on the controller's machine (relative to the "
-            "spec's folder), uploaded to each host and unpacked as the release folder. "
+            "A `.tar`, `.tar.gz` or `.tgz` file inside the spec's folder on the controller's "
+            "machine (a relative path without `..`; it must not lead out of the folder, "
+            "`{version}` included), uploaded to each host and unpacked as the release folder. "
             "`{version}` is replaced by the revision's version."
         ),
         examples=["dist/shop-{version}.tar.gz"],
@@ -127,8 +129,13 @@ class ReleaseSpec(SpecModel):
     @field_validator("archive")
     @classmethod
     def _archive(cls, value: str | None) -> str | None:
-        if value is not None and (not value.endswith(ARCHIVE_SUFFIXES) or "\0" in value):
+        if value is None:
+            return None
+        if not value.endswith(ARCHIVE_SUFFIXES) or "\0" in value:
             raise ValueError("expected a .tar, .tar.gz or .tgz file, e.g. dist/shop.tar.gz")
+        problem = file_problem(value, "the release archive", "or give its `url`")
+        if problem:
+            raise ValueError(problem)
         return value
 
     @field_validator("url")
