@@ -213,7 +213,7 @@ def test_the_base_specs_deploy_as_a_dry_run(client: httpx.Client) -> None:
     for doc in BASES:
         text = yaml.safe_dump(doc, sort_keys=False)
         parse_spec(text)
-        body = {"spec_yaml": text, "spec_path": "/srv/shop/baepo.yaml", "dry_run": True}
+        body = {"spec_yaml": text, "spec_name": "baepo.yaml", "dry_run": True}
         answer = client.post("/api/v1/deploy", json=body)
         assert answer.status_code == 200, answer.text
         assert answer.json()["preview"], answer.text
@@ -237,7 +237,7 @@ def test_whatever_validate_accepts_the_server_accepts_or_refuses_with_a_4xx(
         assert all(p.message for p in refused.problems), refused
         assert str(refused).startswith("baepo.yaml: not a valid baepo spec")
         return
-    body = {"spec_yaml": text, "spec_path": "/srv/shop/baepo.yaml", "env": env, "dry_run": True}
+    body = {"spec_yaml": text, "spec_name": "baepo.yaml", "env": env, "dry_run": True}
     answer = client.post("/api/v1/deploy", json=body)
     assert answer.status_code < 500, f"{answer.status_code}: {answer.text}\n{text}"
     if answer.status_code >= 400:
@@ -252,6 +252,7 @@ def test_whatever_validate_accepts_the_server_accepts_or_refuses_with_a_4xx(
         ("/api/v1/deploy", {"message": "x\x1b]0;owned\x07"}, "message"),
         ("/api/v1/deploy", {"actor": "a\nb"}, "actor"),
         ("/api/v1/deploy", {"override_freeze": "\u202eok"}, "override_freeze"),
+        ("/api/v1/deploy", {"spec_name": "baepo\x1b[31m.yaml"}, "spec_name"),
         ("/api/v1/apps/shop/lock", {"reason": "\x9b2J"}, "reason"),
         ("/api/v1/apps/shop/reject", {"reason": "no\x00"}, "reason"),
         ("/api/v1/apps/shop/undo", {"message": "\x1b[2J"}, "message"),
@@ -262,7 +263,7 @@ def test_control_characters_in_api_text_are_a_422_naming_the_field(
 ) -> None:
     if path == "/api/v1/deploy":
         text = yaml.safe_dump(BASES[0])
-        body = {"spec_yaml": text, "spec_path": "/srv/shop/baepo.yaml", "dry_run": True, **body}
+        body = {"spec_yaml": text, "spec_name": "baepo.yaml", "dry_run": True, **body}
     answer = client.post(path, json=body)
     assert answer.status_code == 422, answer.text
     assert answer.headers["content-type"].startswith("application/problem+json")
