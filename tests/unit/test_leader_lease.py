@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from baepo import store
+from baepo.controller import leader
 from baepo.controller.leader import Elector, FencedRouter
 from baepo.controller.loop import Controller
 from baepo.controller.reconciler import Reconciler
@@ -118,6 +120,29 @@ def test_a_replica_that_wins_a_shared_lease_waits_out_the_old_leaders_trust() ->
     lease.answers = True
     asyncio.run(e.step())
     assert not e.leading and e.terms == 2  # a new term waits again
+
+
+def test_a_process_bound_lease_keeps_leading_however_late_a_renewal_is(tmp_path: Path) -> None:
+    # On a busy machine a renewal can come seconds late; a SQLite file lock cannot pass to
+    # another process meanwhile, so the server must not stop (and rebuild) its controller.
+    clock = Clock()
+    alone = leader.elector_for(FileLease(tmp_path / "db.leader", "me"), "me", shared=False)
+    alone.clock = clock
+    assert asyncio.run(alone.step()) is True  # leads at once: no settle
+    clock.now += 60
+    assert alone.leading
+    with store.open_store("sqlite://") as db:  # a bare controller is alone too
+        bare = Controller(db, object(), object())  # type: ignore[arg-type]
+        assert bare.elector.trust == math.inf
+    # A shared lease is trusted TRUST seconds, and won only after SETTLE.
+    lease = FakeLease()
+    shared = leader.elector_for(lease, "me", shared=True)
+    shared.clock = clock
+    assert asyncio.run(shared.step()) is False
+    clock.now += leader.SETTLE
+    assert asyncio.run(shared.step()) is True
+    clock.now += leader.TRUST
+    assert not shared.leading
 
 
 def test_priming_takes_a_free_lease_before_the_loop_runs() -> None:

@@ -32,7 +32,6 @@ from baepo.api.app import create_app
 from baepo.api.auth import principal
 from baepo.api.runtime import Runtime
 from baepo.controller import leader
-from baepo.controller.leader import Elector
 from baepo.controller.loop import Controller
 from baepo.controller.reconciler import Reconciler
 from baepo.controller.releases import Releases
@@ -217,8 +216,7 @@ def serve(
         platform = make_platform("local", state_dir)
         router = make_routers(state_dir)
         lease = store.lease(leader.LEASE_NAME, identity, ttl=leader.TTL)
-        # A process-bound lock (SQLite) dies with its holder: no need to wait when winning it.
-        elector = Elector(lease, identity, settle=leader.SETTLE if shared else 0.0)
+        elector = leader.elector_for(lease, identity, shared=shared)
         controller = Controller(store, platform, router, keyring=keyring, elector=elector)
         lock = threading.Lock()
         releases = Releases(

@@ -188,6 +188,22 @@ class Elector:
         log.warning("no longer leading: %s", why)
 
 
+def elector_for(lease: Lease, identity: str, *, shared: bool) -> Elector:
+    """The elector of a server: ``shared`` when other processes may hold ``lease`` (replicas
+    on one PostgreSQL database), else the lease is bound to this process (a SQLite file
+    lock, which dies with its holder).
+
+    A process-bound lease cannot pass to another process while this one lives, so there is
+    nothing to fence against: its holder leads at once and keeps leading however late a
+    renewal is. Trusting it only ``TRUST`` seconds would make a busy machine (a renewal
+    queued a few seconds behind other work) stop the controller mid-pass and rebuild it,
+    losing what it remembers (a guard that already tripped would trip again).
+    """
+    if shared:
+        return Elector(lease, identity, settle=SETTLE)
+    return Elector(lease, identity, trust=math.inf, settle=0.0)
+
+
 class FencedPlatform:
     """A platform whose changes are refused unless the elector leads; reads pass through."""
 

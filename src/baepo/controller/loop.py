@@ -25,7 +25,13 @@ from typing import Protocol
 
 from prometheus_client import Gauge, Histogram
 
-from baepo.controller.leader import Elector, FencedPlatform, FencedRouter, SoleLease
+from baepo.controller.leader import (
+    Elector,
+    FencedPlatform,
+    FencedRouter,
+    SoleLease,
+    elector_for,
+)
 from baepo.controller.reconciler import Reconciler
 from baepo.controller.traffic import MAIN, Table, Traffic
 from baepo.core.model import AppState
@@ -91,7 +97,7 @@ class Controller:
         elector: Elector | None = None,
     ) -> None:
         self.store = store
-        self.elector = elector or Elector(SoleLease())
+        self.elector = elector or elector_for(SoleLease(), "", shared=False)
         self._platform = FencedPlatform(platform, self.elector)
         self._router = FencedRouter(router, self.elector)
         self._keyring = keyring
