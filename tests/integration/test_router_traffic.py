@@ -108,18 +108,18 @@ def test_removed_upstream_finishes_in_flight_request(
         result: list[httpx.Response] = []
 
         def slow() -> None:
-            result.append(httpx.get(proc.url + "/slow?delay=1.5", timeout=10))
+            result.append(httpx.get(proc.url + "/slow?delay=3", timeout=30))
 
         thread = threading.Thread(target=slow)
         thread.start()
-        deadline = time.monotonic() + 5
+        deadline = time.monotonic() + 60
         while proc.get("/inflight")["upstreams"].get(a.address, 0) == 0:
-            assert time.monotonic() < deadline
+            assert time.monotonic() < deadline, f"no request in flight: {proc.get('/inflight')}"
             time.sleep(0.02)
         proc.put((2, 100, [b.address]))
         assert httpx.get(proc.url + "/hello").headers["x-upstream"] == "b"
         assert proc.get("/inflight")["upstreams"][a.address] == 1
-        thread.join(10)
+        thread.join(30)
         assert result[0].status_code == 200
         assert result[0].headers["x-upstream"] == "a"
         assert proc.get("/inflight")["upstreams"].get(a.address, 0) == 0
@@ -150,13 +150,18 @@ def test_sigterm_drains_in_flight_requests(
         result: list[int] = []
         thread = threading.Thread(
             target=lambda: result.append(
-                httpx.get(proc.url + "/slow?delay=1", timeout=10).status_code
+                httpx.get(proc.url + "/slow?delay=3", timeout=30).status_code
             )
         )
         thread.start()
-        time.sleep(0.3)
+        # SIGTERM only once the router holds the request: before that there is nothing to
+        # drain (the request would be refused, and a busy machine can take a second to send it).
+        deadline = time.monotonic() + 60
+        while proc.get("/inflight")["upstreams"].get(a.address, 0) == 0:
+            assert time.monotonic() < deadline, f"no request in flight: {proc.get('/inflight')}"
+            time.sleep(0.02)
         assert proc.stop(signal.SIGTERM) == 0
-        thread.join(10)
+        thread.join(30)
         assert result == [200]
 
 

@@ -272,7 +272,7 @@ class RouterProcess:
         log = (self.folder / "router.log").open("ab")
         self.proc = subprocess.Popen([*argv, *self.extra], stdout=log, stderr=subprocess.STDOUT)
         log.close()
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 60  # bounds a hang only: a busy machine starts slowly
         while time.monotonic() < deadline:
             assert self.proc.poll() is None, self.log()
             try:
