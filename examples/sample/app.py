@@ -19,6 +19,8 @@ gives defaults for the same keys, lower-case without the prefix, e.g. ``{"latenc
   and ``SAMPLE_LATENCY_MS`` apply; until then it answers at once and never fails. At start
   it prints ``fault onset at <unix time>`` (wall clock, microseconds) so a benchmark can time
   what follows the onset
+- ``SAMPLE_FAULT_FILE``: a path; ``SAMPLE_ERROR_RATE`` and ``SAMPLE_LATENCY_MS`` apply only
+  while that file exists (a test turns the fault on when it wants, whatever the machine's speed)
 - ``SAMPLE_LATENCY_JITTER``: fraction (0..1); each request's added latency is drawn uniformly
   from ``SAMPLE_LATENCY_MS`` times (1 - jitter) to (1 + jitter)
 
@@ -66,6 +68,7 @@ class Config:
         fault_after = get("fault_after_s", "")
         self.fault_after = float(fault_after) if fault_after else None
         self.latency_jitter = float(get("latency_jitter", "0"))
+        self.fault_file = get("fault_file", "")
 
 
 class State:
@@ -91,7 +94,10 @@ class State:
             self.cond.notify_all()
 
     def faulty(self) -> bool:
-        """Whether the configured errors and latency apply now (always without a delay)."""
+        """Whether the configured errors and latency apply now (always without a delay or a
+        fault file)."""
+        if self.config.fault_file and not os.path.exists(self.config.fault_file):
+            return False
         return self.fault_at is None or time.monotonic() >= self.fault_at
 
     def latency(self) -> float:

@@ -138,7 +138,7 @@ class SampleProject:
                 return
             time.sleep(0.02)
 
-    def wait_for(self, predicate: Any, timeout: float = 60, what: str = "condition") -> Any:
+    def wait_for(self, predicate: Any, timeout: float = 180, what: str = "condition") -> Any:
         deadline = time.monotonic() + timeout
         last: Any = None
         while time.monotonic() < deadline:
@@ -221,3 +221,15 @@ def versions(port: int, count: int) -> Counter[str]:
     finally:
         conn.close()
     return seen
+
+
+def until(fetch: Any, done: Any, what: str, timeout: float = 120) -> Any:
+    """Call ``fetch()`` until ``done(value)``, and return that value. ``timeout`` only bounds
+    a hang (a busy machine is slow, never wrong); on expiry the last value is shown."""
+    deadline = time.monotonic() + timeout
+    while True:
+        last = fetch()
+        if done(last):
+            return last
+        assert time.monotonic() < deadline, f"timed out waiting for {what}; last seen: {last!r}"
+        time.sleep(0.1)

@@ -33,6 +33,11 @@ REQUIRED = {
     "user": "admin",
 }
 
+# One client for the matrix (a thousand requests): a client per request built its TLS context
+# each time, which took the test past its time limit on a busy machine. The timeout bounds a
+# hang only.
+HTTP = httpx.Client(timeout=60)
+
 
 def create_token(project: SampleProject, name: str, role: str, *envs: str) -> str:
     args = ["token", "create", "--name", name, "--role", role]
@@ -56,7 +61,7 @@ def call(url: str, token: str | None, route: str, env: str, spec: dict[str, str]
     else:
         body = {"env": env, "actor": "tester"}
         path = f"/api/v1/apps/sample/{route}"
-    return httpx.post(url + path, json=body, headers=headers, timeout=30).status_code
+    return HTTP.post(url + path, json=body, headers=headers).status_code
 
 
 def snapshot(url: str, admin: str) -> dict[str, Any]:
@@ -65,15 +70,15 @@ def snapshot(url: str, admin: str) -> dict[str, Any]:
     got: dict[str, Any] = {}
     for env in (MINE, OTHER):
         for what in ("revisions", "events"):
-            response = httpx.get(
+            response = HTTP.get(
                 f"{url}/api/v1/apps/sample/{what}", params={"env": env, "limit": 10000},
-                headers=headers, timeout=10,
+                headers=headers,
             )  # fmt: skip
             got[f"{env}/{what}"] = response.json() if response.status_code == 200 else None
-    got["apps"] = httpx.get(f"{url}/api/v1/apps", headers=headers, timeout=10).json()
-    tokens = httpx.get(f"{url}/api/v1/tokens", headers=headers, timeout=10).json()
+    got["apps"] = HTTP.get(f"{url}/api/v1/apps", headers=headers).json()
+    tokens = HTTP.get(f"{url}/api/v1/tokens", headers=headers).json()
     got["tokens"] = sorted((t["id"], t["revoked_at"] or "") for t in tokens)
-    got["users"] = httpx.get(f"{url}/api/v1/users", headers=headers, timeout=10).json()
+    got["users"] = HTTP.get(f"{url}/api/v1/users", headers=headers).json()
     return got
 
 
@@ -91,9 +96,9 @@ def test_roles_per_environment_matrix(project: SampleProject) -> None:
     url = restart_with_auth(project)
     spec = {"spec_yaml": project.spec.read_text(), "spec_name": project.spec.name}
 
-    assert httpx.get(f"{url}/api/v1/apps", timeout=10).status_code == 401
+    assert HTTP.get(f"{url}/api/v1/apps").status_code == 401
     bad = {"Authorization": "Bearer bp_nothing_here"}
-    assert httpx.get(f"{url}/api/v1/apps", headers=bad, timeout=10).status_code == 401
+    assert HTTP.get(f"{url}/api/v1/apps", headers=bad).status_code == 401
 
     refused: list[tuple[str, str, str, int]] = []
     for role, route, env in itertools.product(ROLES, REQUIRED, (MINE, OTHER)):
@@ -115,15 +120,15 @@ def test_roles_per_environment_matrix(project: SampleProject) -> None:
 
     # Viewers read their environments only.
     viewer = {"Authorization": f"Bearer {tokens['viewer']}"}
-    mine = httpx.get(f"{url}/api/v1/apps/sample", params={"env": MINE}, headers=viewer)
+    mine = HTTP.get(f"{url}/api/v1/apps/sample", params={"env": MINE}, headers=viewer)
     assert mine.status_code == 200
-    other = httpx.get(f"{url}/api/v1/apps/sample", params={"env": OTHER}, headers=viewer)
+    other = HTTP.get(f"{url}/api/v1/apps/sample", params={"env": OTHER}, headers=viewer)
     assert other.status_code == 403
-    listed = httpx.get(f"{url}/api/v1/apps", headers=viewer).json()
+    listed = HTTP.get(f"{url}/api/v1/apps", headers=viewer).json()
     assert {a["env"] for a in listed} == {MINE}
 
     # The audit log has every refusal, with who and from where; no token text anywhere.
-    records = httpx.get(
+    records = HTTP.get(
         f"{url}/api/v1/audit", params={"limit": 10000},
         headers={"Authorization": f"Bearer {admin}"},
     ).json()  # fmt: skip

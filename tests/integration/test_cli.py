@@ -9,7 +9,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from harness import SampleProject, serving
+from harness import SampleProject, serving, until
 
 COMMANDS = [
     ["init"], ["validate"], ["schema"], ["deploy"], ["undo"], ["rollback"], ["down"],
@@ -78,14 +78,18 @@ def test_logs_status_and_openapi(project: SampleProject) -> None:
     project.ok("deploy", "--wait")
     project.wait_for(lambda s: serving(s, 1, 2))
     for _ in range(5):
-        httpx.get(f"http://127.0.0.1:{project.port}/hello", timeout=5)
-    logs = project.ok("logs", "--tail", "50")
-    assert "/hello" in logs
+        httpx.get(f"http://127.0.0.1:{project.port}/hello", timeout=30)
+    # The probes log 20 lines a second: a tail of 50 lost the requests when the command
+    # started a few seconds later on a busy machine. And the app's lines reach its log through
+    # its supervisor, a moment later.
+    logs = until(
+        lambda: project.ok("logs", "--tail", "3000"), lambda out: "/hello" in out, "/hello logged"
+    )
     assert all(line.startswith("r1-") for line in logs.splitlines())
     text = project.ok("status")
     assert "r1 (stable)" in text
     assert "2/2" in text
     server = json.loads(project.ok("server", "status", "-o", "json"))
     assert server["running"] is True
-    spec = httpx.get(f"{server['url']}/openapi.json", timeout=5).json()
+    spec = httpx.get(f"{server['url']}/openapi.json", timeout=60).json()
     assert "/api/v1/deploy" in spec["paths"]

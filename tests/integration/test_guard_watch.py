@@ -16,15 +16,18 @@ def test_a_revision_that_turns_bad_after_promotion_is_undone(project: SampleProj
     project.ok("deploy", "--wait")
     gen = LoadGenerator("127.0.0.1", project.port, rate=100, workers=4, max_seconds=120).start()
     try:
-        # Healthy for 4 s after it starts (long enough to be promoted), then 50 % errors.
+        # Healthy until promoted, then 50 % errors: the test turns the fault on (a timed onset
+        # came before the promotion on a busy machine, and the rollout itself rolled back).
+        fault = project.root / "fault"
         project.write(
             "2.0.0",
             replicas=1,
             strategy="{canary: {steps: [{set_weight: 100}]}}",
-            extra_env={"SAMPLE_ERROR_RATE": "0.5", "SAMPLE_FAULT_AFTER_S": "4"},
+            extra_env={"SAMPLE_ERROR_RATE": "0.5", "SAMPLE_FAULT_FILE": str(fault)},
         )
         project.ok("deploy", "--wait")
         assert project.status()["stable_revision"] == 2
+        fault.touch()
         status = project.wait_for(
             lambda s: s["stable_revision"] == 3 and s["rollout"] is None,
             timeout=90,

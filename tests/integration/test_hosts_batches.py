@@ -100,8 +100,11 @@ def test_one_host_at_a_time_under_load(project: SampleProject, fleet: Fleet) -> 
     assert set(report.versions) == {"1.0.0", "2.0.0"}
     assert hosts_of(status) == Counter(fleet.addresses)
     assert max(len(s) for s in samples) <= 1, samples
-    seen = [next(iter(s)) for s in samples if s]
-    assert list(dict.fromkeys(seen)) == list(fleet.addresses), seen
+    # The hosts seen mid-update come in the spec's order. A busy machine's status polls can
+    # miss a host's whole update (the events below prove every host's turn), not the order.
+    seen = list(dict.fromkeys(next(iter(s)) for s in samples if s))
+    assert seen, samples
+    assert seen == [a for a in fleet.addresses if a in seen], seen
 
     # The history: batches in the spec's order, and each host's old instance stopped before
     # the next host's new instance started.
