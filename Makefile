@@ -3,7 +3,7 @@ UV_VERSION := 0.13.9
 VENV := .venv
 UV := $(VENV)-tools/bin/uv
 
-.PHONY: demo test check bench deps web system-deps docs clean
+.PHONY: demo test test-busy check bench deps web system-deps docs clean
 
 $(UV):
 	python3 -m venv $(VENV)-tools
@@ -37,6 +37,11 @@ system-deps:
 ## test: install everything the tests need, then format, lint, types, import layers, all tests
 test: system-deps deps web
 	scripts/check
+
+## test-busy: the pytest suite with `stress-ng --cpu <cores>` running beside it (stopped after),
+## as on a busy CI machine; a test that fails only here depends on speed
+test-busy: system-deps deps web
+	scripts/check-under-load
 
 ## check: the same checks without installing anything
 check:
