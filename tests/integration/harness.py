@@ -33,7 +33,7 @@ run:
   stop_grace_period: 5s
 replicas: {replicas}
 health:
-  readiness: {{path: /health/ready, interval: 100ms, timeout: 1s, failure_threshold: 2}}
+  readiness: {{path: /health/ready, interval: 100ms, timeout: 5s, failure_threshold: 3}}
 router:
   listen: "127.0.0.1:{port}"
   drain_timeout: 10s

@@ -123,7 +123,12 @@ def test_abort_sends_everything_to_stable_at_once_and_retry_starts_over(
             lambda s: [t["revision"] for t in s["traffic"]] == [1], what="stable only"
         )
         seen_switched = time.time()
-        time.sleep(0.5)
+        # Half a second of the counter after the switch (its samples, not the clock: a busy
+        # machine can hold the polling thread back).
+        deadline = time.monotonic() + 60
+        while not counters.samples or counters.samples[-1][0] < seen_switched + 0.5:
+            assert time.monotonic() < deadline, "the router's counter was not polled"
+            time.sleep(0.05)
         counters.stop.set()
         counters.join()
         decided = datetime.fromisoformat(project.status()["last_rollout"]["finished_at"])
