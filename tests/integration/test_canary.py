@@ -161,13 +161,13 @@ def test_abort_sends_everything_to_stable_at_once_and_retry_starts_over(
 def test_pause_holds_and_resume_continues(project: SampleProject) -> None:
     project.write("1.0.0", replicas=2)
     project.ok("deploy", "--wait")
-    # The timed pause outlasts the pause command even on a busy machine (with 3 s, the
-    # rollout sometimes moved on before the command arrived).
-    steps = "{canary: {steps: [{set_weight: 20}, {pause: {duration: 15s}}, {set_weight: 60}]}}"
+    # The timed pause outlasts the pause command even on a busy machine (with 3 s, and even
+    # 15 s at load 20, the rollout had finished before the command arrived).
+    steps = "{canary: {steps: [{set_weight: 20}, {pause: {duration: 40s}}, {set_weight: 60}]}}"
     project.write("2.0.0", replicas=2, strategy=steps)
     project.ok("deploy", "--no-wait")
     project.wait_for(lambda s: (s.get("canary") or {}).get("weight") == 20)
-    timed_pause_over = time.monotonic() + 15  # the timed pause began before this
+    timed_pause_over = time.monotonic() + 40  # the timed pause began before this
     project.ok("pause")
     held = project.wait_for(lambda s: s["rollout"]["phase"] == "paused")
     assert held["canary"]["weight"] == 20
