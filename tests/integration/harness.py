@@ -115,7 +115,7 @@ class SampleProject:
 
     def api(self, path: str, **params: Any) -> Any:
         url = self.server_info()["url"]
-        response = httpx.get(f"{url}{path}", params=params, timeout=10)
+        response = httpx.get(f"{url}{path}", params=params, timeout=60)
         response.raise_for_status()
         return response.json()
 
@@ -210,7 +210,7 @@ def serving(status: dict[str, Any], revision: int, replicas: int) -> bool:
 def versions(port: int, count: int) -> Counter[str]:
     """Versions answering ``count`` sequential GETs on one keep-alive connection (all 200)."""
     seen: Counter[str] = Counter()
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
     try:
         for _ in range(count):
             conn.request("GET", "/")

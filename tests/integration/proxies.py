@@ -28,7 +28,7 @@ async def load(url: str, total: int, concurrency: int, *, post: bool = False) ->
     seen: Counter[str] = Counter()
     remaining = [total]
     limits = httpx.Limits(max_connections=concurrency)
-    async with httpx.AsyncClient(base_url=url, timeout=10, limits=limits) as client:
+    async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as client:
 
         async def worker() -> None:
             while remaining[0] > 0:
