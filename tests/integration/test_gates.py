@@ -129,3 +129,36 @@ def test_gates_pass_then_a_failing_check_after_undoes(project: SampleProject) ->
         assert posted == ["2", "4"], posted  # never for revision 3, whose check failed
     finally:
         project.baepo("down", "--wait", "--timeout", "30", timeout=60)
+
+
+DUMP_ENV = "import json, os, sys; open(sys.argv[1], 'w').write(json.dumps(dict(os.environ)))"
+
+
+def test_spec_commands_inherit_nothing_secret_from_the_server(project: SampleProject) -> None:
+    """The server holds its master key, a database URL and an admin's variables in its own
+    environment; an instance and a hook of the spec see only PATH-like variables, their
+    spec's own and what baepo sets."""
+    server_only = {
+        "BAEPO_SECRET_KEY": "Zm9yLXRlc3RzLW9ubHktMzItYnl0ZXMtbG9uZy1rZXk=",
+        "BAEPO_DATABASE_URL_PASSWORD": "db-password-of-the-server",
+        "UNRELATED_SERVER_VARIABLE": "server-only-value",
+    }
+    project.env.update(server_only)
+    dump = json.dumps([sys.executable, "-c", DUMP_ENV])
+    project.write("1.0.0", replicas=1, extra_env={"FROM_SPEC": "spec-value"})
+    project.spec.write_text(
+        project.spec.read_text()
+        + f'hooks:\n  post_deploy: [{{command: {dump[:-1]}, "{project.root / "hook.json"}"]}}]\n'
+    )
+    project.ok("deploy", "--wait")
+    project.wait_for(lambda _: (project.root / "hook.json").exists(), what="post_deploy hook")
+    hook_env = json.loads((project.root / "hook.json").read_text())
+    [instance_pid] = [i["pid"] for i in project.status()["instances"] if i.get("pid")]
+    raw = Path(f"/proc/{instance_pid}/environ").read_bytes().split(b"\0")
+    instance_env = dict(item.decode().split("=", 1) for item in raw if b"=" in item)
+    for seen in (hook_env, instance_env):
+        assert not set(server_only) & set(seen), sorted(seen)
+        assert not any(v in seen.values() for v in server_only.values())
+        assert "PATH" in seen
+    assert instance_env["FROM_SPEC"] == "spec-value" and instance_env["BAEPO_APP"] == "sample"
+    assert hook_env["BAEPO_APP"] == "sample"

@@ -140,14 +140,15 @@ def test_unknown_placeholder(tmp_path: Path) -> None:
 
 
 def test_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("BAEPO_TEST_INHERITED", "kept")
+    """A job sees what it measures and the server's PATH, never the server's other variables."""
+    monkeypatch.setenv("BAEPO_TEST_SERVER_ONLY", "server-only")
     script = 'printf "%s|" "$BAEPO_APP" "$BAEPO_ENV" "$BAEPO_REVISION" "$BAEPO_BASELINE" '
-    script += '"$BAEPO_TEST_INHERITED"'
-    assert measure(["sh", "-c", script], tmp_path).output == "shop|prod|7|6|kept|"
+    script += '"$BAEPO_TEST_SERVER_ONLY" "${PATH:+path}"'
+    assert measure(["sh", "-c", script], tmp_path).output == "shop|prod|7|6||path|"
     without = asyncio.run(
         JobProvider().measure(metric(["sh", "-c", script]), context(tmp_path, baseline=None))
     )
-    assert without.output == "shop|prod|7||kept|"
+    assert without.output == "shop|prod|7|||path|"
 
 
 def test_runs_in_the_spec_folder(tmp_path: Path) -> None:

@@ -132,7 +132,7 @@ async def _run(
         done = await run_command(
             argv,
             cwd=cwd,
-            env={**os.environ, **env},
+            env={**accounts.inherited_environment(os.environ), **env},
             timeout=timeout,
             output_limit=OUTPUT_LIMIT,
             account=account,

@@ -61,7 +61,7 @@ async def run_argv(
         done = await run_command(
             argv,
             cwd=cwd,
-            env={**os.environ, **env},
+            env={**accounts.inherited_environment(os.environ), **env},
             timeout=timeout,
             output_limit=OUTPUT_LIMIT,
             account=accounts.run_as(user),

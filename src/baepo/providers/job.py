@@ -60,7 +60,7 @@ class JobProvider:
             done = await process.run_command(
                 argv,
                 cwd=context.spec_dir,
-                env=job_env(context, os.environ),
+                env=job_env(context, accounts.inherited_environment(os.environ)),
                 timeout=metric.job.timeout,
                 account=accounts.run_as(context.user),
                 umask=statedir.CHILD_UMASK,

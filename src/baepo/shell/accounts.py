@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import pwd
 import stat
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +25,20 @@ from baepo.errors import ConfigError
 
 DEFAULT_USER = "nobody"
 FIELD = "run.user"
+
+INHERITED = frozenset(
+    {"PATH", "LANG", "LANGUAGE", "TZ", "TMPDIR", "TERM", "SSL_CERT_FILE", "SSL_CERT_DIR"}
+)
+"""The server variables every spec command inherits: where programs are, language, time zone
+and the CA bundle. Nothing else of the server's environment reaches a spec's code: not
+``BAEPO_SECRET_KEY``, ``BAEPO_DATABASE_URL`` or a token, and not a variable an admin allowed
+(a spec names those in ``secrets:``, which passes each one under the spec's own name)."""
+
+
+def inherited_environment(environ: Mapping[str, str]) -> dict[str, str]:
+    """The part of ``environ`` (the server's) that a spec command starts with: ``INHERITED``
+    and the locale's ``LC_*``. Pure."""
+    return {k: v for k, v in environ.items() if k in INHERITED or k.startswith("LC_")}
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ from baepo.core.model import InstancePhase
 from baepo.platforms.local import records, restarts
 from baepo.platforms.local.logfile import SUPERVISOR_MARK, RotatingLog
 from baepo.platforms.local.probe import ProbeLoop
-from baepo.shell import statedir
+from baepo.shell import accounts, statedir
 
 POLL = 0.05  # seconds between checks of the app and of signal flags
 
@@ -160,7 +160,7 @@ class Supervisor:
             "BAEPO_ENV": self.spec.env,
             "BAEPO_REVISION": str(self.spec.revision),
         }
-        base = dict(os.environ)
+        base = accounts.inherited_environment(os.environ)
         switch: dict[str, Any] = {}
         account = self.record.account
         if account is not None:
