@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
+from baepo.controller import clock as clocks
 from baepo.controller.reconciler import Clock, utcnow
 from baepo.core.model import App, AppState, Event, Revision, Rollout, RolloutPhase
 from baepo.core.ports import Store
@@ -50,6 +51,8 @@ class Operations:
         self.store = store
         self.wake = wake
         self.clock = clock
+        # Times scale-down delays on the reconciler's timeline (``controller.clock``).
+        self.timer: Clock = clocks.steady if clock is utcnow else clock
         self._lock = lock or threading.Lock()
         self.keyring = keyring  # fingerprints secrets read from files and environment variables
         self.secret_scope = references.SecretScope()  # what specs may reach on this server

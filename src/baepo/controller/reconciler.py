@@ -23,6 +23,7 @@ from typing import Any
 
 from baepo.analysis.engine import AnalysisEngine
 from baepo.analysis.guards import Trip, check_guards, windows_for
+from baepo.controller import clock as clocks
 from baepo.controller.desired import instance_spec, preview_config, router_config, spec_of
 from baepo.controller.gates import Gates
 from baepo.controller.sampling import Sampler
@@ -67,10 +68,15 @@ class Reconciler:
         router: Router,
         *,
         clock: Clock = utcnow,
+        timer: Clock | None = None,
         wake: Callable[[], None] = lambda: None,
         keyring: Keyring | None = None,
     ) -> None:
         self.store = store
+        # ``clock`` stamps records (events, updated_at); ``timer`` times pauses, automatic
+        # promotion and scale-down delays, unmoved by a wall-clock jump (``controller.clock``).
+        # A test that swaps ``clock`` alone swaps both.
+        self.timer: Clock = timer or (clocks.steady if clock is utcnow else clock)
         self.keyring = keyring  # decrypts the stored secrets given to new instances
         self.secret_scope = references.SecretScope()  # what specs may reach on this server
         self.wake = wake  # asks for another pass at once (e.g. when a stop finished)
@@ -159,7 +165,7 @@ class Reconciler:
         spec = spec_of(revision)
         runs = await self.analysis.runs(rollout)
         plan, status = plan_rollout(
-            self._with_failed_hosts(app, rollout), spec, instances, self.clock(), runs
+            self._with_failed_hosts(app, rollout), spec, instances, self.timer(), runs
         )
         if plan.phase is None or not plan.phase.terminal:
             plan = self._guard(app, rollout, spec, plan, instances)
@@ -323,7 +329,7 @@ class Reconciler:
             await self._watch(app, spec, last, instances)
         keep = (last.status.get("keep") if last else None) or {}
         warm = keep and keep.get("revision") != revision.number
-        if warm and self.clock() < datetime.fromisoformat(keep["until"]):
+        if warm and self.timer() < datetime.fromisoformat(keep["until"]):
             instances = [i for i in instances if i.revision != keep["revision"]]
         plan = converge(
             revision.number,

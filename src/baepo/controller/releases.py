@@ -271,7 +271,7 @@ class Releases(Operations):
             return None
         if to_revision not in (None, keep["revision"]):
             return None
-        if self.clock() >= datetime.fromisoformat(keep["until"]):
+        if self.timer() >= datetime.fromisoformat(keep["until"]):
             return None
         return last
 
@@ -279,7 +279,8 @@ class Releases(Operations):
         """Fast undo: the previous revision is still running, so only traffic moves back."""
         back = int(last.status["keep"]["revision"])
         now = self.clock()
-        status = {**last.status, "keep": {"revision": last.revision, "until": now.isoformat()}}
+        until = self.timer().isoformat()
+        status = {**last.status, "keep": {"revision": last.revision, "until": until}}
         self.store.save_rollout(replace(last, status=status, updated_at=now))
         self._save_app(replace(app, stable_revision=back))
         message = (

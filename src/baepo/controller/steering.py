@@ -97,12 +97,11 @@ class Steering(Operations):
                     hint="stop the app with baepo down",
                 )
             delay = self._abort_delay(app, env, active.revision)
-            now = self.clock()
             status = {
                 **active.status,
                 "keep": {
                     "revision": active.revision,
-                    "until": (now + timedelta(seconds=delay)).isoformat(),
+                    "until": (self.timer() + timedelta(seconds=delay)).isoformat(),
                 },
             }
             message = (
