@@ -28,6 +28,7 @@ import uvicorn
 from fastapi import APIRouter, Request
 
 from baepo import __version__
+from baepo.api import discovery
 from baepo.api.app import create_app
 from baepo.api.auth import principal
 from baepo.api.runtime import Runtime
@@ -47,17 +48,13 @@ from baepo.store import open_store, redact, sqlite_url
 
 log = logging.getLogger("baepo.server")
 
-SERVER_FILE = "server.json"
-LOCK_FILE = "server.lock"
+SERVER_FILE = discovery.SERVER_FILE
+LOCK_FILE = discovery.LOCK_FILE
 
 
 def read_server_file(state_dir: Path) -> dict[str, Any] | None:
     """What a running server wrote about itself, or None."""
-    try:
-        data = json.loads((state_dir / SERVER_FILE).read_text())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
+    return discovery.read_record(state_dir / SERVER_FILE)
 
 
 def write_server_file(state_dir: Path, info: dict[str, Any]) -> None:
@@ -117,19 +114,21 @@ def _iso(unix: float | None) -> str | None:
 
 @contextlib.contextmanager
 def exclusive(state_dir: Path) -> Iterator[IO[str]]:
-    """Hold the state directory's server lock for the life of the process."""
+    """Hold the state directory's server lock for the life of the process; the lock file
+    holds this server's record (``api.discovery``), its pid at once."""
     state_dir.mkdir(parents=True, exist_ok=True)
     handle = (state_dir / LOCK_FILE).open("a+")
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError as exc:
         handle.close()
-        running = read_server_file(state_dir) or {}
+        running = discovery.live_server(state_dir) or {}
         raise StateError(
             f"a baepo server already runs for {state_dir} (pid {running.get('pid', '?')})",
             hint="use it, or stop it with baepo server stop",
         ) from exc
     try:
+        discovery.write_lock_record(handle, {"pid": os.getpid()})
         yield handle
     finally:
         handle.close()
@@ -205,7 +204,7 @@ def serve(
             state_dir,
             opened_up[0],
         )
-    with contextlib.nullcontext() if shared else exclusive(state_dir):
+    with contextlib.nullcontext() if shared else exclusive(state_dir) as held:
         sock = _bind(host, port)
         bound_host, bound_port = sock.getsockname()[:2]
         api_url = f"http://{_url_host(bound_host)}:{bound_port}"
@@ -256,6 +255,8 @@ def serve(
             "started_at": datetime.now(UTC).isoformat(),
         }
         write_server_file(state_dir, info)
+        if held is not None:
+            discovery.write_lock_record(held, info)
         if shared:
             controller.while_leading(lambda: Announcement(state_dir, info))
         log.warning(

@@ -1,6 +1,6 @@
 """The CLI's side of the REST API, and the on-demand local server.
 
-``connect`` finds the server of a state directory (``server.json``) and, for the local target,
+``connect`` finds the server of a state directory (``api.discovery``) and, for the local target,
 starts one in the background when none answers, so a user never has to. Problem+json answers
 become baepo errors again here.
 
@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
+from baepo.api import discovery
 from baepo.errors import (
     AuthError,
     BaepoError,
@@ -49,14 +50,6 @@ def configured_token() -> str | None:
         return (config / "baepo" / "token").read_text().strip() or None
     except OSError:
         return None
-
-
-def _read_server_file(state_dir: Path) -> dict[str, Any] | None:
-    try:
-        data = json.loads((state_dir / "server.json").read_text())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
 
 
 class Client:
@@ -197,15 +190,18 @@ def _error_from(status: int, data: bytes) -> BaepoError:
 
 def running_server(state_dir: Path) -> dict[str, Any] | None:
     """The server of ``state_dir`` if one answers, else None."""
-    info = _read_server_file(state_dir)
-    if info and pid_alive(int(info.get("pid", 0))):
-        client = Client(str(info["url"]))
-        try:
-            if client.healthy():
-                return info
-        finally:
-            client.close()
+    info = discovery.live_server(state_dir)
+    if info and info.get("url") and _answers(str(info["url"])):
+        return info
     return None
+
+
+def _answers(url: str) -> bool:
+    client = Client(url)
+    try:
+        return client.healthy()
+    finally:
+        client.close()
 
 
 def start_server(
@@ -216,6 +212,7 @@ def start_server(
     workdir: Path | None = None,
 ) -> dict[str, Any]:
     """Start a background server for ``state_dir`` (apps in ``workdir``) and wait until it
+    (or the server another command started at the same moment, which then holds the lock)
     answers."""
     statedir.create(state_dir)
     argv = python_module_argv(
@@ -228,16 +225,16 @@ def start_server(
     argv += extra_args
     pid = spawn_detached(argv, env=dict(os.environ), output=state_dir / "server.log")
     deadline = time.monotonic() + SERVER_START_TIMEOUT
+    exited_at: float | None = None
     while time.monotonic() < deadline:
-        info = _read_server_file(state_dir)
-        if info and info.get("pid") == pid:
-            probe = Client(str(info["url"]))
-            try:
-                if probe.healthy():
-                    return info
-            finally:
-                probe.close()
-        if not pid_alive(pid):
+        info = discovery.live_server(state_dir)
+        if info and info.get("url") and _answers(str(info["url"])):
+            return info
+        if exited_at is None and not pid_alive(pid):
+            exited_at = time.monotonic()
+        # Ours exited: wait only for another server that is starting (it wrote its pid into
+        # the lock file; allow a moment for that write after it took the lock).
+        if exited_at is not None and info is None and time.monotonic() - exited_at > 1.0:
             break
         time.sleep(0.05)
     raise ExternalError(
@@ -258,8 +255,8 @@ def connect(
     url = os.environ.get("BAEPO_SERVER")
     if url:
         return Client(url)
-    info = _read_server_file(state_dir)
-    if info and pid_alive(int(info.get("pid", 0))):
+    info = discovery.live_server(state_dir)
+    if info and info.get("url"):
         client = Client(str(info["url"]))
         if client.healthy():
             client.server_info = info

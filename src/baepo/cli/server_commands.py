@@ -199,9 +199,9 @@ def stop(
     Example: `baepo server stop`
     """
     directory = _state_dir(file, state_dir)
-    from baepo.api.server import read_server_file
+    from baepo.api.discovery import live_server
 
-    info = read_server_file(directory)
+    info = live_server(directory)
     pid = int(info["pid"]) if info else 0
     if not pid or not pid_alive(pid):
         out.print(f"no server runs for {directory}")
