@@ -98,6 +98,13 @@ def test_revisions_are_numbered_per_app_and_env(db: store.SqlStore) -> None:
     assert db.list_revisions("nothing", "here") == []
 
 
+def test_a_revision_asked_to_be_numbered_higher_keeps_that_number(db: store.SqlStore) -> None:
+    """After a lost database, revision numbers continue after those still running."""
+    assert db.add_revision(replace(revision(), number=7)).number == 7
+    assert db.add_revision(revision()).number == 8
+    assert db.add_revision(replace(revision(), number=3)).number == 9  # never goes back
+
+
 def test_concurrent_add_revision_gives_distinct_numbers(db: store.SqlStore) -> None:
     threads, per_thread = 6, 5
     numbers: list[int] = []

@@ -34,8 +34,15 @@ def test_public_surface() -> None:
         "open_store",
         "redact",
         "schema_revision",
+        "sqlite_file",
         "sqlite_url",
     ]
+
+
+def test_sqlite_file_names_the_database_file(tmp_path: Path) -> None:
+    assert store.sqlite_file(store.sqlite_url(tmp_path / "state.db")) == tmp_path / "state.db"
+    assert store.sqlite_file("sqlite://") is None
+    assert store.sqlite_file("postgresql://u@localhost/baepo") is None
 
 
 def test_sqlite_url_is_absolute(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

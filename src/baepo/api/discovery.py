@@ -14,6 +14,7 @@ import json
 from pathlib import Path
 from typing import IO, Any
 
+from baepo.errors import BaepoError
 from baepo.shell.process import pid_alive
 
 SERVER_FILE = "server.json"
@@ -46,6 +47,12 @@ def write_lock_record(handle: IO[str], record: dict[str, Any]) -> None:
     handle.truncate()
     handle.write(json.dumps(record))
     handle.flush()
+
+
+def error_record(exc: BaepoError) -> dict[str, Any]:
+    """What the lock file says when the server refused to start: the error, for the CLI that
+    started it (``cli.client.start_server``) to raise again."""
+    return {"exit_code": exc.exit_code, "message": str(exc), "hint": exc.hint}
 
 
 def _pid(record: dict[str, Any]) -> int:

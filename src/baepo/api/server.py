@@ -19,7 +19,7 @@ import logging
 import os
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
@@ -28,7 +28,7 @@ import uvicorn
 from fastapi import APIRouter, Request
 
 from baepo import __version__
-from baepo.api import discovery
+from baepo.api import discovery, orphans
 from baepo.api.app import create_app
 from baepo.api.auth import principal
 from baepo.api.runtime import Runtime
@@ -37,14 +37,15 @@ from baepo.controller.loop import Controller
 from baepo.controller.reconciler import Reconciler
 from baepo.controller.releases import Releases
 from baepo.controller.steering import Steering
-from baepo.errors import ConfigError, ExternalError, Problem, StateError
+from baepo.errors import BaepoError, ConfigError, ExternalError, Problem, StateError
 from baepo.notify import Notifier
+from baepo.platforms.local.platform import LocalPlatform
 from baepo.registry import make_platform, make_routers
 from baepo.secrets import sealed
 from baepo.secrets.keys import Keyring
 from baepo.secrets.references import SecretScope
 from baepo.shell import accounts, statedir
-from baepo.store import open_store, redact, sqlite_url
+from baepo.store import SqlStore, open_store, redact, sqlite_file, sqlite_url
 
 log = logging.getLogger("baepo.server")
 
@@ -129,7 +130,14 @@ def exclusive(state_dir: Path) -> Iterator[IO[str]]:
         ) from exc
     try:
         discovery.write_lock_record(handle, {"pid": os.getpid()})
-        yield handle
+        try:
+            yield handle
+        except BaepoError as exc:
+            # The CLI that started this server shows why it did not start.
+            with contextlib.suppress(OSError):
+                record = {"pid": os.getpid(), "error": discovery.error_record(exc)}
+                discovery.write_lock_record(handle, record)
+            raise
     finally:
         handle.close()
 
@@ -161,6 +169,7 @@ def serve(
     run_as: accounts.Settings | None = None,
     workdir: Path | None = None,
     allowed_secret_env: frozenset[str] = frozenset(),
+    adopt_orphans: bool = False,
 ) -> None:
     """Run the server in the foreground until SIGTERM or Ctrl-C.
 
@@ -169,6 +178,8 @@ def serve(
     OS account a spec's commands run as when the server is root (see ``shell.accounts``).
     ``workdir`` is the app's home (default: the state directory's parent, where the CLI keeps
     ``.baepo``); ``allowed_secret_env`` names the server variables a spec may read.
+    A database that does not explain what the state directory shows ran here is refused
+    (``api.orphans``) unless ``adopt_orphans``.
     """
     if host not in ("127.0.0.1", "localhost", "::1") and not auth_required:
         raise ConfigError(
@@ -211,7 +222,9 @@ def serve(
         identity = f"{socket.gethostname()}/{os.getpid()} {api_url}"
         keyring = Keyring(state_dir)
         # Revisions from before schema 0007 get their secret-looking run.env values sealed.
-        store = open_store(url, seal=lambda value: sealed.seal(value, keyring))
+        store = _open_explaining(
+            state_dir, url, adopt_orphans, seal=lambda value: sealed.seal(value, keyring)
+        )
         platform = make_platform("local", state_dir)
         router = make_routers(state_dir)
         lease = store.lease(leader.LEASE_NAME, identity, ttl=leader.TTL)
@@ -223,6 +236,8 @@ def serve(
         )
         scope = SecretScope(allowed_secret_env, private=(str(state_dir),))
         releases.secret_scope = scope
+        # Local instances taken over after a lost database keep their numbers to themselves.
+        releases.unrecorded_revision = LocalPlatform(state_dir).highest_revision
 
         def setup(reconciler: Reconciler) -> None:
             reconciler.secret_scope = scope
@@ -282,6 +297,27 @@ def serve(
                 if read_server_file(state_dir) == info:
                     (state_dir / SERVER_FILE).unlink()
             store.close()
+
+
+def _open_explaining(
+    state_dir: Path, url: str, adopt_orphans: bool, *, seal: Callable[[str], str]
+) -> SqlStore:
+    """Open the store, refusing (before a missing SQLite file is made anew) a database that
+    knows nothing of the apps the state directory shows ran here."""
+    traces = [] if adopt_orphans else orphans.find_traces(state_dir)
+    database = sqlite_file(url)
+    if traces and database is not None and not database.exists():
+        found = orphans.unexplained(traces, ())
+        if found:
+            raise orphans.refusal(found, state_dir, redact(url), database, missing=True)
+    store = open_store(url, seal=seal)
+    if traces:
+        known = [(app.app, app.env) for app in store.list_apps()]
+        found = orphans.unexplained(traces, known)
+        if found:
+            store.close()
+            raise orphans.refusal(found, state_dir, redact(url), database, missing=False)
+    return store
 
 
 def _url_host(host: str) -> str:

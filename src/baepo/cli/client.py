@@ -232,6 +232,8 @@ def start_server(
             return info
         if exited_at is None and not pid_alive(pid):
             exited_at = time.monotonic()
+        if exited_at is not None:
+            _raise_refusal(state_dir, pid)
         # Ours exited: wait only for another server that is starting (it wrote its pid into
         # the lock file; allow a moment for that write after it took the lock).
         if exited_at is not None and info is None and time.monotonic() - exited_at > 1.0:
@@ -241,6 +243,22 @@ def start_server(
         f"the baepo server did not start: {_tail(state_dir / 'server.log') or 'no output'}",
         hint=f"see {state_dir / 'server.log'}",
     )
+
+
+_ERRORS: dict[int, type[BaepoError]] = {
+    cls.exit_code: cls for cls in (ConfigError, NotFoundError, StateError, ExternalError)
+}
+
+
+def _raise_refusal(state_dir: Path, pid: int) -> None:
+    """Raise again the error the server ``pid`` refused to start with, if it left one in the
+    lock file (``api.discovery.error_record``)."""
+    record = discovery.read_record(state_dir / discovery.LOCK_FILE) or {}
+    error = record.get("error")
+    if record.get("pid") != pid or not isinstance(error, dict):
+        return
+    cls = _ERRORS.get(int(error.get("exit_code", 0)), BaepoError)
+    raise cls(f"the baepo server did not start: {error.get('message')}", hint=error.get("hint"))
 
 
 def connect(

@@ -122,6 +122,16 @@ def start(
             metavar="NAME",
         ),
     ] = None,
+    adopt_orphans: Annotated[
+        bool,
+        typer.Option(
+            "--adopt-orphans",
+            help="Start although the database does not know apps the state dir shows ran "
+            "here (a lost or emptied database): nothing is stopped or deleted, and the next "
+            "deploy of each app replaces the instances it finds. Restoring the lost database "
+            "is better when you can.",
+        ),
+    ] = False,
     file: FileOpt = None,
     state_dir: StateOpt = None,
 ) -> None:
@@ -165,6 +175,7 @@ def start(
             run_as=run_as,
             workdir=workdir.resolve() if workdir else None,
             allowed_secret_env=allowed,
+            adopt_orphans=adopt_orphans,
         )
         return
     from baepo.cli.client import running_server, start_server
@@ -181,6 +192,8 @@ def start(
         extra += ["--workdir", str(workdir.resolve())]
     for name in sorted(allowed):
         extra += ["--allow-secret-env", name]
+    if adopt_orphans:
+        extra.append("--adopt-orphans")
     info = start_server(directory, database_url=database_url, extra_args=extra)
     out.print(f"server started at {info['url']} (pid {info['pid']}); log: {directory}/server.log")
     if replica:

@@ -56,6 +56,10 @@ class Operations:
         self._lock = lock or threading.Lock()
         self.keyring = keyring  # fingerprints secrets read from files and environment variables
         self.secret_scope = references.SecretScope()  # what specs may reach on this server
+        # The highest revision number running without a record (instances taken over after a
+        # lost database, ``api.orphans``): new revisions are numbered after it, never as one
+        # of them. The server gives the platform's; 0 without one.
+        self.unrecorded_revision: Callable[[str, str], int] = lambda app, env: 0
 
     @property
     def lock(self) -> threading.Lock:

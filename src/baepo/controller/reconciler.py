@@ -39,7 +39,7 @@ from baepo.core.model import (
     RolloutPhase,
 )
 from baepo.core.ports import Backend, InstanceSpec, Platform, Router, Store
-from baepo.errors import BaepoError, ExternalError
+from baepo.errors import BaepoError, ExternalError, NotFoundError
 from baepo.providers import ProviderDeps, make_providers
 from baepo.secrets import references, sealed
 from baepo.secrets.keys import Keyring
@@ -439,7 +439,7 @@ class Reconciler:
     async def _drain_and_stop(self, app: App, instance: Instance) -> None:
         """Wait for the router's in-flight requests to the instance to finish, then stop it."""
         try:
-            revision = await self.revision(app.app, app.env, instance.revision)
+            revision = await self._revision_of(app, instance)
             deadline = time.monotonic() + spec_of(revision).router.drain_timeout
             while time.monotonic() < deadline and instance.phase != InstancePhase.FAILED:
                 in_flight = await self.traffic.in_flight(app.app, app.env)
@@ -459,6 +459,17 @@ class Reconciler:
         finally:
             self._draining.pop(instance.id, None)
             self.wake()
+
+    async def _revision_of(self, app: App, instance: Instance) -> Revision:
+        """The instance's revision; for one no record explains (an instance taken over after
+        a lost database, ``api.orphans``), the newest revision of app+env."""
+        try:
+            return await self.revision(app.app, app.env, instance.revision)
+        except NotFoundError:
+            known = await asyncio.to_thread(self.store.list_revisions, app.app, app.env)
+            if not known:
+                raise
+            return max(known, key=lambda r: r.number)
 
     async def _note_readiness(self, app: App, instances: Sequence[Instance]) -> None:
         """Record readiness changes as events (silently learn it on the first pass)."""

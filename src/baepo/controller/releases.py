@@ -132,7 +132,7 @@ class Releases(Operations):
                 Revision(
                     app=spec.app,
                     env=request.env,
-                    number=0,
+                    number=self.unrecorded_revision(spec.app, request.env) + 1,
                     version=version,
                     config=config,
                     config_hash=digest,
@@ -153,7 +153,7 @@ class Releases(Operations):
     def _dry_run(self, new: Revision, stable: Revision | None, active: Rollout | None) -> Outcome:
         """The outcome of a deploy that would make ``new``, with its preview; nothing stored."""
         numbers = [r.number for r in self.store.list_revisions(new.app, new.env)]
-        new = replace(new, number=max(numbers, default=0) + 1)
+        new = replace(new, number=max(max(numbers, default=0) + 1, new.number))
         shown = preview.preview(new, stable, supersedes=active.id if active else None)
         wait = " (after an approver approves it)" if shown["approval_required"] else ""
         replacing = f", replacing revision {stable.number} ({stable.version})" if stable else ""

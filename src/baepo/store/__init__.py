@@ -13,7 +13,7 @@ from sqlalchemy.engine import Engine
 from baepo.errors import BaepoError, StateError
 from baepo.store import engine as _engine
 from baepo.store import migrate as _migrate
-from baepo.store.engine import redact, sqlite_url
+from baepo.store.engine import redact, sqlite_file, sqlite_url
 from baepo.store.repository import SqlStore
 
 __all__ = [
@@ -23,6 +23,7 @@ __all__ = [
     "open_store",
     "redact",
     "schema_revision",
+    "sqlite_file",
     "sqlite_url",
 ]
 

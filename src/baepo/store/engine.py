@@ -39,6 +39,14 @@ def sqlite_url(path: Path) -> str:
     return URL.create("sqlite", database=str(Path(path).absolute())).render_as_string()
 
 
+def sqlite_file(url: str) -> Path | None:
+    """The database file of a SQLite ``url``; None for PostgreSQL or an in-memory database."""
+    parsed = parse_url(url)
+    if parsed.get_backend_name() != "sqlite" or is_memory(parsed) or not parsed.database:
+        return None
+    return Path(parsed.database)
+
+
 def redact(url: str | URL) -> str:
     """``url`` as text with any password replaced by ``***``; safe for messages and logs."""
     try:

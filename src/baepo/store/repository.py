@@ -116,7 +116,9 @@ class SqlStore(AnalysisRecords, AccessRecords, PipelineRecords):
     # -- revisions --------------------------------------------------------------------------
 
     def add_revision(self, revision: Revision) -> Revision:
-        """Store a new revision with number = last + 1 (``revision.number`` is ignored)."""
+        """Store a new revision numbered last + 1, or ``revision.number`` when that is higher
+        (a first revision numbered after instances that run without one, see
+        ``controller.releases``)."""
         with self._writing(f"add a revision of {revision.app} in {revision.env}") as session:
             store_engine.lock(session.connection(), "revisions", revision.app, revision.env)
             last = session.scalar(
@@ -124,7 +126,7 @@ class SqlStore(AnalysisRecords, AccessRecords, PipelineRecords):
                     RevisionRow.app == revision.app, RevisionRow.env == revision.env
                 )
             )
-            row = RevisionRow.from_record(revision, number=(last or 0) + 1)
+            row = RevisionRow.from_record(revision, number=max((last or 0) + 1, revision.number))
             session.add(row)
             session.flush()
             return row.to_record()

@@ -142,6 +142,16 @@ class LocalPlatform:
                 found.append(instance)
         return found
 
+    def highest_revision(self, app: str, env: str) -> int:
+        """The highest revision number among app+env's instance folders (0 when none): a
+        database that lost its revisions numbers new ones after it (``api.orphans``)."""
+        numbers = [
+            record.spec.revision
+            for directory in _subdirs(self._group_dir(app, env))
+            if (record := records.load_record(directory)) is not None
+        ]
+        return max(numbers, default=0)
+
     async def stop_instance(self, instance_id: str, *, grace: float | None = None) -> None:
         """SIGTERM the supervisor (which drains the app), wait, SIGKILL leftovers, archive."""
         directory = self._find(instance_id)
