@@ -77,3 +77,47 @@ def test_an_emptied_database_is_refused_then_adopted_and_replaced_by_a_deploy(
     assert {i["revision"] for i in final["instances"]} == {2}
     assert versions(project.port, 6) == {"2.0": 6}
     assert not list((project.state_dir / "instances" / "sample.default").glob("r1-*"))
+
+
+def with_secret(project: SampleProject, version: str) -> None:
+    project.write(version, replicas=1, deadline="300s")  # a hang would outlast the CLI's wait
+    project.spec.write_text(project.spec.read_text() + "secrets:\n  DB_PASSWORD: db-password\n")
+
+
+def test_a_lost_secret_key_is_refused_and_a_deploy_needing_it_fails_at_once(
+    project: SampleProject,
+) -> None:
+    with_secret(project, "1.0")
+    (project.root / "pw.txt").write_text("s3cret-value\n")
+    project.ok("secret", "set", "db-password", "--from-file", "pw.txt")
+    project.ok("deploy", "--wait")
+    project.ok("server", "stop")
+    key = project.state_dir / "secret.key"
+    saved = key.read_bytes()
+    key.unlink()
+
+    refused = project.baepo("status")
+    assert refused.returncode == 5, refused.stderr
+    message = " ".join(refused.stderr.split())
+    assert f"the key file {key} is missing: db-password of sample in default" in message
+    assert "--accept-lost-secrets" in message and "baepo secret set" in message
+    assert "s3cret-value" not in message
+    assert not key.exists()  # never made anew behind the user's back
+    key.write_bytes(saved)
+    project.ok("status")  # the key is back: all is well
+
+    project.ok("server", "stop")
+    key.unlink()
+    project.ok("server", "start", "--accept-lost-secrets")
+    with_secret(project, "2.0")
+    failed = project.baepo("deploy", "--wait")
+    assert failed.returncode == 6, failed.stdout + failed.stderr
+    said = " ".join((failed.stdout + failed.stderr).split())
+    assert "cannot decrypt a stored secret" in said, said
+    assert serving(project.status(), 1, 1)
+    assert versions(project.port, 4) == {"1.0": 4}
+
+    project.ok("secret", "set", "db-password", "--from-file", "pw.txt")
+    with_secret(project, "3.0")
+    project.ok("deploy", "--wait")
+    assert versions(project.port, 4) == {"3.0": 4}

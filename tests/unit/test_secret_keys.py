@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import stat
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from cryptography.fernet import Fernet
 
-from baepo.errors import BaepoError, ConfigError
-from baepo.secrets.keys import KEY_ENV, KEY_FILE_ENV, Keyring
+from baepo.core.model import Secret
+from baepo.errors import BaepoError, ConfigError, StateError
+from baepo.secrets.keys import KEY_ENV, KEY_FILE_ENV, Keyring, SecretUnreadable, check_key
 
 
 @pytest.fixture(autouse=True)
@@ -67,3 +69,46 @@ def test_a_bad_key_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(KEY_ENV, "not-a-key")
     with pytest.raises(ConfigError, match="not a Fernet key"):
         Keyring().encrypt("v")
+
+
+def stored(ring: Keyring, *names: str, env: str = "production") -> list[Secret]:
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    return [Secret("shop", env, n, ring.encrypt(f"value of {n}"), 1, at, "alice") for n in names]
+
+
+def test_with_no_stored_secret_the_key_is_still_made_on_first_use(tmp_path: Path) -> None:
+    check_key(Keyring(tmp_path), [])
+    assert not (tmp_path / "secret.key").exists()
+
+
+def test_a_lost_key_file_is_refused_not_made_anew(tmp_path: Path) -> None:
+    secrets = stored(Keyring(tmp_path), "db-password", "api-key")
+    (tmp_path / "secret.key").unlink()
+    with pytest.raises(StateError) as caught:
+        check_key(Keyring(tmp_path), secrets)
+    message = str(caught.value)
+    assert f"the key file {tmp_path / 'secret.key'} is missing" in message
+    assert "db-password of shop in production; api-key of shop in production" in message
+    assert "value of" not in message
+    assert caught.value.hint is not None and "--accept-lost-secrets" in caught.value.hint
+    assert "baepo secret set" in caught.value.hint
+    assert not (tmp_path / "secret.key").exists()
+
+
+def test_a_replaced_key_is_refused_naming_what_it_cannot_decrypt(tmp_path: Path) -> None:
+    old = stored(Keyring(tmp_path), "db-password")
+    (tmp_path / "secret.key").write_text(Fernet.generate_key().decode() + "\n")
+    new = stored(Keyring(tmp_path), "api-key", env="staging")
+    with pytest.raises(StateError, match="cannot decrypt them: db-password of shop in prod"):
+        check_key(Keyring(tmp_path), old + new)
+    check_key(Keyring(tmp_path), new)
+
+
+def test_accepting_lost_secrets_makes_a_new_key_and_deletes_nothing(tmp_path: Path) -> None:
+    secrets = stored(Keyring(tmp_path), "db-password")
+    (tmp_path / "secret.key").unlink()
+    ring = Keyring(tmp_path)
+    check_key(ring, secrets, accept_lost=True)
+    assert (tmp_path / "secret.key").exists()
+    with pytest.raises(SecretUnreadable, match="encrypted with another key"):
+        ring.decrypt(secrets[0].ciphertext)

@@ -90,7 +90,7 @@ def _backup_spec(
     home = str(rt.home)
     scope = rt.releases.secret_scope
     references.check_references(rt.store, spec, app, env, home, scope)
-    keyring = Keyring(rt.state_dir)
+    keyring = rt.releases.keyring or Keyring(rt.state_dir)  # the one checked at start
     secrets = secret_env(rt.store, keyring, spec, app, env, home, scope=scope)
     server = {k: v for k, v in os.environ.items() if k in scope.allowed_env}  # backup.url_env
     return spec.backup, home, {**server, **spec.run.env, **secrets}, spec.run.user

@@ -50,7 +50,10 @@ def secret_view(secret: Secret) -> dict[str, Any]:
 
 
 def keyring(request: Request) -> Keyring:
-    return Keyring(runtime(request).state_dir)
+    """The server's keyring, checked at start (``secrets.keys.check_key``): a key file
+    deleted since is not replaced by a new key."""
+    rt = runtime(request)
+    return rt.releases.keyring or Keyring(rt.state_dir)
 
 
 @router.put("/apps/{app}/secrets/{name}", tags=["secrets"])

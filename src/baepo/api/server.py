@@ -42,7 +42,7 @@ from baepo.notify import Notifier
 from baepo.platforms.local.platform import LocalPlatform
 from baepo.registry import make_platform, make_routers
 from baepo.secrets import sealed
-from baepo.secrets.keys import Keyring
+from baepo.secrets.keys import Keyring, check_key
 from baepo.secrets.references import SecretScope
 from baepo.shell import accounts, statedir
 from baepo.store import SqlStore, open_store, redact, sqlite_file, sqlite_url
@@ -170,6 +170,7 @@ def serve(
     workdir: Path | None = None,
     allowed_secret_env: frozenset[str] = frozenset(),
     adopt_orphans: bool = False,
+    accept_lost_secrets: bool = False,
 ) -> None:
     """Run the server in the foreground until SIGTERM or Ctrl-C.
 
@@ -179,7 +180,8 @@ def serve(
     ``workdir`` is the app's home (default: the state directory's parent, where the CLI keeps
     ``.baepo``); ``allowed_secret_env`` names the server variables a spec may read.
     A database that does not explain what the state directory shows ran here is refused
-    (``api.orphans``) unless ``adopt_orphans``.
+    (``api.orphans``) unless ``adopt_orphans``, and a secret key that cannot decrypt the
+    stored secrets unless ``accept_lost_secrets`` (``secrets.keys.check_key``).
     """
     if host not in ("127.0.0.1", "localhost", "::1") and not auth_required:
         raise ConfigError(
@@ -225,6 +227,11 @@ def serve(
         store = _open_explaining(
             state_dir, url, adopt_orphans, seal=lambda value: sealed.seal(value, keyring)
         )
+        try:
+            check_key(keyring, store.all_secrets(), accept_lost=accept_lost_secrets)
+        except BaepoError:
+            store.close()
+            raise
         platform = make_platform("local", state_dir)
         router = make_routers(state_dir)
         lease = store.lease(leader.LEASE_NAME, identity, ttl=leader.TTL)

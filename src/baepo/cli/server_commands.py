@@ -132,6 +132,16 @@ def start(
             "is better when you can.",
         ),
     ] = False,
+    accept_lost_secrets: Annotated[
+        bool,
+        typer.Option(
+            "--accept-lost-secrets",
+            help="Start although the secret key cannot decrypt the stored secrets (a lost or "
+            "replaced secret.key): a new key is made if none exists, nothing is deleted, and "
+            "each secret must be stored again with `baepo secret set`. Putting the key back "
+            "is better when you can.",
+        ),
+    ] = False,
     file: FileOpt = None,
     state_dir: StateOpt = None,
 ) -> None:
@@ -176,6 +186,7 @@ def start(
             workdir=workdir.resolve() if workdir else None,
             allowed_secret_env=allowed,
             adopt_orphans=adopt_orphans,
+            accept_lost_secrets=accept_lost_secrets,
         )
         return
     from baepo.cli.client import running_server, start_server
@@ -194,6 +205,8 @@ def start(
         extra += ["--allow-secret-env", name]
     if adopt_orphans:
         extra.append("--adopt-orphans")
+    if accept_lost_secrets:
+        extra.append("--accept-lost-secrets")
     info = start_server(directory, database_url=database_url, extra_args=extra)
     out.print(f"server started at {info['url']} (pid {info['pid']}); log: {directory}/server.log")
     if replica:

@@ -42,7 +42,7 @@ from baepo.core.ports import Backend, InstanceSpec, Platform, Router, Store
 from baepo.errors import BaepoError, ExternalError, NotFoundError
 from baepo.providers import ProviderDeps, make_providers
 from baepo.secrets import references, sealed
-from baepo.secrets.keys import Keyring
+from baepo.secrets.keys import Keyring, SecretUnreadable
 from baepo.secrets.resolve import secret_env
 from baepo.spec.models import Spec
 from baepo.strategies.plan import Plan, only_revision_traffic
@@ -190,12 +190,31 @@ class Reconciler:
                 self.gates.ended(rollout, revision)
         for note in plan.notes:
             await self.event(app, "rollout.step", note, rollout=rollout)
-        await self._act(app, revision, plan, rollout)
+        try:
+            await self._act(app, revision, plan, rollout)
+        except SecretUnreadable as exc:
+            await self._fail(app, rollout, revision, instances, f"{exc} ({exc.hint})")
+            return True
         if rollout.phase.terminal:
             await self.analysis.finish(rollout, spec)
         else:
             await self.analysis.sync(rollout, spec, revision.spec_dir, plan.analyses)
         return True
+
+    async def _fail(
+        self, app: App, rollout: Rollout, revision: Revision, instances: list[Instance], why: str
+    ) -> None:
+        """End ``rollout`` failed at once, for a cause no retry can cure; all traffic goes
+        back to stable first (invariant 3)."""
+        stable = rollout.stable_revision
+        back = only_revision_traffic(instances, stable) if stable is not None else None
+        message = f"revision {revision.number} cannot start: {why}"
+        log.warning("%s/%s: %s", app.app, app.env, message)
+        plan = Plan(traffic=back or None, phase=RolloutPhase.FAILED, message=message)
+        await self._route(app, revision, plan)
+        ended = await self._transition(app, rollout, plan, rollout.status)
+        self.gates.ended(ended, revision)
+        await self.analysis.finish(ended, spec_of(revision))
 
     def _with_failed_hosts(self, app: App, rollout: Rollout) -> Rollout:
         """``rollout`` with the hosts its starts failed on in ``status["failed_hosts"]``."""

@@ -3,8 +3,10 @@
 The key comes from ``BAEPO_SECRET_KEY`` (one Fernet key, or several separated by commas: the
 first encrypts, every one decrypts, so a key can be rotated), else from the file named by
 ``BAEPO_SECRET_KEY_FILE``, else from ``<state dir>/secret.key``, created with mode 0600 on
-first use. Callers: ``api.server`` (one keyring per server), ``api.secret_routes``,
-``secrets.resolve``.
+first use. A key is never made while secrets are stored that it would have to decrypt:
+``check_key`` refuses, at server start, a key that is missing or cannot decrypt every stored
+secret (invariant 12). Callers: ``api.server`` (one keyring per server, checked at start),
+``api.secret_routes``, ``secrets.resolve``.
 """
 
 from __future__ import annotations
@@ -16,11 +18,19 @@ from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
-from baepo.errors import BaepoError, ConfigError
+from baepo.core.model import Secret
+from baepo.errors import ConfigError, StateError
 
 KEY_ENV = "BAEPO_SECRET_KEY"
 KEY_FILE_ENV = "BAEPO_SECRET_KEY_FILE"
 KEY_FILE = "secret.key"
+ACCEPT_FLAG = "--accept-lost-secrets"
+
+
+class SecretUnreadable(StateError):
+    """A stored secret the key cannot decrypt (another key, or a lost one): nothing will
+    change that but the right key or the secret stored again, so a rollout needing it fails
+    at once instead of retrying."""
 
 
 class Keyring:
@@ -39,7 +49,7 @@ class Keyring:
         try:
             return self._load().decrypt(ciphertext.encode()).decode()
         except (InvalidToken, ValueError) as exc:
-            raise BaepoError(
+            raise SecretUnreadable(
                 "cannot decrypt a stored secret: it was encrypted with another key",
                 hint=f"set {KEY_ENV} (or {KEY_FILE_ENV}) to the key the secret was stored "
                 "with, or store the secret again",
@@ -62,6 +72,14 @@ class Keyring:
         if os.environ.get(KEY_FILE_ENV):
             return os.environ[KEY_FILE_ENV]
         return str(self._default_file())
+
+    def missing(self) -> bool:
+        """True when the key would have to be made: no key given and no key file yet."""
+        if self._keys is not None or os.environ.get(KEY_ENV, "").strip():
+            return False
+        if os.environ.get(KEY_FILE_ENV, "").strip():
+            return False  # a named file that is missing is an error of its own when read
+        return self.state_dir is None or not self._default_file().exists()
 
     def _load(self) -> MultiFernet:
         if self._fernet is None:
@@ -112,3 +130,40 @@ class Keyring:
                 with os.fdopen(fd, "wb") as handle:
                     handle.write(key + b"\n")
         return path.read_text().strip()
+
+
+def check_key(keyring: Keyring, stored: list[Secret], *, accept_lost: bool = False) -> None:
+    """Refuse a key that cannot decrypt every stored secret, or none at all while secrets
+    are stored (a ``secret.key`` deleted or replaced): a new key made silently would leave
+    them unreadable and the next deploy that needs them failing. With no secret stored the key
+    is still made on first use. ``accept_lost`` starts anyway (a missing key file is made
+    anew; nothing is deleted) so the secrets can be stored again with ``baepo secret set``.
+    Loads the key, so it is fixed for the life of the process."""
+    if not stored:
+        return
+    source = keyring.source()
+    if keyring.missing():
+        if accept_lost:
+            keyring.encrypt("")  # makes the new key file
+            return
+        raise _refusal(f"the key file {source} is missing", stored, source)
+    unreadable = []
+    for secret in stored:
+        try:
+            keyring.decrypt(secret.ciphertext)
+        except SecretUnreadable:
+            unreadable.append(secret)
+    if unreadable and not accept_lost:
+        raise _refusal(f"the key from {source} cannot decrypt them", unreadable, source)
+
+
+def _refusal(why: str, secrets: list[Secret], source: str) -> StateError:
+    named = "; ".join(f"{s.name} of {s.app} in {s.env}" for s in secrets[:20])
+    more = f"; and {len(secrets) - 20} more" if len(secrets) > 20 else ""
+    return StateError(
+        f"refusing to start: {len(secrets)} stored secret(s) were encrypted with a key, but "
+        f"{why}: {named}{more}. A new key would leave them unreadable",
+        hint=f"put the key back ({source}), or give it with {KEY_ENV} or {KEY_FILE_ENV}; "
+        f"or start with baepo server start {ACCEPT_FLAG} (a new key is made if none exists; "
+        "nothing is deleted), then store each secret again with baepo secret set",
+    )

@@ -86,6 +86,12 @@ class PipelineRecords(Transactions):
         with self._reading("list secrets") as session:
             return [row.to_record() for row in session.scalars(statement)]
 
+    def all_secrets(self) -> list[Secret]:
+        """Every stored secret, by app, env and name (the server checks its key against them)."""
+        statement = sa.select(SecretRow).order_by(SecretRow.app, SecretRow.env, SecretRow.name)
+        with self._reading("list secrets") as session:
+            return [row.to_record() for row in session.scalars(statement)]
+
     def delete_secret(self, app: str, env: str, name: str) -> bool:
         """Forget a secret; False when there was none."""
         with self._writing(f"delete secret {name} of {app} in {env}") as session:
