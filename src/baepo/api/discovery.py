@@ -11,6 +11,7 @@ the records), ``cli.client`` and ``cli.server_commands`` (read them).
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import IO, Any
 
@@ -42,11 +43,11 @@ def live_server(state_dir: Path) -> dict[str, Any] | None:
 
 
 def write_lock_record(handle: IO[str], record: dict[str, Any]) -> None:
-    """Replace the content of the held lock file with ``record`` (the lock is untouched)."""
-    handle.seek(0)
-    handle.truncate()
-    handle.write(json.dumps(record))
-    handle.flush()
+    """Replace the content of the held lock file with ``record`` (the lock is untouched).
+    Unbuffered, so a full disk fails here (OSError), never later when the file is closed."""
+    fd = handle.fileno()
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, json.dumps(record).encode(), 0)
 
 
 def error_record(exc: BaepoError) -> dict[str, Any]:

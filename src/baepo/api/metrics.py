@@ -216,6 +216,13 @@ class ServerCollector(Collector):
             "Controller passes over every app+environment since the server started.",
         )
         passes.add_metric([], self.controller.passes)
+        dropped = CounterMetricFamily(
+            "baepo_events_dropped",
+            "Events the controller could not record in the store (a full disk, an unreachable "
+            "database) since the server started; each is in the server log with its cause.",
+        )
+        dropped.add_metric([], self.controller.dropped_events.count)
+        yield dropped
         yield weights
         for metric in self.controller.pass_seconds.collect():
             # Like every other family here, without the ``_created`` series.

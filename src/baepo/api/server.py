@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import fcntl
 import json
 import logging
@@ -59,11 +60,27 @@ def read_server_file(state_dir: Path) -> dict[str, Any] | None:
 
 
 def write_server_file(state_dir: Path, info: dict[str, Any]) -> None:
-    """Tell clients where this server listens (atomically; replicas may race to write)."""
+    """Tell clients where this server listens (atomically; replicas may race to write).
+    Raises ExternalError naming the file when it cannot be written (a full disk, say)."""
     server_file = state_dir / SERVER_FILE
     tmp = server_file.with_suffix(f".{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(info, indent=2))
-    tmp.replace(server_file)
+    try:
+        tmp.write_text(json.dumps(info, indent=2))
+        tmp.replace(server_file)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise write_error(server_file, exc) from exc
+
+
+def write_error(path: Path, exc: OSError) -> ExternalError:
+    """The error for a state file that cannot be written, naming it (and a full disk)."""
+    return ExternalError(
+        f"cannot write {path}: {exc.strerror or exc}",
+        hint=f"free space on the disk that holds {path.parent}"
+        if exc.errno == errno.ENOSPC
+        else f"check that {path.parent} is writable",
+    )
 
 
 class Announcement:
@@ -106,6 +123,8 @@ async def server_info(request: Request) -> dict[str, Any]:
         "took_over_at": _iso(controller.took_over_at),
         "first_pass_at": _iso(controller.first_pass_at),
         "controller_passes": controller.passes,
+        "events_dropped": controller.dropped_events.count,
+        "events_dropped_cause": controller.dropped_events.last_cause,
     }
 
 
@@ -129,7 +148,10 @@ def exclusive(state_dir: Path) -> Iterator[IO[str]]:
             hint="use it, or stop it with baepo server stop",
         ) from exc
     try:
-        discovery.write_lock_record(handle, {"pid": os.getpid()})
+        try:
+            discovery.write_lock_record(handle, {"pid": os.getpid()})
+        except OSError as exc:
+            raise write_error(state_dir / LOCK_FILE, exc) from exc
         try:
             yield handle
         except BaepoError as exc:
@@ -278,7 +300,10 @@ def serve(
         }
         write_server_file(state_dir, info)
         if held is not None:
-            discovery.write_lock_record(held, info)
+            try:
+                discovery.write_lock_record(held, info)
+            except OSError as exc:
+                raise write_error(state_dir / LOCK_FILE, exc) from exc
         if shared:
             controller.while_leading(lambda: Announcement(state_dir, info))
         log.warning(

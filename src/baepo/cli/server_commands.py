@@ -265,6 +265,11 @@ def server_status(
         if "leading" in info:
             role = "leads" if info["leading"] else "follows"
             out.print(f"this replica {role}; leader: {info.get('leader') or 'none right now'}")
+        if info.get("events_dropped"):
+            out.print(
+                f"{info['events_dropped']} event(s) could not be recorded (last cause: "
+                f"{info.get('events_dropped_cause')}); see {directory}/server.log"
+            )
     else:
         out.print(f"no server runs for {directory}")
     if info is None:

@@ -32,7 +32,7 @@ from baepo.controller.leader import (
     SoleLease,
     elector_for,
 )
-from baepo.controller.reconciler import Reconciler
+from baepo.controller.reconciler import DroppedEvents, Reconciler
 from baepo.controller.traffic import MAIN, Table, Traffic
 from baepo.core.model import AppState
 from baepo.core.ports import Platform, Router, Store
@@ -103,6 +103,7 @@ class Controller:
         self._keyring = keyring
         self._setups: list[Callable[[Reconciler], None]] = []
         self._duties: list[Callable[[], Duty]] = []
+        self.dropped_events = DroppedEvents()
         self.reconciler = self._new_reconciler()
         self._led = False  # whether self.reconciler has acted (then it is not reused)
         self._wake = asyncio.Event()
@@ -178,6 +179,7 @@ class Controller:
         reconciler = Reconciler(
             self.store, self._platform, self._router, wake=self.wake, keyring=self._keyring
         )
+        reconciler.dropped = self.dropped_events
         for setup in self._setups:
             setup(reconciler)
         return reconciler

@@ -58,6 +58,20 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+class DroppedEvents:
+    """Events the store could not record, counted (``baepo_events_dropped_total``, the
+    ``/api/v1/server`` answer and ``baepo server status``) and logged, so none is lost unseen."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.last_cause: str | None = None
+
+    def add(self, what: str, cause: BaseException) -> None:
+        self.count += 1
+        self.last_cause = str(cause)
+        log.warning("event not recorded (%d so far): %s; cause: %s", self.count, what, cause)
+
+
 class Reconciler:
     """Drives apps toward their desired state through the platform and router ports."""
 
@@ -77,6 +91,7 @@ class Reconciler:
         # promotion and scale-down delays, unmoved by a wall-clock jump (``controller.clock``).
         # A test that swaps ``clock`` alone swaps both.
         self.timer: Clock = timer or (clocks.steady if clock is utcnow else clock)
+        self.dropped = DroppedEvents()  # the controller shares one across its reconcilers
         self.keyring = keyring  # decrypts the stored secrets given to new instances
         self.secret_scope = references.SecretScope()  # what specs may reach on this server
         self.wake = wake  # asks for another pass at once (e.g. when a stop finished)
@@ -531,6 +546,23 @@ class Reconciler:
                 )
 
     async def event(
+        self,
+        app: App,
+        kind: str,
+        message: str,
+        *,
+        rollout: Rollout | None = None,
+        revision: int | None = None,
+    ) -> None:
+        """Record an event. One the store cannot take (a full disk, a lost database) is not
+        lost without a trace: it is counted in ``dropped``, logged with its cause, and the
+        pass goes on (what it records is not worth stopping a rollback for)."""
+        try:
+            await self._append_event(app, kind, message, rollout=rollout, revision=revision)
+        except BaepoError as exc:
+            self.dropped.add(f"{app.app}/{app.env} {kind}: {message}", exc)
+
+    async def _append_event(
         self,
         app: App,
         kind: str,

@@ -36,6 +36,13 @@ def translate(exc: sa_exc.SQLAlchemyError, url: URL, action: str) -> BaepoError:
     where = url.render_as_string(hide_password=True)
     if isinstance(exc, sa_exc.IntegrityError):
         return StateError(f"cannot {action} ({where}): conflicting change ({detail})")
+    if isinstance(exc, sa_exc.OperationalError) and _full(detail):
+        place = url.database if url.get_backend_name() == "sqlite" and url.database else where
+        return TransientError(
+            f"cannot {action} ({where}): {detail}",
+            delay=RETRY_DELAY_S,
+            hint=f"free space on the disk that holds {place}; nothing was written",
+        )
     if isinstance(exc, sa_exc.OperationalError):
         return TransientError(
             f"cannot {action} ({where}): {detail}",
@@ -43,6 +50,12 @@ def translate(exc: sa_exc.SQLAlchemyError, url: URL, action: str) -> BaepoError:
             hint="check that the database is reachable and not locked by another program",
         )
     return ExternalError(f"cannot {action} ({where}): {detail}")
+
+
+def _full(detail: str) -> bool:
+    """A full disk, as SQLite (SQLITE_FULL) and PostgreSQL (ENOSPC, 53100) word it."""
+    lowered = detail.lower()
+    return "disk is full" in lowered or "no space left" in lowered or "disk full" in lowered
 
 
 @contextlib.contextmanager
