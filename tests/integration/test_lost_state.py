@@ -99,7 +99,7 @@ def test_a_lost_secret_key_is_refused_and_a_deploy_needing_it_fails_at_once(
     refused = project.baepo("status")
     assert refused.returncode == 5, refused.stderr
     message = " ".join(refused.stderr.split())
-    assert f"the key file {key} is missing: db-password of sample in default" in message
+    assert f"the key file {key} is missing: secret db-password of sample in default" in message
     assert "--accept-lost-secrets" in message and "baepo secret set" in message
     assert "s3cret-value" not in message
     assert not key.exists()  # never made anew behind the user's back

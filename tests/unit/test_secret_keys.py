@@ -11,7 +11,15 @@ from cryptography.fernet import Fernet
 
 from baepo.core.model import Secret
 from baepo.errors import BaepoError, ConfigError, StateError
-from baepo.secrets.keys import KEY_ENV, KEY_FILE_ENV, Keyring, SecretUnreadable, check_key
+from baepo.secrets.keys import (
+    KEY_ENV,
+    KEY_FILE_ENV,
+    Encrypted,
+    Keyring,
+    SecretUnreadable,
+    check_key,
+    stored_secrets,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -71,9 +79,11 @@ def test_a_bad_key_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
         Keyring().encrypt("v")
 
 
-def stored(ring: Keyring, *names: str, env: str = "production") -> list[Secret]:
+def stored(ring: Keyring, *names: str, env: str = "production") -> list[Encrypted]:
     at = datetime(2026, 1, 1, tzinfo=UTC)
-    return [Secret("shop", env, n, ring.encrypt(f"value of {n}"), 1, at, "alice") for n in names]
+    return stored_secrets(
+        [Secret("shop", env, n, ring.encrypt(f"value of {n}"), 1, at, "alice") for n in names]
+    )
 
 
 def test_with_no_stored_secret_the_key_is_still_made_on_first_use(tmp_path: Path) -> None:
@@ -88,7 +98,7 @@ def test_a_lost_key_file_is_refused_not_made_anew(tmp_path: Path) -> None:
         check_key(Keyring(tmp_path), secrets)
     message = str(caught.value)
     assert f"the key file {tmp_path / 'secret.key'} is missing" in message
-    assert "db-password of shop in production; api-key of shop in production" in message
+    assert "secret db-password of shop in production; secret api-key of shop in" in message
     assert "value of" not in message
     assert caught.value.hint is not None and "--accept-lost-secrets" in caught.value.hint
     assert "baepo secret set" in caught.value.hint
@@ -99,7 +109,7 @@ def test_a_replaced_key_is_refused_naming_what_it_cannot_decrypt(tmp_path: Path)
     old = stored(Keyring(tmp_path), "db-password")
     (tmp_path / "secret.key").write_text(Fernet.generate_key().decode() + "\n")
     new = stored(Keyring(tmp_path), "api-key", env="staging")
-    with pytest.raises(StateError, match="cannot decrypt them: db-password of shop in prod"):
+    with pytest.raises(StateError, match="cannot decrypt them: secret db-password of shop in prod"):
         check_key(Keyring(tmp_path), old + new)
     check_key(Keyring(tmp_path), new)
 
@@ -111,4 +121,4 @@ def test_accepting_lost_secrets_makes_a_new_key_and_deletes_nothing(tmp_path: Pa
     check_key(ring, secrets, accept_lost=True)
     assert (tmp_path / "secret.key").exists()
     with pytest.raises(SecretUnreadable, match="encrypted with another key"):
-        ring.decrypt(secrets[0].ciphertext)
+        ring.decrypt(secrets[0][1])

@@ -34,6 +34,7 @@ from baepo.api.app import create_app
 from baepo.api.auth import principal
 from baepo.api.runtime import Runtime
 from baepo.controller import leader
+from baepo.controller.desired import instance_spec
 from baepo.controller.loop import Controller
 from baepo.controller.reconciler import Reconciler
 from baepo.controller.releases import Releases
@@ -43,7 +44,7 @@ from baepo.notify import Notifier
 from baepo.platforms.local.platform import LocalPlatform
 from baepo.registry import make_platform, make_routers
 from baepo.secrets import sealed
-from baepo.secrets.keys import Keyring, check_key
+from baepo.secrets.keys import Encrypted, Keyring, check_key, stored_secrets
 from baepo.secrets.references import SecretScope
 from baepo.shell import accounts, statedir
 from baepo.store import SqlStore, open_store, redact, sqlite_file, sqlite_url
@@ -250,7 +251,7 @@ def serve(
             state_dir, url, adopt_orphans, seal=lambda value: sealed.seal(value, keyring)
         )
         try:
-            check_key(keyring, store.all_secrets(), accept_lost=accept_lost_secrets)
+            check_key(keyring, _encrypted(store), accept_lost=accept_lost_secrets)
         except BaepoError:
             store.close()
             raise
@@ -350,6 +351,21 @@ def _open_explaining(
             store.close()
             raise orphans.refusal(found, state_dir, redact(url), database, missing=False)
     return store
+
+
+def _encrypted(store: SqlStore) -> list[Encrypted]:
+    """What the secret key must decrypt: every stored secret, and the sealed ``run.env``
+    values of each app's stable revision (what a restarted instance needs)."""
+    found = stored_secrets(store.all_secrets())
+    for app in store.list_apps():
+        if app.stable_revision is None:
+            continue
+        revision = store.get_revision(app.app, app.env, app.stable_revision)
+        _, closed = sealed.split_env(instance_spec(revision).env_vars)
+        for name, value in sorted(closed.items()):
+            what = f"run.env {name} of {app.app} in {app.env} (revision {revision.number})"
+            found.append((what, sealed.token(value)))
+    return found
 
 
 def _url_host(host: str) -> str:

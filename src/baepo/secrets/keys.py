@@ -132,38 +132,48 @@ class Keyring:
         return path.read_text().strip()
 
 
-def check_key(keyring: Keyring, stored: list[Secret], *, accept_lost: bool = False) -> None:
-    """Refuse a key that cannot decrypt every stored secret, or none at all while secrets
-    are stored (a ``secret.key`` deleted or replaced): a new key made silently would leave
-    them unreadable and the next deploy that needs them failing. With no secret stored the key
-    is still made on first use. ``accept_lost`` starts anyway (a missing key file is made
-    anew; nothing is deleted) so the secrets can be stored again with ``baepo secret set``.
-    Loads the key, so it is fixed for the life of the process."""
-    if not stored:
+Encrypted = tuple[str, str]
+"""Something encrypted with the key: what it is (for messages, never a value), its ciphertext."""
+
+
+def stored_secrets(secrets: list[Secret]) -> list[Encrypted]:
+    """The stored secrets as ``check_key`` takes them."""
+    return [(f"secret {s.name} of {s.app} in {s.env}", s.ciphertext) for s in secrets]
+
+
+def check_key(keyring: Keyring, encrypted: list[Encrypted], *, accept_lost: bool = False) -> None:
+    """Refuse a key that cannot decrypt every stored secret (and sealed ``run.env`` value), or
+    none at all while some are stored (a ``secret.key`` deleted or replaced): a new key made
+    silently would leave them unreadable and the next deploy that needs them failing. With
+    nothing encrypted the key is still made on first use. ``accept_lost`` starts anyway (a
+    missing key file is made anew; nothing is deleted) so the secrets can be stored again with
+    ``baepo secret set``. Loads the key, so it is fixed for the life of the process."""
+    if not encrypted:
         return
     source = keyring.source()
     if keyring.missing():
         if accept_lost:
             keyring.encrypt("")  # makes the new key file
             return
-        raise _refusal(f"the key file {source} is missing", stored, source)
+        raise _refusal(f"the key file {source} is missing", encrypted, source)
     unreadable = []
-    for secret in stored:
+    for item in encrypted:
         try:
-            keyring.decrypt(secret.ciphertext)
+            keyring.decrypt(item[1])
         except SecretUnreadable:
-            unreadable.append(secret)
+            unreadable.append(item)
     if unreadable and not accept_lost:
         raise _refusal(f"the key from {source} cannot decrypt them", unreadable, source)
 
 
-def _refusal(why: str, secrets: list[Secret], source: str) -> StateError:
-    named = "; ".join(f"{s.name} of {s.app} in {s.env}" for s in secrets[:20])
-    more = f"; and {len(secrets) - 20} more" if len(secrets) > 20 else ""
+def _refusal(why: str, items: list[Encrypted], source: str) -> StateError:
+    named = "; ".join(what for what, _ in items[:20])
+    more = f"; and {len(items) - 20} more" if len(items) > 20 else ""
     return StateError(
-        f"refusing to start: {len(secrets)} stored secret(s) were encrypted with a key, but "
+        f"refusing to start: {len(items)} stored value(s) were encrypted with a key, but "
         f"{why}: {named}{more}. A new key would leave them unreadable",
         hint=f"put the key back ({source}), or give it with {KEY_ENV} or {KEY_FILE_ENV}; "
         f"or start with baepo server start {ACCEPT_FLAG} (a new key is made if none exists; "
-        "nothing is deleted), then store each secret again with baepo secret set",
+        "nothing is deleted), then store each secret again with baepo secret set (and deploy "
+        "sealed run.env values again)",
     )

@@ -42,12 +42,16 @@ def split_env(env: Mapping[str, str]) -> tuple[dict[str, str], dict[str, str]]:
     return plain, {k: v for k, v in env.items() if sensitive.is_sealed(v)}
 
 
+def token(value: str) -> str:
+    """The Fernet token of a sealed value (what the key must decrypt)."""
+    return value[len(sensitive.SEALED_PREFIX) :].split(":", 1)[1]
+
+
 def open_value(value: str, keyring: Keyring) -> str:
     """The real value of a sealed one (a value that is not sealed is returned as it is)."""
     if not sensitive.is_sealed(value):
         return value
-    token = value[len(sensitive.SEALED_PREFIX) :].split(":", 1)[1]
-    return keyring.decrypt(token)
+    return keyring.decrypt(token(value))
 
 
 def open_env(env: Mapping[str, str], keyring: Keyring) -> dict[str, str]:
