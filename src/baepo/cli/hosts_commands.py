@@ -14,7 +14,6 @@ from typing import Annotated
 import typer
 
 from baepo.cli.context import EnvOpt, FileOpt, Project
-from baepo.controller import preview
 from baepo.core.model import Revision, config_hash
 from baepo.errors import ConfigError, Problem
 from baepo.spec.loader import load_spec
@@ -54,5 +53,7 @@ def plan(
         created_by="plan",
         created_at=datetime.now(UTC),
     )
+    from baepo.controller import preview  # the hosts platform and asyncssh: only here
+
     for line in preview.hosts_plan_lines(revision_, spec):
         print(line)
