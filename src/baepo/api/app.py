@@ -27,12 +27,16 @@ from baepo.api import (
     routes,
     secret_routes,
     token_routes,
+    trusted_hosts,
     user_routes,
 )
 from baepo.api.runtime import Runtime
-from baepo.web import pages
+from baepo.errors import BaepoError
+from baepo.web import login, pages
 
 MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+OPEN_PATHS = frozenset({"/api/v1/healthz"})
+"""API paths that answer without a credential."""
 
 
 def create_app(runtime: Runtime) -> FastAPI:
@@ -61,6 +65,20 @@ def create_app(runtime: Runtime) -> FastAPI:
     problems.install(app)
 
     @app.middleware("http")
+    async def authenticate(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        """Refuse a request to the API or ``/metrics`` without a valid credential before any
+        route runs (routes check the role too); the health check answers anyone."""
+        path = request.url.path
+        if (path.startswith("/api/") or path == "/metrics") and path not in OPEN_PATHS:
+            try:
+                await asyncio.to_thread(auth.principal, request)
+            except BaepoError as exc:
+                return problems.problem(exc.http_status, exc.title, exc.message, hint=exc.hint)
+        return await call_next(request)
+
+    @app.middleware("http")
     async def audit(
         request: Request, call_next: Callable[[Request], Awaitable[Response]]
     ) -> Response:
@@ -86,6 +104,9 @@ def create_app(runtime: Runtime) -> FastAPI:
     app.include_router(metrics.router)
     app.include_router(user_routes.router)
     app.include_router(pages.router)
+    app.include_router(login.links)
     app.include_router(pages.root)
     app.mount("/ui/static", StaticFiles(directory=pages.STATIC_DIR), name="static")
+    if runtime.hosts is not None:
+        app.add_middleware(trusted_hosts.TrustedHosts, names=runtime.hosts)
     return app

@@ -15,7 +15,7 @@ from baepo.api.auth import require
 from baepo.api.routes import done, runtime
 from baepo.api.schemas import Body
 from baepo.core.model import DEFAULT_ENV
-from baepo.spec.base import Line, Text
+from baepo.spec.base import Text
 
 router = APIRouter(prefix="/api/v1")
 
@@ -24,7 +24,6 @@ class DecisionBody(Body):
     """Approve or reject the rollout of an app waiting for approval in one environment."""
 
     env: str = Field(default=DEFAULT_ENV, pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")
-    actor: Line = Field(default="unknown", min_length=1, max_length=200)
     reason: Text = Field(default="", max_length=2000, description="Why; required to reject.")
 
 
@@ -33,9 +32,7 @@ def approve(app: str, body: DecisionBody, request: Request) -> dict[str, Any]:
     """Let the rollout waiting for approval start."""
     caller = require(request, "approver", body.env, "approve")
     steering = runtime(request).steering
-    return done(
-        request, steering.approve(app, body.env, caller.actor(body.actor), reason=body.reason)
-    )
+    return done(request, steering.approve(app, body.env, caller.actor, reason=body.reason))
 
 
 @router.post("/apps/{app}/reject", tags=["steering"])
@@ -43,6 +40,4 @@ def reject(app: str, body: DecisionBody, request: Request) -> dict[str, Any]:
     """End the rollout waiting for approval, with a reason; nothing of it ran."""
     caller = require(request, "approver", body.env, "reject")
     steering = runtime(request).steering
-    return done(
-        request, steering.reject(app, body.env, caller.actor(body.actor), reason=body.reason)
-    )
+    return done(request, steering.reject(app, body.env, caller.actor, reason=body.reason))

@@ -11,10 +11,13 @@ Roles, each allowed what the ones before it are (``core.model.ROLES``):
 - ``approver``: approve releases that need it;
 - ``admin``: manage tokens.
 
-A server started without ``--auth required`` listens on loopback only and treats every
-request without a token as the local user, an admin of every environment; a request that
-does carry a token is still checked. Every request that changes something is appended to the
-audit log with its result, refused ones included.
+A server started without ``--auth required`` listens on loopback only and accepts its local
+credential (``api.local_credential``: ``Bearer bpl_…``, from a file only the server's OS user
+can read) as the local user, an admin of every environment; an API token is checked as
+always, and a request with neither is refused (401). The name recorded for an action is
+always the credential's (``Principal.name``): the local user's ``user@host``, the token's
+name or the dashboard user's name, never a name the request claims. Every request that
+changes something is appended to the audit log with its result, refused ones included.
 
 The dashboard's session cookie (``web.sessions``) identifies a caller too, when there is no
 ``Authorization`` header: its random id is looked up by SHA-256 in the store. A request that
@@ -34,6 +37,8 @@ from datetime import UTC, datetime, timedelta
 
 from fastapi import Request
 
+from baepo.api import local_credential
+from baepo.api.runtime import Runtime
 from baepo.core.model import ROLES, ApiToken, AuditRecord, WebSession
 from baepo.core.ports import Store
 from baepo.errors import AuthError, ForbiddenError
@@ -62,24 +67,23 @@ class Principal:
     def local(self) -> bool:
         return self.token_id is None and self.user is None
 
+    @property
+    def actor(self) -> str:
+        """The name recorded for an action: the local user's ``user@host``, the token's
+        name, or the dashboard user's name."""
+        return self.name
+
     def can(self, role: str, env: str | None = None) -> bool:
         """Whether this caller holds ``role`` (or a higher one) in ``env`` (None: any)."""
         if ROLES.index(self.role) < ROLES.index(role):
             return False
         return env is None or ALL_ENVS in self.envs or env in self.envs
 
-    def actor(self, claimed: str) -> str:
-        """The name recorded for an action: the local user's own, or the token's."""
-        if self.local:
-            return claimed
-        if self.user is not None:
-            return self.user
-        if claimed and claimed != "unknown":
-            return f"{claimed} via token {self.name}"
-        return f"token {self.name}"
 
-
-LOCAL = Principal(name="local", role="admin", envs=(ALL_ENVS,))
+def local_principal(owner: str) -> Principal:
+    """The local user of a server without auth (``owner`` is ``user@host``): an admin of
+    every environment."""
+    return Principal(name=owner, role="admin", envs=(ALL_ENVS,))
 
 
 def hash_secret(secret: str) -> str:
@@ -147,18 +151,43 @@ def principal(request: Request) -> Principal:
                 "this server requires an API token",
                 hint="set BAEPO_TOKEN to a token from baepo token create",
             )
-        found = LOCAL
+        raise AuthError(
+            "this server requires its local credential or an API token",
+            hint="run baepo as the user who started the server (the CLI sends the token in "
+            f"the state directory's {local_credential.TOKEN_FILE}); for the dashboard, open "
+            "the link baepo ui prints",
+        )
     else:
-        found = _from_header(runtime.store, header)
+        found = _from_header(runtime, header)
     request.state.principal = found
     return found
 
 
-def _from_header(store: Store, header: str) -> Principal:
+def local_token_matches(runtime: Runtime, text: str) -> bool:
+    """Whether ``text`` is the local credential of a server without auth."""
+    expected = runtime.local_token
+    return (
+        not runtime.auth_required
+        and expected is not None
+        and hmac.compare_digest(text.encode(), expected.encode())
+    )
+
+
+def _from_header(runtime: Runtime, header: str) -> Principal:
     scheme, _, text = header.partition(" ")
     if scheme.lower() != "bearer" or not text.strip():
         raise AuthError("the Authorization header must be `Bearer <token>`")
-    parts = split_token(text.strip())
+    text = text.strip()
+    if text.startswith(local_credential.PREFIX):
+        if local_token_matches(runtime, text):
+            return local_principal(runtime.owner)
+        raise AuthError(
+            "the local credential is not valid here",
+            hint="a server with --auth required takes API tokens only; otherwise the token "
+            f"changed: the CLI reads it again from {local_credential.TOKEN_FILE}",
+        )
+    store: Store = runtime.store
+    parts = split_token(text)
     refused = AuthError(
         "the API token is not valid (unknown, revoked or expired)",
         hint="ask an admin for a new one: baepo token create",
@@ -208,7 +237,7 @@ def session_principal(request: Request, web: WebSession) -> Principal:
     if web.kind == "local":
         if runtime.auth_required:
             raise ended
-        found = LOCAL
+        found = local_principal(runtime.owner)
     elif web.kind == "user":
         user = store.get_user(web.subject)
         if user is None or user.disabled:
@@ -216,13 +245,15 @@ def session_principal(request: Request, web: WebSession) -> Principal:
         found = Principal(
             name=user.username, role=user.role, envs=tuple(user.envs), user=user.username
         )
-    else:
+    elif web.kind == "token":
         token = store.get_token(web.subject)
         if token is None or not token_in_force(token, datetime.now(UTC)):
             raise ended
         found = Principal(
             name=token.name, role=token.role, envs=tuple(token.envs), token_id=token.id
         )
+    else:  # a one-time login link (``web.sessions.LINK``) is no session
+        raise ended
     request.state.principal = found
     return found
 

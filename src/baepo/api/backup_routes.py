@@ -40,7 +40,6 @@ class BackupBody(Body):
     spec_yaml: str = Field(max_length=1_000_000, description="The spec file's text.")
     spec_name: Line = SPEC_NAME
     env: str = Field(default=DEFAULT_ENV, pattern=ENV_PATTERN)
-    actor: Line = Field(default="unknown", min_length=1, max_length=200)
     reason: Text = Field(default="", max_length=2000, description="Why, kept with the backup.")
 
 
@@ -50,7 +49,6 @@ class RestoreBody(Body):
     spec_yaml: str = Field(max_length=1_000_000, description="The spec file's text.")
     spec_name: Line = SPEC_NAME
     env: str = Field(default=DEFAULT_ENV, pattern=ENV_PATTERN)
-    actor: Line = Field(default="unknown", min_length=1, max_length=200)
 
 
 def backup_view(backup: Backup) -> dict[str, Any]:
@@ -119,7 +117,7 @@ async def create_backup(app: str, body: BackupBody, request: Request) -> dict[st
         env=body.env,
         spec_dir=spec_dir,
         state_dir=rt.state_dir,
-        actor=caller.actor(body.actor),
+        actor=caller.actor,
         reason=body.reason,
         env_vars=env_vars,
         user=user,
@@ -153,7 +151,7 @@ async def restore(
         backup_spec,
         spec_dir=spec_dir,
         env_vars=env_vars,
-        actor=caller.actor(body.actor),
+        actor=caller.actor,
         user=user,
     )
     view = backup_view(backup)

@@ -17,7 +17,7 @@ from baepo.api.routes import runtime
 from baepo.api.schemas import Body
 from baepo.controller import locks
 from baepo.core.model import DEFAULT_ENV, DeployLock
-from baepo.spec.base import Line, Text
+from baepo.spec.base import Text
 
 router = APIRouter(prefix="/api/v1")
 
@@ -28,7 +28,6 @@ class LockBody(Body):
     """Lock deploys of an app in one environment."""
 
     env: str = Field(default=DEFAULT_ENV, pattern=ENV_PATTERN)
-    actor: Line = Field(default="unknown", min_length=1, max_length=200)
     reason: Text = Field(default="", max_length=2000, description="Why, shown to others.")
 
 
@@ -36,7 +35,6 @@ class UnlockBody(Body):
     """Release the deploy lock of an app in one environment."""
 
     env: str = Field(default=DEFAULT_ENV, pattern=ENV_PATTERN)
-    actor: Line = Field(default="unknown", min_length=1, max_length=200)
     force: bool = Field(default=False, description="Release someone else's lock (admin).")
 
 
@@ -57,9 +55,7 @@ def lock(app: str, body: LockBody, request: Request) -> dict[str, Any]:
     """Lock deploys of the app in the environment: only the holder may deploy or undo."""
     caller = require(request, "deployer", body.env, "lock")
     rt = runtime(request)
-    taken = locks.take(
-        rt.store, app, body.env, caller.actor(body.actor), body.reason, rt.releases.clock()
-    )
+    taken = locks.take(rt.store, app, body.env, caller.actor, body.reason, rt.releases.clock())
     view = lock_view(app, body.env, taken)
     request.state.audit_detail = view["message"]
     return view
@@ -82,7 +78,7 @@ def unlock(app: str, body: UnlockBody, request: Request) -> dict[str, Any]:
     caller = require(request, "deployer", body.env, "unlock")
     if body.force:
         require(request, "admin", body.env, "unlock another's lock")
-    actor = caller.actor(body.actor)
+    actor = caller.actor
     released = locks.release(runtime(request).store, app, body.env, actor, force=body.force)
     view = lock_view(app, body.env, None)
     view["changed"] = released is not None

@@ -25,7 +25,6 @@ from baepo.errors import StateError
 from baepo.gates.run import release_env, run_argv
 from baepo.secrets import sealed
 from baepo.secrets.keys import Keyring
-from baepo.spec.base import Line
 from baepo.spec.models import Spec
 
 router = APIRouter(prefix="/api/v1")
@@ -39,7 +38,6 @@ class MigrateBody(Body):
     target: str | None = Field(
         default=None, max_length=128, pattern=r"^[A-Za-z0-9_.:-]+$", description="--target."
     )
-    actor: Line = Field(default="unknown", min_length=1, max_length=200)
 
 
 @router.post("/apps/{app}/migrate", tags=["releases"])
@@ -79,7 +77,7 @@ async def migrate(app: str, body: MigrateBody, request: Request) -> dict[str, An
         GateRun(
             app=app, env=body.env, kind="migrate", stage=body.action,
             name=" ".join(argv)[:200], phase=GatePhase.RUNNING, started_at=utcnow(),
-            actor=caller.actor(body.actor), revision=revision.number,
+            actor=caller.actor, revision=revision.number,
         )
     )  # fmt: skip
     result = await run_argv(

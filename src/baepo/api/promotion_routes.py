@@ -36,7 +36,6 @@ class PromotionBody(Body):
         description="Promote even if it has not passed, for this reason (needs admin).",
     )
     message: Text = Field(default="", max_length=2000)
-    actor: Line = Field(default="unknown", min_length=1, max_length=200)
 
 
 @router.post("/apps/{app}/promote-release", tags=["releases"])
@@ -54,7 +53,7 @@ def promote_release(app: str, body: PromotionBody, request: Request) -> dict[str
         from_env=body.from_env,
         to_env=body.to_env,
         version=body.version,
-        actor=caller.actor(body.actor),
+        actor=caller.actor,
         force_reason=body.force,
         message=body.message,
     )

@@ -57,15 +57,10 @@ def outcome_view(o: Outcome) -> dict[str, Any]:
 
 
 @router.get("/healthz", tags=["server"])
-async def healthz(request: Request) -> dict[str, Any]:
-    """Liveness of the server and its controller."""
-    rt = runtime(request)
-    return {
-        "ok": True,
-        "pid": rt.pid,
-        "state_dir": str(rt.state_dir),
-        "controller_passes": rt.controller.passes,
-    }
+async def healthz() -> dict[str, Any]:
+    """Liveness of the server, for anyone (a load balancer's or a supervisor's probe): it
+    says nothing else. ``GET /api/v1/server`` tells a caller with a credential the rest."""
+    return {"ok": True}
 
 
 @router.post("/deploy", tags=["releases"])
@@ -83,7 +78,7 @@ def deploy(body: DeployBody, request: Request) -> dict[str, Any]:
             spec=spec,
             spec_dir=str(runtime(request).home),
             env=body.env,
-            actor=caller.actor(body.actor),
+            actor=caller.actor,
             version=body.version,
             message=body.message,
             supersede=body.supersede,
@@ -106,7 +101,7 @@ def undo(app: str, body: UndoBody, request: Request) -> dict[str, Any]:
     """Stop the rollout in flight, or roll out a copy of an earlier revision."""
     caller = require(request, "deployer", body.env, "undo")
     outcome = runtime(request).releases.undo(
-        app, body.env, caller.actor(body.actor), to_revision=body.to_revision,
+        app, body.env, caller.actor, to_revision=body.to_revision,
         message=body.message,
     )  # fmt: skip
     return done(request, outcome)
@@ -116,7 +111,7 @@ def undo(app: str, body: UndoBody, request: Request) -> dict[str, Any]:
 def down(app: str, body: DownBody, request: Request) -> dict[str, Any]:
     """Stop the app's instances and router; keep its history."""
     caller = require(request, "deployer", body.env, "down")
-    return done(request, runtime(request).releases.down(app, body.env, caller.actor(body.actor)))
+    return done(request, runtime(request).releases.down(app, body.env, caller.actor))
 
 
 @router.post("/apps/{app}/promote", tags=["steering"])
@@ -124,35 +119,35 @@ def promote(app: str, body: SteerBody, request: Request) -> dict[str, Any]:
     """Go past the current step (a pause, an analysis); with ``full``, to the end."""
     caller = require(request, "deployer", body.env, "promote")
     steering = runtime(request).steering
-    return done(request, steering.promote(app, body.env, caller.actor(body.actor), full=body.full))
+    return done(request, steering.promote(app, body.env, caller.actor, full=body.full))
 
 
 @router.post("/apps/{app}/pause", tags=["steering"])
 def pause(app: str, body: SteerBody, request: Request) -> dict[str, Any]:
     """Hold the rollout where it is until resumed."""
     caller = require(request, "deployer", body.env, "pause")
-    return done(request, runtime(request).steering.pause(app, body.env, caller.actor(body.actor)))
+    return done(request, runtime(request).steering.pause(app, body.env, caller.actor))
 
 
 @router.post("/apps/{app}/resume", tags=["steering"])
 def resume(app: str, body: SteerBody, request: Request) -> dict[str, Any]:
     """Continue a rollout held with pause."""
     caller = require(request, "deployer", body.env, "resume")
-    return done(request, runtime(request).steering.resume(app, body.env, caller.actor(body.actor)))
+    return done(request, runtime(request).steering.resume(app, body.env, caller.actor))
 
 
 @router.post("/apps/{app}/abort", tags=["steering"])
 def abort(app: str, body: SteerBody, request: Request) -> dict[str, Any]:
     """All traffic back to stable at once; the new revision stops after a delay."""
     caller = require(request, "deployer", body.env, "abort")
-    return done(request, runtime(request).steering.abort(app, body.env, caller.actor(body.actor)))
+    return done(request, runtime(request).steering.abort(app, body.env, caller.actor))
 
 
 @router.post("/apps/{app}/retry", tags=["steering"])
 def retry(app: str, body: SteerBody, request: Request) -> dict[str, Any]:
     """Start an aborted or rolled back rollout again from its first step."""
     caller = require(request, "deployer", body.env, "retry")
-    return done(request, runtime(request).steering.retry(app, body.env, caller.actor(body.actor)))
+    return done(request, runtime(request).steering.retry(app, body.env, caller.actor))
 
 
 @router.get("/apps", tags=["apps"])

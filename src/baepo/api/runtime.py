@@ -9,6 +9,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from baepo.api.trusted_hosts import HostNames
 from baepo.controller.loop import Controller
 from baepo.controller.releases import Releases
 from baepo.controller.steering import Steering
@@ -28,6 +29,9 @@ class Runtime:
     pid: int = field(default_factory=os.getpid)
     notifier: Notifier | None = None
     auth_required: bool = False  # every request needs a token (else: loopback, local user)
+    local_token: str | None = None  # the local credential (``api.local_credential``)
+    owner: str = "local"  # the local user, as ``user@host``: the actor of local requests
+    hosts: HostNames | None = None  # the Host names it answers (None: any, for tests)
     workdir: Path | None = None
     """The app's home: instances, hooks and file secrets work here. The server decides it
     (``--workdir``, default the state directory's parent), never a caller."""

@@ -42,7 +42,6 @@ class DeployBody(Body):
     env: str = Field(default=DEFAULT_ENV, pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")
     version: Line | None = Field(default=None, min_length=1, max_length=128)
     message: Text = Field(default="", max_length=2000)
-    actor: Line = Field(default="unknown", min_length=1, max_length=200)
     supersede: bool = Field(default=False, description="Replace a rollout in progress.")
     override_freeze: Text | None = Field(
         default=None,
@@ -63,17 +62,14 @@ class UndoBody(Body):
     env: str = Field(default=DEFAULT_ENV, pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")
     to_revision: int | None = Field(default=None, ge=1, le=2**31 - 1)
     message: Text = Field(default="", max_length=2000)
-    actor: Line = Field(default="unknown", min_length=1, max_length=200)
 
 
 class DownBody(Body):
     env: str = Field(default=DEFAULT_ENV, pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")
-    actor: Line = Field(default="unknown", min_length=1, max_length=200)
 
 
 class SteerBody(Body):
     """Promote, pause, resume, abort or retry the rollout of an app in one environment."""
 
     env: str = Field(default=DEFAULT_ENV, pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")
-    actor: Line = Field(default="unknown", min_length=1, max_length=200)
     full: bool = Field(default=False, description="promote: skip every remaining step.")

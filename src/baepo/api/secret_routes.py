@@ -34,7 +34,6 @@ class SecretBody(Body):
 
     env: str = Field(default=DEFAULT_ENV, pattern=ENV_PATTERN)
     value: str = Field(max_length=65_536, description="The value; stored encrypted.")
-    actor: str = Field(default="unknown", min_length=1, max_length=200)
 
 
 def secret_view(secret: Secret) -> dict[str, Any]:
@@ -70,7 +69,7 @@ def put_secret(app: str, name: SecretName, body: SecretBody, request: Request) -
             ciphertext=ciphertext,
             version=0,
             updated_at=datetime.now(UTC),
-            updated_by=caller.actor(body.actor),
+            updated_by=caller.actor,
         )
     )
     request.state.audit_detail = f"secret {name} set (version {stored.version})"
@@ -87,7 +86,7 @@ def rotate_secret(app: str, name: SecretName, body: SecretBody, request: Request
         rt.store, rt.controller.wake, lock=rt.releases.lock, keyring=rt.releases.keyring
     )
     rollouts.secret_scope = rt.releases.secret_scope
-    return done(request, rollouts.redeploy(app, body.env, caller.actor(body.actor), name))
+    return done(request, rollouts.redeploy(app, body.env, caller.actor, name))
 
 
 @router.get("/apps/{app}/secrets", tags=["secrets"])

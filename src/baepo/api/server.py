@@ -20,7 +20,7 @@ import logging
 import os
 import socket
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
@@ -29,7 +29,7 @@ import uvicorn
 from fastapi import APIRouter, Request
 
 from baepo import __version__
-from baepo.api import discovery, orphans
+from baepo.api import discovery, local_credential, orphans, trusted_hosts
 from baepo.api.app import create_app
 from baepo.api.auth import principal
 from baepo.api.runtime import Runtime
@@ -194,11 +194,14 @@ def serve(
     allowed_secret_env: frozenset[str] = frozenset(),
     adopt_orphans: bool = False,
     accept_lost_secrets: bool = False,
+    public_names: Sequence[str] = (),
 ) -> None:
     """Run the server in the foreground until SIGTERM or Ctrl-C.
 
-    Without ``auth_required`` it listens on loopback only and every request without a token
-    is the local user's; anything else is refused before it starts. ``run_as`` says which
+    Without ``auth_required`` it listens on loopback only, and a request needs the local
+    credential (``local.token`` in the state dir) or an API token; anything else is refused
+    before it starts. It answers only requests addressed to its own names
+    (``api.trusted_hosts``): its loopback names and ``public_names``. ``run_as`` says which
     OS account a spec's commands run as when the server is root (see ``shell.accounts``).
     ``workdir`` is the app's home (default: the state directory's parent, where the CLI keeps
     ``.baepo``); ``allowed_secret_env`` names the server variables a spec may read.
@@ -232,6 +235,8 @@ def serve(
     accounts.configure(settings)
     # Everything this process and its children write in the state dir is its owner's alone.
     os.umask(statedir.PRIVATE_UMASK)
+    # First: a token others could read is replaced, before secure() would hide that it was.
+    local_token = None if auth_required else local_credential.ensure(state_dir)
     opened_up = statedir.secure(state_dir)
     if opened_up:
         log.warning(
@@ -289,6 +294,9 @@ def serve(
         runtime = Runtime(state_dir, store, platform, router, controller, releases, steering)
         runtime.auth_required = auth_required
         runtime.workdir = home
+        runtime.local_token = local_token
+        runtime.owner = local_credential.owner()
+        runtime.hosts = trusted_hosts.names_of(host, bound_port, public_names)
         info = {
             "pid": os.getpid(),
             "url": api_url,
@@ -316,7 +324,8 @@ def serve(
             redact(url),
             "every request needs an API token"
             if auth_required
-            else "no authentication: loopback only, requests without a token act as the local user",
+            else f"loopback only; requests need an API token or the local credential in "
+            f"{state_dir / local_credential.TOKEN_FILE} (they act as {runtime.owner})",
         )
         elector.prime()
         app = create_app(runtime)

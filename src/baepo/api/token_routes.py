@@ -31,7 +31,6 @@ class TokenBody(Body):
     role: Literal["viewer", "deployer", "approver", "admin"]
     envs: list[EnvOrAll] = Field(min_length=1, description="Environments, or `*` for all.")
     expires_in_days: int | None = Field(default=None, ge=1, le=3650)
-    actor: str = Field(default="unknown", min_length=1, max_length=200)
 
 
 def token_view(token: ApiToken) -> dict[str, Any]:
@@ -74,7 +73,7 @@ def create_token(body: TokenBody, request: Request) -> dict[str, Any]:
     require_admin_of(request, body.envs, "creating a token")
     days = body.expires_in_days
     record, text = new_token(
-        body.name, body.role, sorted(set(body.envs)), principal(request).actor(body.actor),
+        body.name, body.role, sorted(set(body.envs)), principal(request).actor,
         expires_in=None if days is None else days * 86400.0,
     )  # fmt: skip
     runtime(request).store.add_token(record)

@@ -36,7 +36,6 @@ class UserBody(Body):
     password: str = Field(min_length=1, max_length=1024, repr=False)
     role: Literal["viewer", "deployer", "approver", "admin"]
     envs: list[EnvOrAll] = Field(min_length=1, description="Environments, or `*` for all.")
-    actor: str = Field(default="unknown", min_length=1, max_length=200)
 
 
 def user_view(user: User) -> dict[str, Any]:
@@ -64,7 +63,7 @@ def create_user(body: UserBody, request: Request) -> dict[str, Any]:
         role=body.role,
         envs=sorted(set(body.envs)),
         created_at=datetime.now(UTC),
-        created_by=principal(request).actor(body.actor),
+        created_by=principal(request).actor,
     )
     runtime(request).store.add_user(user)
     request.state.audit_detail = f"user {user.username} ({user.role})"

@@ -14,7 +14,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from baepo.cli.context import FileOpt, Output, OutputOpt, Project, StateOpt, actor
+from baepo.cli.context import FileOpt, Output, OutputOpt, Project, StateOpt
 from baepo.core.model import DEFAULT_ENV, ROLES
 from baepo.errors import ConfigError, Problem
 
@@ -68,8 +68,7 @@ def create(
         raise ConfigError(
             f"unknown role {role!r}", problems=[Problem("--role", f"one of {', '.join(ROLES)}")]
         )
-    body = {"name": name, "role": role, "envs": envs, "expires_in_days": _days(expires),
-            "actor": actor()}  # fmt: skip
+    body = {"name": name, "role": role, "envs": envs, "expires_in_days": _days(expires)}
     created = Project(file, DEFAULT_ENV, state_dir).client().post("/api/v1/tokens", body)
     if output == Output.json:
         print(json.dumps(created, indent=2))

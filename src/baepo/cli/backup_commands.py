@@ -20,7 +20,6 @@ from baepo.cli.context import (
     OutputOpt,
     Project,
     StateOpt,
-    actor,
     text_option,
 )
 from baepo.errors import StateError
@@ -91,7 +90,7 @@ def create(
     client.timeout = _timeout(project)
     result = client.post(
         f"/api/v1/apps/{project.app}/backups",
-        {**_spec_body(project), "actor": actor(), "reason": reason},
+        {**_spec_body(project), "reason": reason},
     )
     if output == Output.json:
         print(json.dumps(result))
@@ -127,7 +126,7 @@ def restore(
     client.timeout = _timeout(project)
     result = client.post(
         f"/api/v1/apps/{project.app}/backups/{backup_id}/restore",
-        {**_spec_body(project), "actor": actor()},
+        {**_spec_body(project)},
     )
     if output == Output.json:
         print(json.dumps(result))

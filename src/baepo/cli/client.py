@@ -1,8 +1,10 @@
 """The CLI's side of the REST API, and the on-demand local server.
 
 ``connect`` finds the server of a state directory (``api.discovery``) and, for the local target,
-starts one in the background when none answers, so a user never has to. Problem+json answers
-become baepo errors again here.
+starts one in the background when none answers, so a user never has to. It sends the
+configured API token, else the server's local credential (``local.token`` in the state
+directory, readable by its owner only); a URL from ``BAEPO_SERVER`` gets the API token only,
+never the local credential. Problem+json answers become baepo errors again here.
 
 The client is the standard library's ``http.client`` on purpose: every CLI command pays its
 import at start, and ``baepo status`` must answer in well under 300 ms; httpx (with its TLS,
@@ -37,6 +39,7 @@ from baepo.shell import statedir
 from baepo.shell.process import pid_alive, python_module_argv, spawn_detached
 
 SERVER_START_TIMEOUT = 30.0
+LOCAL_TOKEN_FILE = "local.token"  # noqa: S105 (api.local_credential.TOKEN_FILE, a file name)
 
 
 def configured_token() -> str | None:
@@ -52,10 +55,28 @@ def configured_token() -> str | None:
         return None
 
 
+def local_token(state_dir: Path) -> str | None:
+    """The local credential of ``state_dir``'s server (``api.local_credential``), if this user
+    can read it."""
+    try:
+        text = (state_dir / LOCAL_TOKEN_FILE).read_text().strip()
+    except OSError:
+        return None
+    return text or None
+
+
+def credential(state_dir: Path) -> str | None:
+    """What to send to the server of ``state_dir``: the configured API token if there is one,
+    else the local credential."""
+    return configured_token() or local_token(state_dir)
+
+
 class Client:
     """A small JSON client for one server. Raises baepo errors, never library ones."""
 
     def __init__(self, base_url: str, *, timeout: float = 30.0, token: str | None = None) -> None:
+        """``token`` is sent as ``Authorization: Bearer``; None: the configured API token
+        (``configured_token``); empty: none."""
         self.base_url = base_url.rstrip("/")
         self.token = token if token is not None else configured_token()
         parts = urlsplit(self.base_url)
@@ -275,7 +296,7 @@ def connect(
         return Client(url)
     info = discovery.live_server(state_dir)
     if info and info.get("url"):
-        client = Client(str(info["url"]))
+        client = Client(str(info["url"]), token=credential(state_dir) or "")
         if client.healthy():
             client.server_info = info
             return client
@@ -286,7 +307,7 @@ def connect(
             hint="start one with baepo server start (commands start it when needed)",
         )
     info = start_server(state_dir, database_url=database_url, workdir=workdir)
-    client = Client(str(info["url"]))
+    client = Client(str(info["url"]), token=credential(state_dir) or "")
     client.server_info = info
     return client
 

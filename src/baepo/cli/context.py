@@ -7,10 +7,8 @@ Callers: every CLI command module.
 
 from __future__ import annotations
 
-import getpass
 import json
 import os
-import socket
 from dataclasses import dataclass
 from enum import StrEnum
 from functools import cached_property
@@ -19,7 +17,6 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from baepo.errors import ConfigError
 from baepo.spec import text
 
 if TYPE_CHECKING:
@@ -59,15 +56,6 @@ StateOpt = Annotated[
     ),
 ]
 OutputOpt = Annotated[Output, typer.Option("--output", "-o", help="Output format: text or json.")]
-
-
-def actor() -> str:
-    """Who is acting: ``BAEPO_ACTOR``, else user@host."""
-    name = os.environ.get("BAEPO_ACTOR") or f"{getpass.getuser()}@{socket.gethostname()}"
-    problem = text.control_problem(name, one_line=True)
-    if problem is not None:
-        raise ConfigError(f"BAEPO_ACTOR: {problem}", hint="set BAEPO_ACTOR to a plain name")
-    return name
 
 
 def line_option(value: str | None) -> str | None:
@@ -179,10 +167,10 @@ class Project:
         return client
 
     def act(self, route: str, output: Output, **body: Any) -> dict[str, Any]:
-        """POST ``{env, actor, **body}`` to the app's ``route``; with ``-o json`` print
+        """POST ``{env, **body}`` to the app's ``route``; with ``-o json`` print
         the answer as JSON. Returns the answer, for the caller's text output."""
         result: dict[str, Any] = self.client().post(
-            f"/api/v1/apps/{self.app}/{route}", {"env": self.env, "actor": actor(), **body}
+            f"/api/v1/apps/{self.app}/{route}", {"env": self.env, **body}
         )
         if output == Output.json:
             print(json.dumps(result))

@@ -26,7 +26,6 @@ from rich.markup import escape
 from rich.table import Table
 
 from baepo.cli.client import Client, connect
-from baepo.cli.context import actor
 from baepo.cli.follow import follow, rollout_finished, settled
 from baepo.cli.loadgen import LoadGenerator, LoadReport
 from baepo.cli.render import history_table
@@ -159,7 +158,7 @@ class Demo:
             title or f"deploy {version}",
             "/api/v1/deploy",
             {"spec_yaml": self.spec_path.read_text(), "spec_name": self.spec_path.name,
-             "actor": actor(), "message": f"demo: release {version}"},
+             "message": f"demo: release {version}"},
             expect=expect,
         )  # fmt: skip
 
@@ -192,7 +191,7 @@ class Demo:
             out.print(history_table(self.api().get("/api/v1/apps/sample/revisions")))
             self.release(
                 "undo to 1.0.0", "/api/v1/apps/sample/undo",
-                {"actor": actor(), "message": "demo: back to 1.0.0"},
+                {"message": "demo: back to 1.0.0"},
             )  # fmt: skip
         finally:
             report = load.stop()
@@ -228,9 +227,9 @@ class Demo:
         out.rule("clean up")
         try:
             if self.client is not None:
-                self.client.post("/api/v1/apps/sample/down", {"actor": actor()})
+                self.client.post("/api/v1/apps/sample/down", {})
                 follow(self.client, "sample", "default", out, done=settled, timeout=60, live=False)
-                info = self.client.get("/api/v1/healthz")
+                info = self.client.get("/api/v1/server")
                 import os
                 import signal
 

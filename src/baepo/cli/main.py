@@ -87,6 +87,7 @@ def _register() -> None:
         report_commands,
         auth_commands,
         user_commands,
+        server_commands,
         demo,
     ):
         module.register(app)

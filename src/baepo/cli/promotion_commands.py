@@ -16,7 +16,6 @@ from baepo.cli.context import (
     OutputOpt,
     Project,
     StateOpt,
-    actor,
     line_option,
     text_option,
 )
@@ -70,7 +69,6 @@ def promote_release(
             "version": version,
             "force": force,
             "message": message,
-            "actor": actor(),
         },
     )
     finish(project, result, wait, timeout, output)

@@ -23,7 +23,6 @@ from baepo.cli.context import (
     OutputOpt,
     Project,
     StateOpt,
-    actor,
     line_option,
     text_option,
 )
@@ -169,7 +168,6 @@ def deploy(
             "env": project.env,
             "version": version,
             "message": message,
-            "actor": actor(),
             "supersede": supersede,
             "override_freeze": override_freeze,
             "dry_run": dry_run,
@@ -214,7 +212,7 @@ def undo(
     project = Project(file, env, state_dir)
     result = project.client().post(
         f"/api/v1/apps/{project.app}/undo",
-        {"env": project.env, "to_revision": to_revision, "message": message, "actor": actor()},
+        {"env": project.env, "to_revision": to_revision, "message": message},
     )
     _finish(project, result, wait, timeout, output, undoing=True)
 
@@ -232,9 +230,7 @@ def down(
     `baepo deploy` starts it again. Example: `baepo down`
     """
     project = Project(file, env, state_dir)
-    result = project.client().post(
-        f"/api/v1/apps/{project.app}/down", {"env": project.env, "actor": actor()}
-    )
+    result = project.client().post(f"/api/v1/apps/{project.app}/down", {"env": project.env})
     _finish(project, result, wait, timeout, output)
 
 

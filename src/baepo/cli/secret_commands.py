@@ -17,7 +17,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from baepo.cli.context import EnvOpt, FileOpt, Output, OutputOpt, Project, StateOpt, actor
+from baepo.cli.context import EnvOpt, FileOpt, Output, OutputOpt, Project, StateOpt
 from baepo.errors import ConfigError
 
 out = Console(highlight=False, markup=False)
@@ -81,9 +81,7 @@ def set_secret(
     """
     project = Project(file, env, state_dir)
     value = _read_value(from_file)
-    result = project.client().post(
-        _path(project, name), {"env": project.env, "value": value, "actor": actor()}
-    )
+    result = project.client().post(_path(project, name), {"env": project.env, "value": value})
     _print(result, output, f"secret {name} set in {project.env} (version {result['version']})")
 
 
@@ -105,7 +103,7 @@ def rotate_secret(
     project = Project(file, env, state_dir)
     value = _read_value(from_file)
     result = project.client().post(
-        f"{_path(project, name)}/rotate", {"env": project.env, "value": value, "actor": actor()}
+        f"{_path(project, name)}/rotate", {"env": project.env, "value": value}
     )
     _print(result, output, f"secret {name} set; {result['message']}")
 

@@ -142,6 +142,16 @@ def start(
             "is better when you can.",
         ),
     ] = False,
+    public_names: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--public-name",
+            help="Another name clients reach the server by, HOST (any port, e.g. behind a "
+            "proxy) or HOST:PORT; repeat for more, `*` for any. Requests addressed to any "
+            "other name get 421.",
+            metavar="NAME",
+        ),
+    ] = None,
     file: FileOpt = None,
     state_dir: StateOpt = None,
 ) -> None:
@@ -156,7 +166,8 @@ def start(
 
     A team server: create an admin token first (`baepo token create --name ops --role admin
     --env '*'` against the local server), then
-    `baepo server start --listen 0.0.0.0:7070 --auth required`.
+    `baepo server start --listen 0.0.0.0:7070 --auth required --public-name baepo.example.com`.
+    Without auth, only the user who starts it may use it (see `baepo ui` for the dashboard).
     Example: `baepo server start --foreground --listen 127.0.0.1:7070`
     """
     directory = _state_dir(file, state_dir)
@@ -166,6 +177,7 @@ def start(
     from baepo.secrets.references import ALLOW_ENV_VAR, allowed_env_names
 
     allowed = allowed_env_names(allow_secret_env or [], os.environ.get(ALLOW_ENV_VAR))
+    names = _public_names(public_names or [])
     if foreground:
         import logging
 
@@ -187,6 +199,7 @@ def start(
             allowed_secret_env=allowed,
             adopt_orphans=adopt_orphans,
             accept_lost_secrets=accept_lost_secrets,
+            public_names=names,
         )
         return
     from baepo.cli.client import running_server, start_server
@@ -207,10 +220,15 @@ def start(
         extra.append("--adopt-orphans")
     if accept_lost_secrets:
         extra.append("--accept-lost-secrets")
+    extra += [arg for name in names for arg in ("--public-name", name)]
     info = start_server(directory, database_url=database_url, extra_args=extra)
     out.print(f"server started at {info['url']} (pid {info['pid']}); log: {directory}/server.log")
+    if not required:
+        out.print(
+            f"dashboard (works once): {_login_link(str(info['url']), directory)}", soft_wrap=True
+        )
     if replica:
-        role = _leadership(str(info["url"])) or {}
+        role = _leadership(str(info["url"]), directory) or {}
         out.print(f"leader: {role.get('leader') or 'none yet'}")
 
 
@@ -253,9 +271,10 @@ def server_status(
     from baepo.cli.client import running_server
 
     directory = _state_dir(file, state_dir)
-    info = _replica(os.environ.get("BAEPO_SERVER", "")) or running_server(directory)
+    remote = os.environ.get("BAEPO_SERVER", "")
+    info = _leadership(remote, None) if remote else running_server(directory)
     if info is not None:
-        info = {**info, **(_leadership(str(info["url"])) or {})}
+        info = {**info, **(_leadership(str(info["url"]), None if remote else directory) or {})}
     if output == Output.json:
         print(
             json.dumps({"running": info is not None, "state_dir": str(directory), **(info or {})})
@@ -270,25 +289,87 @@ def server_status(
                 f"{info['events_dropped']} event(s) could not be recorded (last cause: "
                 f"{info.get('events_dropped_cause')}); see {directory}/server.log"
             )
+        if not remote and not info.get("auth"):
+            link = _login_link(str(info["url"]), directory)
+            out.print(f"dashboard (works once): {link or 'run baepo ui'}", soft_wrap=True)
     else:
         out.print(f"no server runs for {directory}")
     if info is None:
         raise typer.Exit(ExternalError.exit_code)
 
 
-def _replica(url: str) -> dict[str, Any] | None:
-    """What the server at ``url`` says about itself, or None (no URL, or no answer)."""
-    if not url:
-        return None
-    return _leadership(url)
+def ui(
+    file: FileOpt = None,
+    state_dir: StateOpt = None,
+    output: OutputOpt = Output.text,
+    browser: Annotated[
+        bool, typer.Option("--open", help="Open the link in the default browser.")
+    ] = False,
+) -> None:
+    """Print a link that logs you in to the dashboard as the local user, starting the server
+    if needed.
+
+    The link works once, within five minutes; only the user who runs the server can get one
+    (the CLI sends the local credential). A server with `--auth required` has none: log in
+    with a username and password or an API token. Example: `baepo ui --open`
+    """
+    from baepo.cli.client import connect
+
+    directory = _state_dir(file, state_dir)
+    client = connect(directory, database_url=os.environ.get("BAEPO_DATABASE_URL"))
+    try:
+        link = client.post("/api/v1/dashboard-links", {})
+    finally:
+        client.close()
+    if output == Output.json:
+        print(json.dumps(link))
+    else:
+        out.print(
+            f"{link['url']}\n(works once, until {link['expires_at'][:19]} UTC)", soft_wrap=True
+        )
+    if browser:
+        import webbrowser
+
+        webbrowser.open(str(link["url"]))
 
 
-def _leadership(url: str) -> dict[str, Any] | None:
-    """``GET /api/v1/server`` of the server at ``url``: the replica and who leads."""
-    from baepo.cli.client import Client
+def _login_link(url: str, state_dir: Path) -> str | None:
+    """A one-time dashboard link from the server at ``url`` (None: it gave none)."""
+    from baepo.cli.client import Client, local_token
     from baepo.errors import BaepoError
 
-    client = Client(url, timeout=5)
+    client = Client(url, timeout=5, token=local_token(state_dir) or "")
+    try:
+        found = client.post("/api/v1/dashboard-links", {})
+    except BaepoError:
+        return None
+    finally:
+        client.close()
+    return str(found["url"]) if isinstance(found, dict) else None
+
+
+def _public_names(names: list[str]) -> list[str]:
+    for name in names:
+        if not name.strip() or "/" in name or " " in name.strip():
+            raise ConfigError(
+                f"bad --public-name {name!r}",
+                problems=[Problem("--public-name", "expected HOST or HOST:PORT, or *")],
+            )
+    return [name.strip() for name in names]
+
+
+def register(app: typer.Typer) -> None:
+    app.command(rich_help_panel="Server")(ui)
+
+
+def _leadership(url: str, state_dir: Path | None) -> dict[str, Any] | None:
+    """``GET /api/v1/server`` of the server at ``url``: the replica and who leads (None: no
+    answer). The local credential of ``state_dir`` goes with it when there is no API token."""
+    from baepo.cli.client import Client, credential
+    from baepo.errors import BaepoError
+
+    token = None if state_dir is None else credential(state_dir) or ""
+    client = Client(url, timeout=5, token=token)
     try:
         found = client.get("/api/v1/server")
     except BaepoError:

@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from baepo.cli.context import EnvOpt, FileOpt, Output, OutputOpt, Project, StateOpt, actor
+from baepo.cli.context import EnvOpt, FileOpt, Output, OutputOpt, Project, StateOpt
 
 out = Console(highlight=False, markup=False)
 
@@ -27,7 +27,7 @@ def _steer(
 ) -> None:
     project = Project(file, env, state_dir)
     result = project.client().post(
-        f"/api/v1/apps/{project.app}/{verb}", {"env": project.env, "actor": actor(), "full": full}
+        f"/api/v1/apps/{project.app}/{verb}", {"env": project.env, "full": full}
     )
     if output == Output.json:
         print(json.dumps(result))

@@ -15,7 +15,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from baepo.cli.context import FileOpt, Output, OutputOpt, Project, StateOpt, actor
+from baepo.cli.context import FileOpt, Output, OutputOpt, Project, StateOpt
 from baepo.core.model import DEFAULT_ENV, ROLES
 from baepo.errors import ConfigError, Problem
 
@@ -60,8 +60,7 @@ def create(
         raise ConfigError(
             f"unknown role {role!r}", problems=[Problem("--role", f"one of {', '.join(ROLES)}")]
         )
-    body = {"username": name, "password": _password(), "role": role, "envs": envs,
-            "actor": actor()}  # fmt: skip
+    body = {"username": name, "password": _password(), "role": role, "envs": envs}
     created = Project(file, DEFAULT_ENV, state_dir).client().post("/api/v1/users", body)
     if output == Output.json:
         print(json.dumps(created, indent=2))

@@ -225,6 +225,7 @@ class Steering(Operations):
 
 
 def _identity(actor: str) -> str:
-    """Who acted, as the server knows them: ``alice via token ci`` is the token ``ci``
-    whatever name its holder claimed; a user's name or a local actor stays as it is."""
-    return actor.rsplit(" via ", 1)[-1]
+    """Who acted, as the server knows them: the credential's name. Records from before the
+    actor came from the credential say ``alice via token ci`` or ``token ci``: the token
+    ``ci``, whatever name its holder claimed."""
+    return actor.rsplit(" via ", 1)[-1].removeprefix("token ")

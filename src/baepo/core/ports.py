@@ -503,8 +503,9 @@ class Store(Protocol):
         """The session with this id hash, expired or not (the caller checks)."""
         ...
 
-    def delete_session(self, id_hash: str) -> None:
-        """Forget a session (logout). Idempotent: nothing happens when it is gone."""
+    def delete_session(self, id_hash: str) -> bool:
+        """Forget a session (logout); whether it was there (a one-time login link is used
+        by whoever deletes it). Idempotent: nothing happens when it is gone."""
         ...
 
     def get_lock(self, app: str, env: str) -> DeployLock | None: ...

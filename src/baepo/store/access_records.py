@@ -122,7 +122,8 @@ class AccessRecords(Transactions):
             row = session.get(SessionRow, id_hash)
             return None if row is None else row.to_record()
 
-    def delete_session(self, id_hash: str) -> None:
-        """Forget a session (logout); nothing happens when it is gone."""
+    def delete_session(self, id_hash: str) -> bool:
+        """Forget a session (logout); whether it was there."""
         with self._writing("delete a dashboard session") as session:
-            session.execute(sa.delete(SessionRow).where(SessionRow.id_hash == id_hash))
+            done = session.execute(sa.delete(SessionRow).where(SessionRow.id_hash == id_hash))
+            return bool(getattr(done, "rowcount", 0))

@@ -1,8 +1,14 @@
-"""The dashboard's login and logout under ``/ui``: a username and password, or an API token.
+"""The dashboard's login and logout under ``/ui``: a username and password, an API token, or
+on a server without auth the local credential or a one-time login link.
 
 A login from another site's page is refused (``Origin``); failed logins are throttled per
-username and per client address. A successful one starts a session (``web.sessions``) and
-sets its cookie. Callers: ``web.pages`` includes the router.
+username and per client address. An unknown username and a wrong password get the same
+answer, the same status and the same work (the password KDF runs against a dummy hash), and
+the throttle counts failures for any name, so nothing tells which names exist. A successful
+login starts a session (``web.sessions``) and sets its cookie. ``POST
+/api/v1/dashboard-links`` (the local credential only) makes the one-time link that ``baepo
+ui`` prints; ``GET /ui/login/link`` uses it up. Callers: ``web.pages`` includes ``router``,
+``api.app`` includes ``links``.
 """
 
 from __future__ import annotations
@@ -14,10 +20,12 @@ from datetime import UTC, datetime
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import RedirectResponse
 
-from baepo.api import auth, passwords
+from baepo.api import auth, local_credential, passwords
+from baepo.errors import ForbiddenError
 from baepo.web import sessions, view
 
 router = APIRouter()
+links = APIRouter(prefix="/api/v1", tags=["server"])
 
 
 def _safe_next(target: str) -> str:
@@ -55,7 +63,10 @@ async def login(request: Request) -> Response:
         context = {"next": target, "failed": False, "throttled": True, "username": username}
         return view.render(request, view.Visit(None, None), "login.html", context, status=429)
     kind, subject = "", ""
-    if token_text:
+    if token_text.startswith(local_credential.PREFIX):
+        if auth.local_token_matches(rt, token_text):
+            kind, subject = "local", "local"
+    elif token_text:
         parts = auth.split_token(token_text)
         token = await asyncio.to_thread(rt.store.get_token, parts[0]) if parts else None
         if (
@@ -96,3 +107,34 @@ async def logout(request: Request) -> Response:
     response = RedirectResponse("/ui/login", status_code=303)
     sessions.clear_cookie(response, request)
     return response
+
+
+@router.get("/login/link", response_model=None)
+async def login_link(request: Request, code: str = "", next: str = "/ui/") -> Response:
+    """Start the local user's session with a one-time code from ``baepo ui`` (a server
+    without auth only); 401 and the login page when the code is used, late or unknown."""
+    rt = view.runtime(request)
+    if rt.auth_required or not await asyncio.to_thread(sessions.redeem_link, rt.store, code):
+        context = {"next": "/ui/", "failed": False, "link_refused": True}
+        return view.render(request, view.Visit(None, None), "login.html", context, status=401)
+    _, cookie = await asyncio.to_thread(sessions.start, rt.store, "local", "local")
+    response = RedirectResponse(_safe_next(next), status_code=303)
+    sessions.set_cookie(response, request, cookie)
+    return response
+
+
+@links.post("/dashboard-links", status_code=201)
+async def create_link(request: Request) -> dict[str, str]:
+    """A one-time link that opens the dashboard as the local user (a server without auth,
+    called with its local credential): it works once, within five minutes."""
+    caller = await asyncio.to_thread(auth.principal, request)
+    rt = view.runtime(request)
+    if rt.auth_required or not caller.local:
+        raise ForbiddenError(
+            "login links are for the local user of a server without auth",
+            hint="log in at /ui/login with a username and password or an API token",
+        )
+    code = await asyncio.to_thread(sessions.start_link, rt.store)
+    expires = datetime.now(UTC) + sessions.LINK_LIFETIME
+    base = str(request.base_url).rstrip("/")
+    return {"url": f"{base}/ui/login/link?code={code}", "expires_at": expires.isoformat()}

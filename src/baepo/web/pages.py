@@ -194,7 +194,7 @@ async def act(request: Request, app: str, action: str) -> Response:
         context = {"app": app, "env": env, "action": action, "reason": form.get("reason", "")}
         return view.render(request, visit, "confirm.html", context)
     rt = view.runtime(request)
-    actor = caller.actor(caller.name)
+    actor = caller.actor
     reason = form.get("reason", "").strip()
     status, message = 200, ""
     try:

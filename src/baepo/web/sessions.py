@@ -6,7 +6,9 @@ server of a shared PostgreSQL store honours them and a restart keeps people logg
 session has a synchronizer CSRF token that every form of the dashboard sends back and that
 ``check_csrf`` compares in constant time; posts from another site's page are also refused by
 their ``Origin`` (``same_origin``), the login form included. ``LoginThrottle`` slows down
-password guessing. Callers: ``web.pages``.
+password guessing. A one-time login link (``start_link``, ``redeem_link``) starts a session
+of the local user of a server without auth. Callers: ``web.pages``, ``web.login``,
+``api.server`` (the link).
 """
 
 from __future__ import annotations
@@ -24,7 +26,11 @@ from baepo.core.model import WebSession
 from baepo.core.ports import Store
 
 LIFETIME = timedelta(hours=12)
-"""How long a login lasts; the local user's session (no auth) is renewed on every visit."""
+"""How long a login lasts."""
+LINK = "link"
+"""The kind of a one-time login link's record (``start_link``): not a session by itself."""
+LINK_LIFETIME = timedelta(minutes=5)
+"""How long a login link may wait to be opened."""
 
 
 def start(
@@ -44,6 +50,33 @@ def start(
     )
     store.add_session(session)
     return session, cookie
+
+
+def start_link(store: Store, now: datetime | None = None) -> str:
+    """A one-time code that starts a local user's session (``redeem_link``), for a login
+    link of a server without auth; saved by its SHA-256 like a session, so every replica of
+    a shared store honours it."""
+    now = now or datetime.now(UTC)
+    code = secrets.token_urlsafe(32)
+    record = WebSession(
+        id_hash=hash_secret(code),
+        kind=LINK,
+        subject="local",
+        csrf=secrets.token_urlsafe(32),
+        created_at=now,
+        expires_at=now + LINK_LIFETIME,
+    )
+    store.add_session(record)
+    return code
+
+
+def redeem_link(store: Store, code: str, now: datetime | None = None) -> bool:
+    """Whether ``code`` is a login link's, unused and in time; it is used up either way."""
+    now = now or datetime.now(UTC)
+    found = store.get_session(hash_secret(code)) if code else None
+    if found is None or found.kind != LINK:
+        return False
+    return store.delete_session(found.id_hash) and found.expires_at > now
 
 
 def set_cookie(response: Response, request: Request, cookie: str) -> None:

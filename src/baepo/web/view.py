@@ -40,20 +40,15 @@ def runtime(request: Request) -> Runtime:
 
 
 def visit(request: Request) -> Visit:
-    """The caller's session; without auth, a new local session when there is none."""
-    rt = runtime(request)
+    """The caller's session, or none (they must log in: with a password or a token, or
+    without auth through the one-time link ``baepo ui`` prints)."""
     found = auth.session_of(request)
     if found is not None:
         try:
             return Visit(found, auth.session_principal(request, found))
         except BaepoError:
-            if rt.auth_required:
-                return Visit(None, None)
-    if rt.auth_required:
-        return Visit(None, None)
-    session, cookie = sessions.start(rt.store, "local", "local")
-    request.state.principal = auth.LOCAL
-    return Visit(session, auth.LOCAL, cookie)
+            return Visit(None, None)
+    return Visit(None, None)
 
 
 def to_login(request: Request) -> RedirectResponse:
