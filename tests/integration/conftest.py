@@ -13,9 +13,10 @@ import postgres
 import pytest
 import uvicorn
 from fleet import fleet_hosts
-from harness import SampleProject
+from harness import LocalApi, SampleProject
 
 from baepo import store
+from baepo.api import local_credential, trusted_hosts
 from baepo.api.app import create_app
 from baepo.api.runtime import Runtime
 from baepo.controller.loop import Controller
@@ -59,17 +60,20 @@ def project(tmp_path: Path) -> Iterator[SampleProject]:
 
 
 @pytest.fixture(scope="module")
-def api_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def local_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalApi]:
     """The real application under uvicorn on a real SQLite store, its controller not started
-    (so nothing is deployed): for throwing any input at the API."""
+    (so nothing is deployed), with its local credential: for throwing any input at the API."""
     state: Path = tmp_path_factory.mktemp("api")
     opened = store.open_store(store.sqlite_url(state / "state.db"))
     platform, router = LocalPlatform(state), BuiltinRouter(state)
     controller = Controller(opened, platform, router)
     releases, steering = Releases(opened, lambda: None), Steering(opened, lambda: None)
     runtime = Runtime(state, opened, platform, router, controller, releases, steering)
+    runtime.local_token = local_credential.ensure(state)
+    runtime.owner = local_credential.owner()
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
+    runtime.hosts = trusted_hosts.names_of("127.0.0.1", sock.getsockname()[1])
     config = uvicorn.Config(create_app(runtime), lifespan="off", log_level="critical")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
@@ -77,7 +81,8 @@ def api_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     deadline = time.monotonic() + 10
     while not server.started and time.monotonic() < deadline:
         time.sleep(0.02)
-    yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    headers = {"Authorization": f"Bearer {runtime.local_token}"}
+    yield LocalApi(f"http://127.0.0.1:{sock.getsockname()[1]}", headers)
     server.should_exit = True
     thread.join(10)
     sock.close()

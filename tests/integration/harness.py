@@ -17,7 +17,7 @@ import sys
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import httpx
 
@@ -43,6 +43,19 @@ progress_deadline: {deadline}
 """
 
 
+class LocalApi(NamedTuple):
+    """A server's URL and the headers with its local credential."""
+
+    url: str
+    headers: dict[str, str]
+
+
+def local_headers(state_dir: Path) -> dict[str, str]:
+    """``Authorization`` with the local credential of the server of ``state_dir``."""
+    token = (state_dir / "local.token").read_text().strip()
+    return {"Authorization": f"Bearer {token}"}
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -63,7 +76,6 @@ class SampleProject:
         self.env = {
             **os.environ,
             "BAEPO_STATE_DIR": str(self.state_dir),
-            "BAEPO_ACTOR": "tester",
             "NO_COLOR": "1",
             "COLUMNS": "200",
         }
@@ -113,11 +125,24 @@ class SampleProject:
         data: dict[str, Any] = json.loads((self.state_dir / "server.json").read_text())
         return data
 
+    def headers(self) -> dict[str, str]:
+        """The local credential, as the CLI sends it."""
+        return local_headers(self.state_dir)
+
     def api(self, path: str, **params: Any) -> Any:
         url = self.server_info()["url"]
-        response = httpx.get(f"{url}{path}", params=params, timeout=60)
+        response = httpx.get(f"{url}{path}", params=params, headers=self.headers(), timeout=60)
         response.raise_for_status()
         return response.json()
+
+    def dashboard(self) -> httpx.Client:
+        """A client logged in to the dashboard as the local user, by the one-time link that
+        ``baepo ui`` prints."""
+        link = json.loads(self.ok("ui", "-o", "json"))["url"]
+        client = httpx.Client(base_url=self.server_info()["url"], timeout=30)
+        logged = client.get(link)
+        assert logged.status_code == 303, logged.text
+        return client
 
     def status(self) -> dict[str, Any]:
         return dict(self.api("/api/v1/apps/sample"))

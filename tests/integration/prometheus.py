@@ -43,15 +43,20 @@ def require_binary() -> Path:
     return Path(found)
 
 
-def config_text(targets: Sequence[str], scrape_interval: str = "1s") -> str:
-    """A prometheus.yml scraping ``targets`` (``host:port``, path ``/metrics``) as job baepo."""
+def config_text(
+    targets: Sequence[str], scrape_interval: str = "1s", credentials: str | None = None
+) -> str:
+    """A prometheus.yml scraping ``targets`` (``host:port``, path ``/metrics``) as job baepo,
+    sending ``credentials`` (an API token) as a bearer token when given."""
     listed = ", ".join(f'"{t}"' for t in targets)
+    auth = f'    authorization: {{credentials: "{credentials}"}}\n' if credentials else ""
     return (
         "global:\n"
         f"  scrape_interval: {scrape_interval}\n"
         f"  evaluation_interval: {scrape_interval}\n"
         "scrape_configs:\n"
         "  - job_name: baepo\n"
+        f"{auth}"
         "    static_configs:\n"
         f"      - targets: [{listed}]\n"
     )
@@ -122,13 +127,17 @@ class PrometheusServer:
 
 @contextlib.contextmanager
 def prometheus_server(
-    root: Path, targets: Sequence[str] = (), *, scrape_interval: str = "1s"
+    root: Path,
+    targets: Sequence[str] = (),
+    *,
+    scrape_interval: str = "1s",
+    credentials: str | None = None,
 ) -> Iterator[PrometheusServer]:
     """Start Prometheus with its files in ``root``, wait until it is ready and every target
     is up, yield it, stop it."""
     binary = require_binary()
     root.mkdir(parents=True, exist_ok=True)
-    (root / "prometheus.yml").write_text(config_text(targets, scrape_interval))
+    (root / "prometheus.yml").write_text(config_text(targets, scrape_interval, credentials))
     port = free_port()
     argv = [
         str(binary),

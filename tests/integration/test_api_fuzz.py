@@ -11,13 +11,14 @@ from typing import Any
 
 import httpx
 import pytest
+from harness import LocalApi
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 
 @pytest.fixture(scope="module")
-def client(api_url: str) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=api_url, timeout=10) as http:
+def client(local_api: LocalApi) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=local_api.url, headers=local_api.headers, timeout=10) as http:
         yield http
 
 

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import schemathesis
+from harness import LocalApi
 from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
@@ -21,8 +22,8 @@ CHECKS = [
 EXAMPLES = 60
 
 
-def test_every_operation_keeps_its_contract(api_url: str) -> None:
-    schema = schemathesis.openapi.from_url(f"{api_url}/openapi.json")
+def test_every_operation_keeps_its_contract(local_api: LocalApi) -> None:
+    schema = schemathesis.openapi.from_url(f"{local_api.url}/openapi.json")
     operations = [result.ok() for result in schema.get_all_operations()]
     assert len(operations) >= 20
     for operation in operations:
@@ -32,6 +33,6 @@ def test_every_operation_keeps_its_contract(api_url: str) -> None:
         def fuzz(case: schemathesis.Case) -> None:
             if case.path == "/api/v1/apps/{app}/logs":
                 case.query = {**(case.query or {}), "follow": "false"}  # a finite answer
-            case.call_and_validate(checks=CHECKS)
+            case.call_and_validate(checks=CHECKS, headers=local_api.headers)
 
         fuzz()

@@ -15,6 +15,7 @@ import httpx
 import pytest
 from harness import SampleProject
 
+from baepo.api import local_credential
 from baepo.core.model import ROLES
 
 pytestmark = pytest.mark.slow
@@ -49,7 +50,7 @@ def create_token(project: SampleProject, name: str, role: str, *envs: str) -> st
 def call(url: str, token: str | None, route: str, env: str, spec: dict[str, str]) -> int:
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     if route == "deploy":
-        body: dict[str, Any] = {**spec, "env": env, "actor": "tester"}
+        body: dict[str, Any] = {**spec, "env": env}
         path = "/api/v1/deploy"
     elif route == "token":
         body = {"name": "made", "role": "viewer", "envs": [env]}
@@ -59,7 +60,7 @@ def call(url: str, token: str | None, route: str, env: str, spec: dict[str, str]
                 "envs": [env]}  # fmt: skip
         path = "/api/v1/users"
     else:
-        body = {"env": env, "actor": "tester"}
+        body = {"env": env}
         path = f"/api/v1/apps/sample/{route}"
     return HTTP.post(url + path, json=body, headers=headers).status_code
 
@@ -160,8 +161,10 @@ def test_cli_with_tokens_revocation_and_expiry(project: SampleProject) -> None:
     assert "1.0.0" in project.ok("status")
     project.write("1.0.1", replicas=1)
     project.ok("deploy", "--wait")
-    history = project.ok("history")
-    assert "via token ci" in history
+    history = json.loads(project.ok("history", "-o", "json"))
+    by = {r["version"]: r["created_by"] for r in history}
+    assert by["1.0.1"] == "ci", history  # the token's name, whatever the client says
+    assert by["1.0.0"] == local_credential.owner(), history  # the server's OS user
     denied = project.baepo("token", "list")
     assert denied.returncode == 3
     assert "admin" in denied.stderr

@@ -41,6 +41,7 @@ class Replica:
 
     def __init__(self, project: SampleProject, database: str, name: str) -> None:
         self.name = name
+        self.project = project
         self.url = f"http://127.0.0.1:{free_port()}"
         self.log = project.root / f"server-{name}.log"
         argv = [
@@ -65,13 +66,15 @@ class Replica:
     def info(self) -> dict[str, Any]:
         if self.process.poll() is not None:
             raise AssertionError(f"replica {self.name} exited: {self.log.read_text()[-3000:]}")
-        response = httpx.get(f"{self.url}/api/v1/server", timeout=5)
+        response = httpx.get(f"{self.url}/api/v1/server", headers=self.project.headers(), timeout=5)
         response.raise_for_status()
         data: dict[str, Any] = response.json()
         return data
 
     def get(self, path: str, **params: Any) -> Any:
-        response = httpx.get(f"{self.url}{path}", params=params, timeout=10)
+        response = httpx.get(
+            f"{self.url}{path}", params=params, headers=self.project.headers(), timeout=10
+        )
         response.raise_for_status()
         return response.json()
 
@@ -209,7 +212,10 @@ def test_a_replica_that_loses_its_session_stops_leading_and_keeps_serving(
     until(lambda: now.info()["leading"], "the new leader to act", timeout=30)
     assert now.url in other.info()["leader"]
     assert other.info()["leading"] is False  # and it still serves the API
-    assert "baepo_controller_leader 0.0" in httpx.get(f"{other.url}/metrics", timeout=10).text
+    assert (
+        "baepo_controller_leader 0.0"
+        in httpx.get(f"{other.url}/metrics", headers=other.project.headers(), timeout=10).text
+    )
     # Both keep campaigning: when the leader stops, the other takes over.
     now.stop()
     until(lambda: other.info()["leading"], "the other replica to lead", timeout=30)
@@ -229,12 +235,21 @@ def test_baepo_server_start_adds_replicas_on_postgresql(
             pids.append(int(found[2]))
         assert "leader: " in out
         infos = [
-            until(lambda u=url: httpx.get(f"{u}/api/v1/server", timeout=5).json(), "an answer")
+            until(
+                lambda u=url: httpx.get(
+                    f"{u}/api/v1/server", headers=project.headers(), timeout=5
+                ).json(),
+                "an answer",
+            )
             for url in urls
         ]
         assert {i["pid"] for i in infos} == set(pids)
         leader = until(
-            lambda: [u for u in urls if httpx.get(f"{u}/api/v1/server").json()["leading"]],
+            lambda: [
+                u
+                for u in urls
+                if httpx.get(f"{u}/api/v1/server", headers=project.headers()).json()["leading"]
+            ],
             "one replica to lead",
         )
         assert leader == [urls[0]]
@@ -284,7 +299,9 @@ def test_the_follower_takes_over_a_killed_leader_mid_canary_and_finishes_it(
         )
         rollout_id = paused["rollout"]["id"]
         assert second.status()["rollout"]["id"] == rollout_id  # followers serve the API too
-        metrics = httpx.get(f"{second.url}/metrics", timeout=10).text
+        metrics = httpx.get(
+            f"{second.url}/metrics", headers=second.project.headers(), timeout=10
+        ).text
         assert "baepo_controller_leader 0.0" in metrics
 
         first.kill()
@@ -307,7 +324,10 @@ def test_the_follower_takes_over_a_killed_leader_mid_canary_and_finishes_it(
     assert report.ok > 0
     assert final["last_rollout"]["id"] == rollout_id
     assert final["last_rollout"]["phase"] == "healthy"
-    assert "baepo_controller_leader 1.0" in httpx.get(f"{second.url}/metrics", timeout=10).text
+    assert (
+        "baepo_controller_leader 1.0"
+        in httpx.get(f"{second.url}/metrics", headers=second.project.headers(), timeout=10).text
+    )
 
     events = [e["message"] for e in second.get("/api/v1/apps/sample/events", limit=500)]
     done = Counter(m for m in events if m.startswith("step ") and m.endswith(": done"))

@@ -1,19 +1,23 @@
 """The dashboard over real HTTP against a real server: sessions, CSRF and what each role sees.
 
-Without auth a visit starts a session of the local user, but every form still needs the
-session's CSRF token. With ``--auth required`` pages send to the login page; users log in
-with a password (``baepo user create``) or an API token; a viewer sees no buttons and is
-refused if it posts anyway; production asks for confirmation first.
+Without auth the local user logs in with the one-time link ``baepo ui`` prints (or the local
+credential), and every form still needs the session's CSRF token. With ``--auth required``
+pages send to the login page; users log in with a password (``baepo user create``) or an API
+token; a viewer sees no buttons and is refused if it posts anyway; production asks for
+confirmation first.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
 import httpx
 import pytest
 from harness import SampleProject, free_port
+
+from baepo.api import local_credential
 
 pytestmark = pytest.mark.slow
 
@@ -40,18 +44,36 @@ def test_local_mode_sessions_and_csrf(project: SampleProject) -> None:
     url = project.server_info()["url"]
     client = httpx.Client(base_url=url, timeout=30)
 
+    # No session without the local credential: the page sends to the login page.
+    refused = client.get("/ui/apps/sample")
+    assert refused.status_code == 303 and refused.headers["location"].startswith("/ui/login")
+    assert "baepo ui" in client.get("/ui/login").text
+    assert client.get("/ui/apps/sample/live").status_code == 401
+    link = json.loads(project.ok("ui", "-o", "json"))["url"]
+    assert link.startswith(f"{url}/ui/login/link?code=")
+    logged = client.get(link)
+    assert logged.status_code == 303 and logged.headers["location"] == "/ui/"
+    cookie = logged.headers["set-cookie"]
+    assert "HttpOnly" in cookie and "SameSite=strict" in cookie and "Secure" not in cookie
+    again = httpx.get(link, timeout=30)  # the link works once
+    assert again.status_code == 401 and "baepo_session" not in again.headers.get("set-cookie", "")
+    assert "used already" in again.text
     first = client.get("/ui/")
     assert first.status_code == 200
-    cookie = first.headers["set-cookie"]
-    assert "HttpOnly" in cookie and "SameSite=strict" in cookie and "Secure" not in cookie
-    assert "sample" in first.text and "local" in first.text
+    assert "sample" in first.text and local_credential.owner() in first.text
     assert client.get("/", follow_redirects=True).url.path == "/ui/"
+    # The local credential pasted as a token logs in too; a wrong one does not.
+    pasted = httpx.Client(base_url=url, timeout=30)
+    local = project.headers()["Authorization"].removeprefix("Bearer ")
+    assert pasted.post("/ui/login", data={"token": local + "x"}).status_code == 401
+    assert pasted.post("/ui/login", data={"token": local}).status_code == 303
+    assert pasted.get("/ui/").status_code == 200
 
     page = client.get("/ui/apps/sample").text
     assert 'id="btn-undo"' in page  # the local user is an admin
     assert "sse-connect=" in page
     token = csrf_of(page)
-    before = events(project, url, {}, "default")
+    before = events(project, url, project.headers(), "default")
 
     # Forged: no token, a wrong token, or another browser's (no cookie) token.
     assert client.post("/ui/apps/sample/undo", data={"env": "default"}).status_code == 403
@@ -62,7 +84,7 @@ def test_local_mode_sessions_and_csrf(project: SampleProject) -> None:
     # The JSON API with only the session cookie needs the token in a header.
     api = client.post("/api/v1/apps/sample/pause", json={"env": "default"})
     assert api.status_code == 403
-    assert events(project, url, {}, "default") == before
+    assert events(project, url, project.headers(), "default") == before
 
     # With the token, the button works (here: nothing to pause, said on the page).
     done = client.post("/ui/apps/sample/pause", data={"env": "default", "csrf": token})

@@ -45,7 +45,7 @@ def test_report_page_numbers_charts_and_who_sees_them(project: SampleProject) ->
     assert crashed.returncode == 6, crashed.stdout + crashed.stderr
     project.wait_for(lambda s: serving(s, 1, 1), what="revision 1 serving again")
     url = str(project.server_info()["url"])
-    client = httpx.Client(base_url=url, timeout=30)
+    client = project.dashboard()
 
     assert 'href="/ui/report"' in client.get("/ui/").text
     response = client.get("/ui/report", params={"since": "30d"})
@@ -80,7 +80,9 @@ def test_report_page_numbers_charts_and_who_sees_them(project: SampleProject) ->
     assert sum(by_key["failed"]) + sum(by_key["aborted"]) + sum(by_key["other"]) == 0
 
     # The same numbers as the API; an environment or app filter narrows them.
-    api = httpx.get(f"{url}/api/v1/report", params={"since": "30d"}, timeout=30).json()
+    api = httpx.get(
+        f"{url}/api/v1/report", params={"since": "30d"}, headers=project.headers(), timeout=30
+    ).json()
     assert (api["deployments"], api["success_rate"], api["rollbacks"]) == (2, 0.5, 1)
     filtered = client.get("/ui/report", params={"env": "default", "app": "sample"}).text
     assert kpi(filtered, "deployments") == "2"

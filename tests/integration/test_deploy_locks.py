@@ -1,6 +1,7 @@
 """Deploy locks and concurrent deploys through the real CLI and server: a lock held by one
 actor refuses another's deploy until it is released, two deploys started together let exactly
-one through, and only the holder (or an admin with --force) may unlock."""
+one through, and only the holder (or an admin with --force) may unlock. The actors are API
+tokens named alice and bob: an actor is always the credential's name."""
 
 from __future__ import annotations
 
@@ -14,11 +15,20 @@ from harness import SampleProject, serving
 pytestmark = pytest.mark.slow
 
 
+def token_of(project: SampleProject, actor: str) -> str:
+    """The API token named ``actor`` (an admin: only the lock decides here), made once."""
+    made = project.root / f".token-{actor}"
+    if not made.exists():
+        args = ("token", "create", "--name", actor, "--role", "admin", "--env", "*")
+        made.write_text(project.ok(*args).strip())
+    return made.read_text()
+
+
 def as_actor(project: SampleProject, actor: str, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "baepo", *args],
         cwd=project.root,
-        env={**project.env, "BAEPO_ACTOR": actor},
+        env={**project.env, "BAEPO_TOKEN": token_of(project, actor)},
         capture_output=True,
         text=True,
         timeout=120,
@@ -68,11 +78,12 @@ def test_the_holder_deploys_through_its_own_lock_and_others_cannot_undo(
 def test_two_concurrent_deploys_let_exactly_one_through(project: SampleProject) -> None:
     project.write("1.0.0", replicas=2, extra_env={"SAMPLE_START_DELAY": "2"})
     project.ok("deploy", "--wait")
+    tokens = {actor: token_of(project, actor) for actor in ("alice", "bob")}
     deploys = {
         actor: subprocess.Popen(
             [sys.executable, "-m", "baepo", "deploy", "--version", version, "--no-wait"],
             cwd=project.root,
-            env={**project.env, "BAEPO_ACTOR": actor},
+            env={**project.env, "BAEPO_TOKEN": tokens[actor]},
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,

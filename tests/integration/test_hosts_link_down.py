@@ -31,7 +31,7 @@ def routed_to(project: SampleProject, address: str) -> bool | None:
     within two seconds)."""
     url = project.server_info()["url"]
     try:
-        answer = httpx.get(f"{url}/api/v1/apps/sample", timeout=2.0)
+        answer = httpx.get(f"{url}/api/v1/apps/sample", headers=project.headers(), timeout=2.0)
         answer.raise_for_status()
     except httpx.HTTPError:
         return None

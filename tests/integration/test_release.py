@@ -227,7 +227,9 @@ def test_bad_input_gets_clear_errors(project: SampleProject) -> None:
         {"spec_yaml": "app: x", "spec_path": "/x/baepo.yaml"},  # the server decides the folder
     ]
     for body in bodies:
-        response = httpx.post(f"{url}/api/v1/deploy", json=body, timeout=10)
+        response = httpx.post(
+            f"{url}/api/v1/deploy", json=body, headers=project.headers(), timeout=10
+        )
         assert response.status_code == 422, response.text
         assert response.headers["content-type"].startswith("application/problem+json")
         answers.append(response.json())
@@ -237,8 +239,10 @@ def test_bad_input_gets_clear_errors(project: SampleProject) -> None:
     assert answers[3]["detail"].startswith("baepo.yaml: "), answers[3]  # a name, never a path
     assert "spec_path" in answers[4]["detail"]
     garbage = httpx.post(
-        f"{url}/api/v1/deploy", content=b"\xff{", headers={"content-type": "application/json"}
+        f"{url}/api/v1/deploy",
+        content=b"\xff{",
+        headers={"content-type": "application/json", **project.headers()},
     )
     assert garbage.status_code == 400
     assert garbage.headers["content-type"].startswith("application/problem+json")
-    assert httpx.get(f"{url}/api/v1/apps/nope").status_code == 404
+    assert httpx.get(f"{url}/api/v1/apps/nope", headers=project.headers()).status_code == 404

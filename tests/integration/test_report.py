@@ -106,7 +106,9 @@ def test_report_refuses_bad_periods(project: SampleProject) -> None:
         ({"undo_window": "a while"}, "undo_window"),
         ({"env": "Not An Env"}, "env"),
     ):
-        response = httpx.get(f"{url}/api/v1/report", params=params, timeout=10)
+        response = httpx.get(
+            f"{url}/api/v1/report", params=params, headers=project.headers(), timeout=10
+        )
         assert response.status_code == 422, response.text
         assert response.headers["content-type"].startswith("application/problem+json")
         assert [p["path"] for p in response.json()["problems"]] == [name]

@@ -17,6 +17,8 @@ import httpx
 import pytest
 from harness import SampleProject, serving
 
+from baepo.api import local_credential
+
 pytestmark = pytest.mark.slow
 
 APP = """\
@@ -97,7 +99,7 @@ def test_a_deploy_gets_stored_secrets_that_never_show(project: SampleProject) ->
         assert "version 1" in run("secret", "get", "api-key")
         run("secret", "set", "db-password", stdin=db_password)
         meta = json.loads(run("secret", "get", "db-password", "-o", "json"))
-        assert (meta["version"], meta["updated_by"]) == (2, "tester")
+        assert (meta["version"], meta["updated_by"]) == (2, local_credential.owner())
         run("secret", "get", "nope", code=4)
 
         run("deploy", "--wait")
@@ -113,7 +115,9 @@ def test_a_deploy_gets_stored_secrets_that_never_show(project: SampleProject) ->
         run("config", "show", "-o", "json")
         run("secret", "list")
         url = project.server_info()["url"]
-        responses = [httpx.get(f"{url}{path}", timeout=10) for path in PATHS]
+        responses = [
+            httpx.get(f"{url}{path}", headers=project.headers(), timeout=10) for path in PATHS
+        ]
         assert [r.status_code for r in responses] == [200] * len(PATHS), responses
         answers = [r.text for r in responses]
         rotated = run("secret", "rotate", "db-password", stdin=new_password)
@@ -133,7 +137,9 @@ def test_a_deploy_gets_stored_secrets_that_never_show(project: SampleProject) ->
         assert "(same config as the previous revision)" in shown, shown
         first = json.loads(run("history", "1", "-o", "json"))
         assert first["secret_changes"] == {"API_KEY": "added", "DB_PASSWORD": "added"}
-        answers += [httpx.get(f"{url}{path}", timeout=10).text for path in PATHS]
+        answers += [
+            httpx.get(f"{url}{path}", headers=project.headers(), timeout=10).text for path in PATHS
+        ]
         run("secret", "rm", "api-key")
         assert [s["name"] for s in json.loads(run("secret", "list", "-o", "json"))] == [
             "db-password"

@@ -56,9 +56,9 @@ GRAFANA_VARIABLES = {
 }
 
 
-def scrape(url: str) -> dict[str, list[Sample]]:
+def scrape(url: str, headers: dict[str, str]) -> dict[str, list[Sample]]:
     """The samples of ``url``/metrics by family name (checks the content type)."""
-    response = httpx.get(f"{url}/metrics", timeout=10)
+    response = httpx.get(f"{url}/metrics", headers=headers, timeout=10)
     response.raise_for_status()
     assert response.headers["content-type"].startswith("text/plain; version=0.0.4")
     return {f.name: f.samples for f in text_string_to_metric_families(response.text)}
@@ -238,12 +238,14 @@ def test_server_metrics_rules_and_dashboard_on_a_real_prometheus(
 ) -> None:
     url = str(project.server_info()["url"])
     host_port = url.removeprefix("http://").rstrip("/")
-    first = scrape(url)
+    first = scrape(url, project.headers())
     assert one(first["baepo_deployments"], "baepo_deployments_total", outcome="succeeded") == 1
     assert one(first["baepo_build_info"], "baepo_build_info", version=__version__) == 1
 
+    # Prometheus scrapes with a viewer token, as docs/auth.md says.
+    viewer = project.ok("token", "create", "--name", "prometheus", "--role", "viewer", "--env", "*")
     targets = [host_port, f"127.0.0.1:{metrics_port}"]
-    with prometheus_server(tmp_path / "prometheus", targets) as prom:
+    with prometheus_server(tmp_path / "prometheus", targets, credentials=viewer.strip()) as prom:
         load_rules(prom)
         wait_rules_evaluated(prom)
         # Prometheus has seen revision 1's deployment and no rollback yet.
@@ -269,7 +271,7 @@ def test_server_metrics_rules_and_dashboard_on_a_real_prometheus(
         seen_progressing = False
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
-            families = scrape(url)
+            families = scrape(url, project.headers())
             active = values(families["baepo_active_rollouts"], "baepo_active_rollouts", **SAMPLE)
             if active.get(("phase=progressing",)) == 1:
                 seen_progressing = True
@@ -285,7 +287,7 @@ def test_server_metrics_rules_and_dashboard_on_a_real_prometheus(
         project.wait_for(lambda s: serving(s, 1, 1), what="revision 1 alone again")
 
         # The server's own numbers.
-        families = scrape(url)
+        families = scrape(url, project.headers())
         deployments = values(families["baepo_deployments"], "baepo_deployments_total", **SAMPLE)
         assert deployments == {
             ("outcome=succeeded",): 1,

@@ -67,8 +67,12 @@ def local_token(state_dir: Path) -> str | None:
 
 def credential(state_dir: Path) -> str | None:
     """What to send to the server of ``state_dir``: the configured API token if there is one,
-    else the local credential."""
-    return configured_token() or local_token(state_dir)
+    else the local credential (unless the server says it requires API tokens)."""
+    token = configured_token()
+    if token:
+        return token
+    info = _read_server_file(state_dir) or {}
+    return None if info.get("auth") else local_token(state_dir)
 
 
 class Client:
