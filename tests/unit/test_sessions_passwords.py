@@ -1,10 +1,14 @@
-"""Password hashes (scrypt, salted) and the CSRF check of dashboard sessions."""
+"""Password hashes (scrypt, salted), the CSRF check of dashboard sessions and one-time login
+links."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
+from baepo import store
 from baepo.api import passwords
+from baepo.api.auth import hash_secret
 from baepo.core.model import WebSession
 from baepo.web import sessions
 
@@ -49,3 +53,20 @@ def test_login_throttle_counts_failures_over_a_sliding_window() -> None:
     assert throttle.blocked("user ana", start + timedelta(minutes=1))
     assert not throttle.blocked("user bob", start + timedelta(minutes=1))
     assert not throttle.blocked("user ana", start + timedelta(minutes=5, seconds=1))
+
+
+def test_a_login_link_works_once_and_in_time(tmp_path: Path) -> None:
+    with store.open_store(store.sqlite_url(tmp_path / "state.db")) as opened:
+        now = datetime.now(UTC)
+        code = sessions.start_link(opened, now)
+        assert not sessions.redeem_link(opened, code + "x", now)
+        assert not sessions.redeem_link(opened, "", now)
+        assert sessions.redeem_link(opened, code, now + timedelta(minutes=4))
+        assert not sessions.redeem_link(opened, code, now)  # used up
+        late = sessions.start_link(opened, now)
+        assert not sessions.redeem_link(opened, late, now + sessions.LINK_LIFETIME)
+        assert opened.get_session(hash_secret(late)) is None  # used up by the late try too
+        # A session's cookie is no login link.
+        _, cookie = sessions.start(opened, "local", "local", now)
+        assert not sessions.redeem_link(opened, cookie, now)
+        assert opened.get_session(hash_secret(cookie)) is not None
