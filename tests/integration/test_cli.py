@@ -15,7 +15,7 @@ COMMANDS = [
     ["init"], ["validate"], ["schema"], ["deploy"], ["undo"], ["rollback"], ["down"],
     ["status"], ["history"], ["logs"], ["demo"], ["promote"], ["pause"], ["resume"],
     ["abort"], ["retry"], ["server", "start"], ["server", "stop"],
-    ["server", "status"],
+    ["server", "status"], ["ui"],
 ]  # fmt: skip
 
 
