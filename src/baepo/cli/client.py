@@ -3,8 +3,9 @@
 ``connect`` finds the server of a state directory (``api.discovery``) and, for the local target,
 starts one in the background when none answers, so a user never has to. It sends the
 configured API token, else the server's local credential (``local.token`` in the state
-directory, readable by its owner only); a URL from ``BAEPO_SERVER`` gets the API token only,
-never the local credential. Problem+json answers become baepo errors again here.
+directory, readable by its owner only); a URL from ``BAEPO_SERVER`` gets the local
+credential only when it is on loopback (a replica on this machine), else the API token
+only. Problem+json answers become baepo errors again here.
 
 The client is the standard library's ``http.client`` on purpose: every CLI command pays its
 import at start, and ``baepo status`` must answer in well under 300 ms; httpx (with its TLS,
@@ -71,8 +72,14 @@ def credential(state_dir: Path) -> str | None:
     token = configured_token()
     if token:
         return token
-    info = _read_server_file(state_dir) or {}
+    info = discovery.live_server(state_dir) or {}
     return None if info.get("auth") else local_token(state_dir)
+
+
+def on_loopback(url: str) -> bool:
+    """Whether ``url`` names a server on this machine's loopback (one that may take the local
+    credential: a replica of the state directory, say)."""
+    return urlsplit(url).hostname in ("127.0.0.1", "localhost", "::1")
 
 
 class Client:
@@ -297,7 +304,8 @@ def connect(
     ``workdir`` as the app's folder)."""
     url = os.environ.get("BAEPO_SERVER")
     if url:
-        return Client(url)
+        token = (credential(state_dir) or "") if on_loopback(url) else None
+        return Client(url, token=token)
     info = discovery.live_server(state_dir)
     if info and info.get("url"):
         client = Client(str(info["url"]), token=credential(state_dir) or "")

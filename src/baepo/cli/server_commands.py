@@ -268,13 +268,14 @@ def server_status(
     With ``BAEPO_SERVER`` set, asks that server. Exit code 7 when none runs.
     Example: `baepo server status -o json`
     """
-    from baepo.cli.client import running_server
+    from baepo.cli.client import on_loopback, running_server
 
     directory = _state_dir(file, state_dir)
     remote = os.environ.get("BAEPO_SERVER", "")
-    info = _leadership(remote, None) if remote else running_server(directory)
+    local = directory if not remote or on_loopback(remote) else None
+    info = _leadership(remote, local) if remote else running_server(directory)
     if info is not None:
-        info = {**info, **(_leadership(str(info["url"]), None if remote else directory) or {})}
+        info = {**info, **(_leadership(str(info["url"]), local) or {})}
     if output == Output.json:
         print(
             json.dumps({"running": info is not None, "state_dir": str(directory), **(info or {})})
@@ -289,7 +290,7 @@ def server_status(
                 f"{info['events_dropped']} event(s) could not be recorded (last cause: "
                 f"{info.get('events_dropped_cause')}); see {directory}/server.log"
             )
-        if not remote and not info.get("auth"):
+        if local is not None and not info.get("auth"):
             link = _login_link(str(info["url"]), directory)
             out.print(f"dashboard (works once): {link or 'run baepo ui'}", soft_wrap=True)
     else:
