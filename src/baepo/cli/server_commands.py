@@ -81,7 +81,8 @@ def start(
         typer.Option(
             "--auth",
             help="`required`: every request needs an API token (needed to listen beyond "
-            "loopback). `off`: loopback only; requests without a token act as the local user.",
+            "loopback). `off`: loopback only, for the user who runs it (the CLI sends the "
+            "local credential from the state dir's local.token).",
         ),
     ] = Auth.off,
     run_user: Annotated[
@@ -224,9 +225,8 @@ def start(
     info = start_server(directory, database_url=database_url, extra_args=extra)
     out.print(f"server started at {info['url']} (pid {info['pid']}); log: {directory}/server.log")
     if not required:
-        out.print(
-            f"dashboard (works once): {_login_link(str(info['url']), directory)}", soft_wrap=True
-        )
+        link = _login_link(str(info["url"]), directory) or "run baepo ui"
+        out.print(f"dashboard (works once): {link}", soft_wrap=True)
     if replica:
         role = _leadership(str(info["url"]), directory) or {}
         out.print(f"leader: {role.get('leader') or 'none yet'}")
@@ -350,6 +350,7 @@ def _login_link(url: str, state_dir: Path) -> str | None:
 
 
 def _public_names(names: list[str]) -> list[str]:
+    """``--public-name`` values, checked: a host name or address, with a port or not."""
     for name in names:
         if not name.strip() or "/" in name or " " in name.strip():
             raise ConfigError(
