@@ -130,8 +130,9 @@ def test_an_open_freeze_window_is_on_the_app_page(project: SampleProject) -> Non
         + f"        end: {end.strftime('%Y-%m-%dT%H:%M:%SZ')}\n"
     )
     project.ok("deploy", "-e", ENV, "--override-freeze", "hotfix", "--wait")
-    with project.dashboard() as client:
-        page = client.get("/ui/apps/sample", params={"env": ENV}).text
+    client = project.dashboard()
+    page = client.get("/ui/apps/sample", params={"env": ENV}).text
+    client.close()
     assert 'id="freeze"' in page and "Deploy freeze" in page, page
     assert "quarter close" in page and end.strftime("%Y-%m-%d %H:%M") in page
 
