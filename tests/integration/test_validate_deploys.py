@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 import pytest
 import yaml
+from harness import LocalApi
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -204,8 +205,8 @@ def validate(text: str, env: str) -> ConfigError | None:
 
 
 @pytest.fixture(scope="module")
-def client(api_url: str) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=api_url, timeout=30) as http:
+def client(local_api: LocalApi) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=local_api.url, headers=local_api.headers, timeout=30) as http:
         yield http
 
 
@@ -250,7 +251,6 @@ def test_whatever_validate_accepts_the_server_accepts_or_refuses_with_a_4xx(
     [
         ("/api/v1/deploy", {"version": "1.0\x1b[31m"}, "version"),
         ("/api/v1/deploy", {"message": "x\x1b]0;owned\x07"}, "message"),
-        ("/api/v1/deploy", {"actor": "a\nb"}, "actor"),
         ("/api/v1/deploy", {"override_freeze": "\u202eok"}, "override_freeze"),
         ("/api/v1/deploy", {"spec_name": "baepo\x1b[31m.yaml"}, "spec_name"),
         ("/api/v1/apps/shop/lock", {"reason": "\x9b2J"}, "reason"),
