@@ -168,15 +168,13 @@ def test_another_user_gets_401_or_403_on_every_route(
         assert mine.status_code == 200, mine.text
 
 
-def test_the_actor_is_the_credentials_whatever_the_client_sends(
-    local_api: LocalApi, tmp_path: Path
-) -> None:
+def test_the_actor_is_the_credentials_whatever_the_client_sends(local_api: LocalApi) -> None:
     owner = local_credential.owner()
     spec = (
         'app: whose\nversion: "1"\nrun:\n  command: ["python3", "-m", "http.server", "{port}"]\n'
         'router:\n  listen: "127.0.0.1:1"\n'
     )
-    body = {"spec_yaml": spec, "spec_path": str(tmp_path / "baepo.yaml")}
+    body = {"spec_yaml": spec}
     with httpx.Client(base_url=local_api.url, headers=local_api.headers, timeout=30) as owner_api:
         claimed = owner_api.post("/api/v1/deploy", json={**body, "actor": "mallory"})
         assert claimed.status_code == 422, claimed.text
