@@ -259,11 +259,15 @@ def start_server(
     deadline = time.monotonic() + SERVER_START_TIMEOUT
     exited_at: float | None = None
     while time.monotonic() < deadline:
-        info = discovery.live_server(state_dir)
-        if info and info.get("url") and _answers(str(info["url"])):
-            return info
         if exited_at is None and not pid_alive(pid):
             exited_at = time.monotonic()
+        info = discovery.live_server(state_dir)
+        # Our own server, or (once ours exited, having lost the lock) the one that won it. A
+        # replica on a shared database keeps running beside the others: wait for its record.
+        ours = info is not None and info.get("pid") == pid
+        if info and info.get("url") and (ours or exited_at is not None):
+            if _answers(str(info["url"])):
+                return info
         if exited_at is not None:
             _raise_refusal(state_dir, pid)
         # Ours exited: wait only for another server that is starting (it wrote its pid into
