@@ -14,31 +14,19 @@ import signal
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from upstreams import RouterProcess, UpstreamServer, free_port
+from upstreams import RouterProcess, UpstreamServer, eventually, free_port
 
 from baepo.core.ports import Backend, RouterConfig
 from baepo.routers.builtin.adapter import BuiltinRouter
 from baepo.shell import process
 
 pytestmark = pytest.mark.timeout(90)
-
-
-def until(check: Callable[[], Any], what: str, timeout: float = 10.0) -> Any:
-    """Poll ``check`` until it returns something truthy; fail naming ``what``."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.01)
-    raise AssertionError(f"no {what} within {timeout} s")
 
 
 def health(router: RouterProcess) -> dict[str, Any] | None:
@@ -58,7 +46,7 @@ def proxying(info: dict[str, Any] | None) -> int:
 def new_worker(router: RouterProcess, old: int) -> dict[str, Any]:
     """``/healthz`` once a worker other than ``old`` answers it."""
     return dict(
-        until(
+        eventually(
             lambda: (h := health(router)) is not None and proxying(h) != old and h,
             f"worker to replace {old}",
         )
@@ -85,7 +73,7 @@ def test_killed_worker_is_replaced_with_the_same_master_table_and_weights(tmp_pa
             old = proxying(health(router))
             killed_at = time.time()
             os.kill(old, signal.SIGKILL)
-            until(lambda pid=old: gone(pid), "death of the killed worker")
+            eventually(lambda pid=old: gone(pid), "death of the killed worker")
             info = new_worker(router, old)
             assert info["pid"] == router.proc.pid  # type: ignore[union-attr]
             assert info["worker_restarts"] == kill + 1
@@ -188,13 +176,13 @@ def test_worker_kill_under_load_fails_at_most_the_requests_in_flight(tmp_path: P
     with UpstreamServer("a") as a, RouterProcess(tmp_path) as router:
         router.put((1, 1, [a.address]))
         with Load(f"{router.url}/slow?delay=0.02", threads=6) as load:
-            until(lambda: load.succeeded_since(0.0) >= 50, "steady load")
+            eventually(lambda: load.succeeded_since(0.0) >= 50, "steady load")
             worker = proxying(health(router))
             killed = time.monotonic()
             os.kill(worker, signal.SIGKILL)
-            until(lambda: gone(worker), "death of the killed worker")
+            eventually(lambda: gone(worker), "death of the killed worker")
             dead = time.monotonic()
-            until(lambda: load.succeeded_since(dead) >= 50, "answers from the new worker")
+            eventually(lambda: load.succeeded_since(dead) >= 50, "answers from the new worker")
         ended = [a for a in load.attempts if a.ended]
         # In flight at the kill: sent before the worker was gone, not answered before the kill.
         in_flight = [a for a in ended if a.started <= dead and a.ended >= killed]

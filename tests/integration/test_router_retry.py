@@ -9,26 +9,14 @@ same revision (never to revision 2, which has its own instance), the POST it hel
 from __future__ import annotations
 
 import threading
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from upstreams import RouterProcess, UpstreamProcess, UpstreamServer
+from upstreams import RouterProcess, UpstreamProcess, UpstreamServer, eventually
 
 pytestmark = pytest.mark.timeout(60)
-
-
-def until(check: Callable[[], Any], what: str, timeout: float = 10.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.01)
-    raise AssertionError(f"no {what} within {timeout} s")
 
 
 def _revision(router: RouterProcess, revision: int) -> dict[str, Any]:
@@ -66,11 +54,11 @@ def test_app_kill_retries_held_gets_on_the_same_revision_and_fails_the_post(
 
         threads = [threading.Thread(target=call, args=("post", "POST", 3))]
         threads[0].start()
-        until(lambda: a.received == 1, "POST held by instance a")
+        eventually(lambda: a.received == 1, "POST held by instance a")
         for i in range(4):
             threads.append(threading.Thread(target=call, args=(f"get{i}", "GET", 1)))
             threads[-1].start()
-        until(lambda: a.received + b.received == 5, "all five requests held")
+        eventually(lambda: a.received + b.received == 5, "all five requests held")
         held_gets = a.received - 1
         assert held_gets >= 1  # least loaded: a holds the POST and one or two GETs
         a.kill()
