@@ -30,8 +30,21 @@ def test_a_dropped_event_is_counted_logged_and_shared(caplog: pytest.LogCaptureF
         asyncio.run(controller.reconciler.event(app, "instance.ready", "r1-abc is ready"))
         asyncio.run(controller.reconciler.event(app, "instance.ready", "r1-def is ready"))
     assert controller.dropped_events.count == 2
+    assert controller.dropped_events.of("shop", "production") == 2
+    assert controller.dropped_events.of("shop", "staging") == 0
     assert controller.dropped_events.last_cause is not None
     assert "disk is full" in controller.dropped_events.last_cause
     assert "event not recorded (2 so far): shop/production instance.ready: r1-def is ready" in (
         caplog.text
     )
+
+
+def test_status_says_how_many_events_of_the_app_were_dropped() -> None:
+    from rich.console import Console
+
+    from baepo.cli.render import status_view
+
+    status = {"app": "shop", "env": "production", "state": "running", "events_dropped": 3}
+    console = Console(width=200, record=True, color_system=None)
+    console.print(status_view({**status, "stable": None, "instances": [], "events": []}))
+    assert "3 event(s) of this app could not be recorded" in console.export_text()

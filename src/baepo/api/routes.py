@@ -200,6 +200,7 @@ async def status(app: str, request: Request, env: Env = DEFAULT_ENV) -> dict[str
         "traffic": views.traffic_view(rt.controller.reconciler.table(app, env)),
         "stats": views.stats_view(stats, rt.controller.reconciler.sampler.rates(app, env)),
         "events": [views.event_view(e) for e in events],
+        "events_dropped": rt.controller.dropped_events.of(app, env),
     }
 
 

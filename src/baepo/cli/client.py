@@ -265,9 +265,9 @@ def start_server(
         # Our own server, or (once ours exited, having lost the lock) the one that won it. A
         # replica on a shared database keeps running beside the others: wait for its record.
         ours = info is not None and info.get("pid") == pid
-        if info and info.get("url") and (ours or exited_at is not None):
-            if _answers(str(info["url"])):
-                return info
+        mine_or_winner = ours or exited_at is not None
+        if info and info.get("url") and mine_or_winner and _answers(str(info["url"])):
+            return info
         if exited_at is not None:
             _raise_refusal(state_dir, pid)
         # Ours exited: wait only for another server that is starting (it wrote its pid into

@@ -62,6 +62,14 @@ def status_view(s: dict[str, Any]) -> RenderableType:
     if s.get("listen"):
         head.append(f"  http://{s['listen']}")
     parts.append(head)
+    if s.get("events_dropped"):
+        parts.append(
+            Text(
+                f"{s['events_dropped']} event(s) of this app could not be recorded (see "
+                "baepo server status and the server log for the cause)",
+                style="bold red",
+            )
+        )
     stable = s.get("stable")
     if stable:
         parts.append(Text(f"stable: revision {stable['number']} ({stable['version']})"))

@@ -65,11 +65,18 @@ class DroppedEvents:
     def __init__(self) -> None:
         self.count = 0
         self.last_cause: str | None = None
+        self.per_app: dict[tuple[str, str], int] = {}
 
-    def add(self, what: str, cause: BaseException) -> None:
+    def add(self, what: str, cause: BaseException, app: tuple[str, str] | None = None) -> None:
         self.count += 1
         self.last_cause = str(cause)
+        if app is not None:
+            self.per_app[app] = self.per_app.get(app, 0) + 1
         log.warning("event not recorded (%d so far): %s; cause: %s", self.count, what, cause)
+
+    def of(self, app: str, env: str) -> int:
+        """How many events of ``app`` in ``env`` could not be recorded (``baepo status``)."""
+        return self.per_app.get((app, env), 0)
 
 
 class Reconciler:
@@ -560,7 +567,7 @@ class Reconciler:
         try:
             await self._append_event(app, kind, message, rollout=rollout, revision=revision)
         except BaepoError as exc:
-            self.dropped.add(f"{app.app}/{app.env} {kind}: {message}", exc)
+            self.dropped.add(f"{app.app}/{app.env} {kind}: {message}", exc, (app.app, app.env))
 
     async def _append_event(
         self,
