@@ -112,7 +112,11 @@ class LocalPlatform:
         argv = process.python_module_argv(SUPERVISOR_MODULE, str(directory))
         # Secrets reach the app through the supervisor's environment, which the app inherits
         # at every (re)start, so they are never written to instance.json.
-        env = {**os.environ, **spec.secret_env} if spec.secret_env else None
+        env = {
+            **os.environ,
+            **spec.secret_env,
+            records.SECRET_NAMES_VAR: ",".join(sorted(spec.secret_env)),
+        }
         try:
             pid = process.spawn_detached(
                 argv, cwd=directory, env=env, output=directory / records.SUPERVISOR_LOG

@@ -25,6 +25,10 @@ LOG_FILE = "output.log"
 SUPERVISOR_LOG = "supervisor.log"
 SUPERVISOR_PID_FILE = "supervisor.pid"
 STOP_FILE = "stop.json"
+SECRET_NAMES_VAR = "BAEPO_SECRET_NAMES"  # noqa: S105 (a variable name, not a secret)
+"""Names (comma-separated) of the supervisor's variables that are the instance's secrets: the
+supervisor passes these on to the app with the few server variables every spec command
+inherits (``shell.accounts.inherited_environment``), and nothing else of its environment."""
 
 
 def utc_now() -> str:

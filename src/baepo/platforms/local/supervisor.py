@@ -161,6 +161,8 @@ class Supervisor:
             "BAEPO_REVISION": str(self.spec.revision),
         }
         base = accounts.inherited_environment(os.environ)
+        secret_names = os.environ.get(records.SECRET_NAMES_VAR, "").split(",")
+        base.update({name: os.environ[name] for name in secret_names if name in os.environ})
         switch: dict[str, Any] = {}
         account = self.record.account
         if account is not None:
