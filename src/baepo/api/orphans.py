@@ -103,13 +103,25 @@ def _instances(state_dir: Path) -> list[Trace]:
 
 
 def _routers(state_dir: Path) -> list[Trace]:
+    """The built-in router's folders (``routers/<app>.<env>[.<listener>]``) and HAProxy's or
+    nginx's (``routers/<kind>/<app>.<env>.<listener>``, see ``routers.proxyfiles``)."""
     found = []
     for folder in _children(state_dir / "routers"):
-        pid = _pid(folder / "router.pid")
-        alive = pid_alive(pid)
-        what = f"router pid {pid} running" if alive else "router state"
-        found.append(Trace(f"routers/{folder.name}/", folder.name, what, running=alive))
+        if "." in folder.name:
+            found.append(_router(folder, f"routers/{folder.name}/", "router.pid"))
+            continue
+        for group in _children(folder):  # a proxy kind's folder: no app name is without a dot
+            found.append(
+                _router(group, f"routers/{folder.name}/{group.name}/", f"{folder.name}.pid")
+            )
     return found
+
+
+def _router(folder: Path, shown: str, pid_file: str) -> Trace:
+    pid = _pid(folder / pid_file)
+    alive = pid_alive(pid)
+    what = f"router pid {pid} running" if alive else "router state"
+    return Trace(shown, folder.name, what, running=alive)
 
 
 def _children(folder: Path, *, folders_only: bool = True) -> list[Path]:
