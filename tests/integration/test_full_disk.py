@@ -51,8 +51,16 @@ def test_a_full_state_disk_names_the_file_it_cannot_write(
     done = baepo(project, "server", "start", "--foreground", "--state-dir", str(state))
     assert done.returncode == 7, one_line(done)
     said = one_line(done)
-    assert f"cannot write {state / 'server.lock'}: No space left on device" in said
+    # The first file the server writes there: its local credential (or, with --auth
+    # required, its lock file).
+    assert f"cannot write {state / 'local.token'}: No space left on device" in said
     assert f"free space on the disk that holds {state}" in said
+    assert "Traceback" not in said
+    argv = ["server", "start", "--foreground", "--state-dir", str(state), "--auth", "required"]
+    done = baepo(project, *argv)
+    said = one_line(done)
+    assert done.returncode == 7, said
+    assert f"cannot write {state / 'server.lock'}: No space left on device" in said
     assert "Traceback" not in said
 
 

@@ -236,7 +236,10 @@ def serve(
     # Everything this process and its children write in the state dir is its owner's alone.
     os.umask(statedir.PRIVATE_UMASK)
     # First: a token others could read is replaced, before secure() would hide that it was.
-    local_token = None if auth_required else local_credential.ensure(state_dir)
+    try:
+        local_token = None if auth_required else local_credential.ensure(state_dir)
+    except OSError as exc:
+        raise write_error(state_dir / local_credential.TOKEN_FILE, exc) from exc
     opened_up = statedir.secure(state_dir)
     if opened_up:
         log.warning(
