@@ -77,6 +77,16 @@ def test_a_host_lost_mid_deploy_stops_the_rollout(project: SampleProject, fleet:
         # The other two hosts serve the old version; nothing is routed to the lost host.
         answers = [routed_to(project, lost) for _ in range(5)]
         assert True not in answers and False in answers, answers
+        # When the rolling update had already replaced revision 1 on both other hosts before
+        # the link went down, the rollback must start revision 1 there again before traffic
+        # can move (never to no instance at all): wait for it.
+        project.wait_for(
+            lambda s: (
+                {t["revision"] for t in s["traffic"] if t["weight"] and t["upstreams"]} == {1}
+            ),
+            timeout=120,
+            what="all traffic back on revision 1",
+        )
         assert set(versions(project.port, 40)) == {"1.0.0"}
         print(
             f"link down: the router stopped sending to {lost} after {unrouted:.1f}s, "
