@@ -12,7 +12,16 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
 from baepo import store
-from baepo.core.model import App, AppState, Event, Revision, Rollout, RolloutPhase
+from baepo.core.model import (
+    App,
+    AppState,
+    Cause,
+    CauseKind,
+    Event,
+    Revision,
+    Rollout,
+    RolloutPhase,
+)
 from baepo.errors import NotFoundError, StateError
 from baepo.store import tables
 
@@ -188,6 +197,21 @@ def test_rollout_compare_and_set(db: store.SqlStore) -> None:
     assert fetched == moved
     assert fetched.phase is RolloutPhase.PROGRESSING
     assert fetched.status == {"step": 1}
+
+
+def test_a_rollout_keeps_its_cause_and_evidence(db: store.SqlStore) -> None:
+    created = db.create_rollout(rollout())
+    assert created.cause is None
+    cause = Cause(
+        CauseKind.NEVER_READY,
+        "no instance of revision 2 became ready in 60s",
+        ("GET /health/ready → 404", "shop-2-a1: connection refused"),
+    )
+    ended = db.save_rollout(replace(created, phase=RolloutPhase.ROLLED_BACK, cause=cause))
+    fetched = db.get_rollout(created.id)
+    assert fetched == ended
+    assert fetched.cause == cause
+    assert Cause.from_json({"kind": "no such kind", "summary": "x"}) is None
 
 
 def test_only_one_active_rollout_per_app_and_env(db: store.SqlStore) -> None:

@@ -365,11 +365,17 @@ def test_upgrade_from_0001_keeps_existing_data(url: str) -> None:
                 ),
                 version=4,
             )
-            session.add(rollout)
-            session.flush()
+            rollout_columns = {
+                column.key: getattr(rollout, column.key)
+                for column in sa.inspect(tables.RolloutRow).column_attrs
+                if column.key not in {"id", "cause"}  # ``cause``: added by a later migration
+            }
+            rollout_id = session.execute(
+                sa.insert(tables.RolloutRow).values(rollout_columns).returning(tables.RolloutRow.id)
+            ).scalar_one()
             session.add(
                 tables.EventRow.from_record(
-                    Event("shop", "production", "paused", "", T0, rollout.id)
+                    Event("shop", "production", "paused", "", T0, rollout_id)
                 )
             )
     finally:

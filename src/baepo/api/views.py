@@ -56,6 +56,7 @@ def rollout_view(r: Rollout) -> dict[str, Any]:
         "updated_at": _ts(r.updated_at),
         "finished_at": _ts(r.finished_at),
         "duration_seconds": round(duration, 3),
+        "cause": None if r.cause is None else r.cause.to_json(),
     }
 
 

@@ -346,6 +346,7 @@ class Reconciler:
             message=plan.message or rollout.message,
             updated_at=now,
             finished_at=now if phase.terminal else None,
+            cause=plan.cause or rollout.cause,
         )
         saved = await asyncio.to_thread(self.store.save_rollout, updated)
         if plan.phase is not None and plan.phase != rollout.phase:

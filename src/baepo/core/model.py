@@ -89,6 +89,52 @@ class Revision:
     secrets: dict[str, str] = field(default_factory=dict)
 
 
+class CauseKind(StrEnum):
+    """Why a rollout failed, rolled back, was aborted or stalls: a fixed taxonomy.
+
+    ``gate`` covers gates, hooks and migrations; ``infrastructure`` the router, the platform,
+    a host or the store; ``aborted`` a person (abort, undo, down, a rejected approval).
+    """
+
+    START_FAILED = "start_failed"
+    NEVER_READY = "never_ready"
+    PORT_CONFLICT = "port_conflict"
+    CRASH_LOOP = "crash_loop"
+    ROLLBACK_GUARD = "rollback_guard"
+    ANALYSIS = "analysis"
+    GATE = "gate"
+    DEADLINE = "deadline"
+    INFRASTRUCTURE = "infrastructure"
+    ABORTED = "aborted"
+    SUPERSEDED = "superseded"
+
+
+@dataclass(frozen=True)
+class Cause:
+    """The cause of a rollout's failure and its evidence: one plain-words ``summary`` and short
+    ``evidence`` lines (a probe's result, an instance's last output lines, a guard's figures
+    for the new and the stable revision, an analysis' measurements)."""
+
+    kind: CauseKind
+    summary: str
+    evidence: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {"kind": self.kind.value, "summary": self.summary, "evidence": list(self.evidence)}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any] | None) -> Cause | None:
+        """The cause stored as ``to_json`` made it, or None for no cause (or an unknown kind)."""
+        if not data:
+            return None
+        try:
+            kind = CauseKind(data["kind"])
+        except (KeyError, ValueError):
+            return None
+        evidence = tuple(str(line) for line in data.get("evidence") or ())
+        return cls(kind=kind, summary=str(data.get("summary", "")), evidence=evidence)
+
+
 @dataclass(frozen=True)
 class Rollout:
     """The process moving an app+environment from ``stable_revision`` to ``revision``.
@@ -110,6 +156,7 @@ class Rollout:
     finished_at: datetime | None = None
     status: dict[str, Any] = field(default_factory=dict)
     version: int = 0
+    cause: Cause | None = None  # why it failed, rolled back, was aborted or stalls
 
 
 @dataclass(frozen=True)

@@ -223,6 +223,7 @@ class RolloutRow(Base):
     finished_at: Mapped[datetime | None]
     status: Mapped[dict[str, Any]]
     version: Mapped[int]
+    cause: Mapped[dict[str, Any] | None]
 
     def assign(self, rollout: model.Rollout, version: int) -> None:
         """Copy every field of ``rollout`` but ``id`` onto this row."""
@@ -239,6 +240,7 @@ class RolloutRow(Base):
         self.finished_at = None if finished is None else as_utc(finished, "finished_at")
         self.status = rollout.status
         self.version = version
+        self.cause = None if rollout.cause is None else rollout.cause.to_json()
 
     def to_record(self) -> model.Rollout:
         return model.Rollout(
@@ -255,6 +257,7 @@ class RolloutRow(Base):
             finished_at=self.finished_at,
             status=self.status,
             version=self.version,
+            cause=model.Cause.from_json(self.cause),
         )
 
 

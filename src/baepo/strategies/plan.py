@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from baepo.core.model import AnalysisRequest, Instance, InstancePhase, RolloutPhase
+from baepo.core.model import AnalysisRequest, Cause, Instance, InstancePhase, RolloutPhase
 from baepo.core.ports import Backend, HeaderRoute, Sticky
 
 LIVE_PHASES = frozenset({InstancePhase.STARTING, InstancePhase.RUNNING})
@@ -31,6 +31,7 @@ class Plan:
     placements: tuple[str, ...] = ()
     phase: RolloutPhase | None = None  # a transition to persist
     message: str = ""  # why, in plain words (shown in status and events)
+    cause: Cause | None = None  # with a phase that ends the rollout: why, with evidence
     progressed: bool = False  # something moved toward the goal (resets the progress deadline)
     notes: tuple[str, ...] = field(default_factory=tuple)  # events worth recording
     analyses: tuple[AnalysisRequest, ...] = ()  # analysis runs wanted now; others are ended
