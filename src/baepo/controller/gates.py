@@ -17,12 +17,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
+from baepo.core import causes
 from baepo.core.model import (
+    Cause,
     Event,
     GatePhase,
     GateRun,
@@ -37,6 +39,7 @@ from baepo.gates.run import GateResult, release_env, run_argv, run_check
 from baepo.secrets import references, sealed
 from baepo.secrets.keys import Keyring
 from baepo.secrets.resolve import secret_env
+from baepo.spec import sensitive
 from baepo.spec.gates import CheckSpec
 from baepo.spec.models import Spec
 
@@ -85,13 +88,15 @@ class Gates:
             failure = GateResult(False, str(exc))
             return [("secrets", "before", "secrets", lambda: _done(failure))]
         cwd = revision.spec_dir
+        hidden = _hidden(spec, env)
         gates: list[Gate] = []
         for check in spec.checks.before:
-            gates.append(("check", "before", check.name, self._check(check, cwd, env, spec)))
+            run = _redacting(self._check(check, cwd, env, spec), hidden)
+            gates.append(("check", "before", check.name, run))
         for hook in spec.hooks.pre_deploy:
             name = hook.name or hook.command[0]
             run = _argv(hook.command, cwd, {**env, **hook.env}, hook.timeout, spec.run.user)
-            gates.append(("hook", "pre_deploy", name, run))
+            gates.append(("hook", "pre_deploy", name, _redacting(run, hidden)))
         if spec.migrate is not None and spec.backup is not None and spec.backup.before_migrate:
             gates.append(
                 ("backup", "create", spec.backup.kind, self._backup(rollout, revision, spec, env))
@@ -101,7 +106,7 @@ class Gates:
             argv = [arg.replace("{target}", "") for arg in migrate.up]
             run = _argv(argv, cwd, {**env, **migrate.env, "BAEPO_MIGRATE_TARGET": ""},
                         migrate.timeout, spec.run.user)  # fmt: skip
-            gates.append(("migrate", "up", " ".join(argv)[:200], run))
+            gates.append(("migrate", "up", " ".join(argv)[:200], _redacting(run, hidden)))
         return gates
 
     async def _run_before(
@@ -112,8 +117,8 @@ class Gates:
             recorded = run() if kind == "backup" else self._record(rollout, kind, stage, name, run)
             result = await recorded
             if not result.passed:
-                what = f"{'check' if kind == 'check' else kind} {name!r} ({stage})"
-                await self._end_failed(rollout, f"{what} failed: {result.message}")
+                cause = gate_cause(kind, stage, name, result)
+                await self._end_failed(rollout, cause.summary, cause)
                 await self._run_hooks(rollout, revision, spec, "on_failure")
                 return
         await self._save_status(rollout, {"gates": "passed"})
@@ -167,7 +172,7 @@ class Gates:
             await self._event(rollout, "gate.failed", f"checks after not run: {exc}")
             return
         for check in spec.checks.after:
-            run = self._check(check, revision.spec_dir, env, spec)
+            run = _redacting(self._check(check, revision.spec_dir, env, spec), _hidden(spec, env))
             result = await self._record(rollout, "check", "after", check.name, run)
             if not result.passed:
                 reason = (
@@ -199,7 +204,7 @@ class Gates:
             run = _argv(
                 hook.command, revision.spec_dir, {**env, **hook.env}, hook.timeout, spec.run.user
             )
-            await self._record(rollout, "hook", stage, name, run)
+            await self._record(rollout, "hook", stage, name, _redacting(run, _hidden(spec, env)))
 
     # -- helpers -----------------------------------------------------------------------
 
@@ -300,7 +305,7 @@ class Gates:
             except ConflictError:
                 await asyncio.sleep(0.05)
 
-    async def _end_failed(self, rollout: Rollout, message: str) -> None:
+    async def _end_failed(self, rollout: Rollout, message: str, cause: Cause) -> None:
         for _ in range(10):
             fresh = await asyncio.to_thread(self.store.get_rollout, rollout.id)
             if fresh.phase.terminal:
@@ -315,6 +320,7 @@ class Gates:
                         message=message,
                         updated_at=now,
                         finished_at=now,
+                        cause=cause,
                     ),
                 )
             except ConflictError:
@@ -341,6 +347,48 @@ class Gates:
 
 async def _done(result: GateResult) -> GateResult:
     return result
+
+
+def gate_cause(kind: str, stage: str, name: str, result: GateResult) -> Cause:
+    """Why a gate before the rollout ended it: ``gate`` with its output's last lines, or
+    ``infrastructure`` when its secrets could not be read (nothing ran)."""
+    if kind == "secrets":
+        return causes.infrastructure(
+            f"the secrets of the gates cannot be read: {result.message}", result.message
+        )
+    shown = "check" if kind == "check" else kind
+    return causes.gate_failed(shown, stage, name, result.message, result.exit_code, result.output)
+
+
+def _hidden(spec: Spec, env: Mapping[str, str]) -> list[str]:
+    """The values in a gate's ``env`` that are secrets: from ``secrets:``, sealed ``run.env``
+    values, and variables whose names look secret (``*_TOKEN``, ``*PASSWORD*``, ...)."""
+    sealed_names = set(sealed.split_env(spec.run.env)[1])
+    secret_names = set(spec.secrets)
+    return [
+        value
+        for name, value in env.items()
+        if name in sealed_names or name in secret_names or sensitive.is_secret_name(name)
+    ]
+
+
+def _redacting(
+    run: Callable[[], Awaitable[GateResult]], hidden: list[str]
+) -> Callable[[], Awaitable[GateResult]]:
+    """``run`` whose message and output show the ``hidden`` values as ``***``: what a gate
+    prints is recorded, shown and notified, and must not carry a secret."""
+    if not hidden:
+        return run
+
+    async def redacted() -> GateResult:
+        result = await run()
+        return replace(
+            result,
+            message=causes.redact(result.message, hidden),
+            output=causes.redact(result.output, hidden),
+        )
+
+    return redacted
 
 
 def _argv(

@@ -13,7 +13,7 @@ from typing import Any
 
 from baepo.controller import clock as clocks
 from baepo.controller.reconciler import Clock, utcnow
-from baepo.core.model import App, AppState, Event, Revision, Rollout, RolloutPhase
+from baepo.core.model import App, AppState, Cause, Event, Revision, Rollout, RolloutPhase
 from baepo.core.ports import Store
 from baepo.errors import StateError
 from baepo.secrets import references
@@ -183,10 +183,18 @@ class Operations:
     def _save_app(self, app: App) -> App:
         return self.store.save_app(replace(app, updated_at=self.clock()))
 
-    def _end(self, rollout: Rollout, phase: RolloutPhase, message: str) -> None:
+    def _end(self, rollout: Rollout, phase: RolloutPhase, message: str, cause: Cause) -> None:
+        """End ``rollout`` in ``phase`` at a person's request, with its ``cause``."""
         now = self.clock()
         self.store.save_rollout(
-            replace(rollout, phase=phase, message=message, updated_at=now, finished_at=now)
+            replace(
+                rollout,
+                phase=phase,
+                message=message,
+                updated_at=now,
+                finished_at=now,
+                cause=cause,
+            )
         )
         self.store.append_event(
             Event(

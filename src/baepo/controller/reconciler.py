@@ -28,9 +28,12 @@ from baepo.controller.desired import instance_spec, preview_config, router_confi
 from baepo.controller.gates import Gates
 from baepo.controller.sampling import Sampler
 from baepo.controller.traffic import MAIN, PREVIEW, Table, Traffic
+from baepo.core import causes
 from baepo.core.model import (
     App,
     AppState,
+    Cause,
+    CauseKind,
     Event,
     Instance,
     InstancePhase,
@@ -52,6 +55,9 @@ from baepo.strategies.rollout import plan_rollout
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
+
+# Phases a rollout may only end in with a cause (``Rollout.cause``).
+CAUSED = frozenset({RolloutPhase.FAILED, RolloutPhase.ROLLED_BACK, RolloutPhase.ABORTED})
 
 
 def utcnow() -> datetime:
@@ -126,6 +132,8 @@ class Reconciler:
         # rollout, not revision: ``baepo retry`` rolls the same revision out again, to every
         # host.
         self._failed_hosts: dict[tuple[str, str, int], set[str]] = {}
+        self._host_errors: dict[tuple[str, str, int], dict[str, str]] = {}  # why, per host
+        self._stalls: set[int] = set()  # rollouts with an infrastructure cause while they stall
         self.on_watch_trip: Callable[[str, str, str], object] | None = None
         self.gates = Gates(store, clock, wake, keyring=keyring)
 
@@ -166,11 +174,19 @@ class Reconciler:
         if target is None:
             return False
         revision = await self.revision(app.app, app.env, target)
-        await self.traffic.ensure(router_config(revision))
-        self._fresh_sample = await self.sampler.sample(app.app, app.env)
-        if rollout is not None:
-            return await self._advance(app, rollout, revision, instances)
-        return await self._hold(app, revision, instances)
+        if rollout is None:
+            await self.traffic.ensure(router_config(revision))
+            self._fresh_sample = await self.sampler.sample(app.app, app.env)
+            return await self._hold(app, revision, instances)
+        try:
+            await self.traffic.ensure(router_config(revision))
+            self._fresh_sample = await self.sampler.sample(app.app, app.env)
+            busy = await self._advance(app, rollout, revision, instances)
+        except ExternalError as exc:
+            await self._stalled(app, rollout, exc)
+            raise
+        await self._unstalled(rollout)
+        return busy
 
     async def _advance(
         self, app: App, rollout: Rollout, revision: Revision, instances: list[Instance]
@@ -215,7 +231,12 @@ class Reconciler:
         try:
             await self._act(app, revision, plan, rollout)
         except SecretUnreadable as exc:
-            await self._fail(app, rollout, revision, instances, f"{exc} ({exc.hint})")
+            cause = causes.infrastructure(
+                f"the secrets of revision {revision.number} cannot be read",
+                str(exc),
+                exc.hint or "",
+            )
+            await self._fail(app, rollout, revision, instances, f"{exc} ({exc.hint})", cause)
             return True
         if rollout.phase.terminal:
             await self.analysis.finish(rollout, spec)
@@ -224,7 +245,13 @@ class Reconciler:
         return True
 
     async def _fail(
-        self, app: App, rollout: Rollout, revision: Revision, instances: list[Instance], why: str
+        self,
+        app: App,
+        rollout: Rollout,
+        revision: Revision,
+        instances: list[Instance],
+        why: str,
+        cause: Cause,
     ) -> None:
         """End ``rollout`` failed at once, for a cause no retry can cure; all traffic goes
         back to stable first (invariant 3)."""
@@ -232,19 +259,58 @@ class Reconciler:
         back = only_revision_traffic(instances, stable) if stable is not None else None
         message = f"revision {revision.number} cannot start: {why}"
         log.warning("%s/%s: %s", app.app, app.env, message)
-        plan = Plan(traffic=back or None, phase=RolloutPhase.FAILED, message=message)
+        plan = Plan(traffic=back or None, phase=RolloutPhase.FAILED, message=message, cause=cause)
         await self._route(app, revision, plan)
         ended = await self._transition(app, rollout, plan, rollout.status)
         self.gates.ended(ended, revision)
         await self.analysis.finish(ended, spec_of(revision))
 
+    async def _stalled(self, app: App, rollout: Rollout, exc: ExternalError) -> None:
+        """Record why the rollout cannot go on (the router or the platform refused): its cause
+        while it stalls, shown by ``baepo status``. Retried on every pass; the progress deadline
+        still ends a rollout that never recovers."""
+        cause = causes.infrastructure(
+            f"the router or the platform failed: {exc}",
+            *(line for line in (str(exc), exc.hint or "") if line),
+            "retried on every pass",
+        )
+        if rollout.cause == cause:
+            return
+        try:
+            fresh = await asyncio.to_thread(self.store.get_rollout, rollout.id)
+            if fresh.phase.terminal or fresh.cause == cause:
+                return
+            await asyncio.to_thread(self.store.save_rollout, replace(fresh, cause=cause))
+            self._stalls.add(rollout.id)
+        except BaepoError as store_error:  # the pass's own error is what the log must show
+            log.info("cannot record the stall of rollout %d: %s", rollout.id, store_error)
+
+    async def _unstalled(self, rollout: Rollout) -> None:
+        """Clear the cause ``_stalled`` recorded once a pass goes through again."""
+        if rollout.id not in self._stalls:
+            return
+        try:
+            fresh = await asyncio.to_thread(self.store.get_rollout, rollout.id)
+            if (
+                not fresh.phase.terminal
+                and fresh.cause is not None
+                and fresh.cause.kind == CauseKind.INFRASTRUCTURE
+            ):
+                await asyncio.to_thread(self.store.save_rollout, replace(fresh, cause=None))
+            self._stalls.discard(rollout.id)
+        except BaepoError as exc:
+            log.info("cannot clear the stall of rollout %d: %s", rollout.id, exc)
+
     def _with_failed_hosts(self, app: App, rollout: Rollout) -> Rollout:
         """``rollout`` with the hosts its starts failed on in ``status["failed_hosts"]``."""
-        failed = self._failed_hosts.get((app.app, app.env, rollout.id), set())
+        key = (app.app, app.env, rollout.id)
+        failed = self._failed_hosts.get(key, set())
         known = set(rollout.status.get("failed_hosts", []))
         if failed <= known:
             return rollout
-        return replace(rollout, status={**rollout.status, "failed_hosts": sorted(failed | known)})
+        errors = {**rollout.status.get("host_errors", {}), **self._host_errors.get(key, {})}
+        status = {**rollout.status, "failed_hosts": sorted(failed | known), "host_errors": errors}
+        return replace(rollout, status=status)
 
     def _guard(
         self, app: App, rollout: Rollout, spec: Spec, plan: Plan, instances: Sequence[Instance]
@@ -346,8 +412,13 @@ class Reconciler:
             message=plan.message or rollout.message,
             updated_at=now,
             finished_at=now if phase.terminal else None,
-            cause=plan.cause or rollout.cause,
+            cause=plan.cause or (None if phase == RolloutPhase.HEALTHY else rollout.cause),
         )
+        if phase in CAUSED and updated.cause is None:
+            log.warning(
+                "%s/%s: rollout %d ends %s without a recorded cause: %s",
+                app.app, app.env, rollout.id, phase.value, updated.message,
+            )  # fmt: skip
         saved = await asyncio.to_thread(self.store.save_rollout, updated)
         if plan.phase is not None and plan.phase != rollout.phase:
             await self.event(
@@ -437,7 +508,9 @@ class Reconciler:
                 key = (app.app, app.env, rollout.id)
                 for stale in [k for k in self._failed_hosts if k[:2] == key[:2] and k != key]:
                     del self._failed_hosts[stale]  # an earlier rollout is over
+                    self._host_errors.pop(stale, None)
                 self._failed_hosts.setdefault(key, set()).add(host)
+                self._host_errors.setdefault(key, {})[host] = str(exc)[:300]
                 await self.event(
                     app,
                     "host.failed",

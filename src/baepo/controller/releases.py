@@ -15,6 +15,7 @@ from typing import Any
 from baepo.controller import desired, freeze, locks, preview
 from baepo.controller.desired import spec_of
 from baepo.controller.operations import Operations, Outcome
+from baepo.core import causes
 from baepo.core.model import App, AppState, Revision, Rollout, RolloutPhase, config_hash
 from baepo.errors import ConfigError, Problem, StateError
 from baepo.secrets import references, sealed
@@ -96,8 +97,6 @@ class Releases(Operations):
                         "(baepo status --watch), undo it (baepo undo), "
                         "or replace it with baepo deploy --supersede",
                     )
-                if not request.dry_run:
-                    self._end(active, RolloutPhase.SUPERSEDED, f"superseded by {request.actor}")
             elif stable is not None and stable.config_hash == digest:
                 if app.state == AppState.DOWN and request.dry_run:
                     return Outcome(
@@ -145,15 +144,17 @@ class Releases(Operations):
                 ),
                 spec,
             )
+            new = replace(new, number=self._next_number(new))
             if request.dry_run:
                 return self._dry_run(new, stable, active)
+            if active is not None:  # replaced (``--supersede``): it names what replaced it
+                cause = causes.superseded(request.actor, new.number, version)
+                self._end(active, RolloutPhase.SUPERSEDED, f"superseded by {request.actor}", cause)
             revision = self.store.add_revision(new)
             return self._roll_out(app, revision, request.actor)
 
     def _dry_run(self, new: Revision, stable: Revision | None, active: Rollout | None) -> Outcome:
         """The outcome of a deploy that would make ``new``, with its preview; nothing stored."""
-        numbers = [r.number for r in self.store.list_revisions(new.app, new.env)]
-        new = replace(new, number=max(max(numbers, default=0) + 1, new.number))
         shown = preview.preview(new, stable, supersedes=active.id if active else None)
         wait = " (after an approver approves it)" if shown["approval_required"] else ""
         replacing = f", replacing revision {stable.number} ({stable.version})" if stable else ""
@@ -166,6 +167,12 @@ class Releases(Operations):
             new.number,
             preview=shown,
         )
+
+    def _next_number(self, new: Revision) -> int:
+        """The number ``store.add_revision`` gives ``new``: after the last one, or its own
+        when that is higher (instances that run without a record)."""
+        numbers = [r.number for r in self.store.list_revisions(new.app, new.env)]
+        return max(max(numbers, default=0) + 1, new.number)
 
     def _check_freeze(self, request: DeployRequest) -> None:
         """Refuse a deploy inside an open freeze window, or record its override."""
@@ -214,7 +221,8 @@ class Releases(Operations):
                         "nothing to go back to",
                         hint="stop the app with baepo down",
                     )
-                self._end(active, RolloutPhase.ABORTED, f"undone by {actor}; back to stable")
+                cause = causes.by_person(actor, "baepo undo", message)
+                self._end(active, RolloutPhase.ABORTED, f"undone by {actor}; back to stable", cause)
                 self.wake()
                 return Outcome(
                     app_name,
@@ -299,7 +307,8 @@ class Releases(Operations):
                 raise StateError(f"{app_name} has never been deployed in {env}")
             active = self.store.active_rollout(app_name, env)
             if active is not None:
-                self._end(active, RolloutPhase.ABORTED, f"stopped by {actor} (baepo down)")
+                cause = causes.by_person(actor, "baepo down")
+                self._end(active, RolloutPhase.ABORTED, f"stopped by {actor} (baepo down)", cause)
             if app.state == AppState.DOWN and active is None:
                 return Outcome(app_name, env, False, f"{app_name} is already down")
             self._save_app(replace(self.store.get_app(app_name, env) or app, state=AppState.DOWN))

@@ -14,6 +14,7 @@ from datetime import timedelta
 from typing import Any
 
 from baepo.controller.operations import Operations, Outcome
+from baepo.core import causes
 from baepo.core.model import Rollout, RolloutPhase
 from baepo.errors import ConfigError, ConflictError, Problem, StateError
 from baepo.spec.models import Spec
@@ -108,7 +109,8 @@ class Steering(Operations):
                 f"aborted by {actor}: revision {active.stable_revision} serves all traffic; "
                 f"revision {active.revision} stops in {delay:g}s"
             )
-            self._end(replace(active, status=status), RolloutPhase.ABORTED, message)
+            cause = causes.by_person(actor, "baepo abort")
+            self._end(replace(active, status=status), RolloutPhase.ABORTED, message, cause)
             self.wake()
             return Outcome(app, env, True, message, active.revision, active.id)
 
@@ -183,7 +185,8 @@ class Steering(Operations):
             words = f"{actor} rejected revision {active.revision}{because}"
             self._update(active, status, None, "approval.rejected", words, actor)
             rejected = self.store.get_rollout(active.id)
-            self._end(rejected, RolloutPhase.ABORTED, f"rejected by {actor}{because}")
+            cause = causes.by_person(actor, "baepo reject", reason)
+            self._end(rejected, RolloutPhase.ABORTED, f"rejected by {actor}{because}", cause)
             return Outcome(app, env, True, words, active.revision, active.id)
 
     # -- helpers -----------------------------------------------------------------------

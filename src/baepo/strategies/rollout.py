@@ -12,6 +12,7 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
+from baepo.core import causes
 from baepo.core.model import (
     AnalysisPhase,
     AnalysisRun,
@@ -158,7 +159,15 @@ def _host_batches(
             f"{len(failed)} host(s) failed ({', '.join(failed)}); max_failed_hosts is "
             f"{spec.target.max_failed_hosts}"
         )
-        return _end(rollout, why), status
+        cause = causes.infrastructure(
+            f"instances of revision {rollout.revision} could not start on {len(failed)} "
+            f"host(s), more than max_failed_hosts ({spec.target.max_failed_hosts})",
+            *(
+                f"{host}: {status.get('host_errors', {}).get(host, 'start failed')}"
+                for host in failed
+            ),
+        )
+        return replace(_end(rollout, why), cause=cause), status
     step = host_batch_step(rollout.revision, spec.replicas, hosts, size, instances, failed)
     notes: tuple[str, ...] = ()
     if step.number and status.get("batch") != step.number:
