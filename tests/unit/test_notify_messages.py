@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from baepo.core.model import Event
+from baepo.core.model import Cause, CauseKind, Event
 from baepo.notify import messages
 from baepo.spec.notifications import TEMPLATE_FIELDS, ChannelSpec, NotifyEvent
 
@@ -65,7 +65,31 @@ def test_fields_name_everything_a_template_may_use() -> None:
         "reason": "rollback guard error_rate: 12% > 5%",
         "link": "http://127.0.0.1:9/apps/shop?env=prod",
         "actor": "controller",
+        "cause": "",
+        "evidence": "",
     }
+
+
+def test_a_failure_carries_its_cause_and_evidence_and_a_success_has_none() -> None:
+    channel = ChannelSpec(name="team", url_env="SLACK_URL")
+    cause = Cause(
+        CauseKind.GATE,
+        "hook 'migrate' (pre_deploy) failed: migrate exited with 3",
+        ("exit code 3", "  token=*** rejected"),
+    )
+    e = event("rollout.failed", "rollout 7: hook 'migrate' (pre_deploy) failed")
+    fields = messages.message_fields(e, NotifyEvent.FAILED, "2.0.0", "http://h:1", cause)
+    assert fields["cause"] == (
+        "cause: gate, hook or migration: hook 'migrate' (pre_deploy) failed: migrate exited with 3"
+    )
+    body = messages.compose(channel, NotifyEvent.FAILED, fields).body
+    assert body.splitlines()[1:] == [fields["cause"], "exit code 3", "  token=*** rejected"]
+    custom = ChannelSpec(name="pager", url_env="P", template="{app}: {cause} | {evidence}")
+    assert messages.compose(custom, NotifyEvent.FAILED, fields).body == (
+        f"shop: {fields['cause']} | exit code 3\n  token=*** rejected"
+    )
+    ok = messages.message_fields(event("rollout.failed", "x"), NotifyEvent.FAILED, "2", "h")
+    assert "\n" not in messages.compose(channel, NotifyEvent.FAILED, ok).body
 
 
 def test_the_link_quotes_the_environment() -> None:

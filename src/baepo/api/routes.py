@@ -230,15 +230,18 @@ def revision(
     request: Request,
     env: Env = DEFAULT_ENV,
 ) -> dict[str, Any]:
-    """One revision with its full resolved config, and the previous one's for diffing."""
+    """One revision with its full resolved config, the previous one's for diffing, and the
+    outcome of its last rollout (with its cause)."""
     require(request, "viewer", env)
     rt = runtime(request)
     current = rt.store.get_revision(app, env, number)
     previous = None
     if number > 1:
         previous = rt.store.get_revision(app, env, number - 1)
+    rollouts = [r for r in rt.store.list_rollouts(app, env) if r.revision == number]
     return {
         **views.revision_view(current, with_config=True),
+        "rollout": views.rollout_view(rollouts[-1]) if rollouts else None,
         "secret_changes": views.secret_diff(previous, current),
         "previous": views.revision_view(previous, with_config=True) if previous else None,
     }

@@ -18,6 +18,8 @@ from rich.syntax import Syntax
 from rich.table import Table
 from rich.text import Text
 
+from baepo.core import causes
+
 PHASE_STYLE = {
     "awaiting_approval": "bold yellow",
     "pending": "yellow",
@@ -86,6 +88,8 @@ def status_view(s: dict[str, Any]) -> RenderableType:
         parts.append(line)
         if rollout.get("message"):
             parts.append(Text(f"  {rollout['message']}", style="dim"))
+        if rollout.get("cause"):
+            parts.append(cause_text(rollout["cause"], indent="  "))
     if s.get("canary"):
         parts.append(steps_text(s["canary"]))
     parts.append(revisions_table(s))
@@ -184,7 +188,9 @@ def event_text(e: dict[str, Any]) -> Text:
 
 def history_table(revisions: list[dict[str, Any]]) -> Table:
     table = Table(header_style="bold")
-    for column in ("rev", "version", "outcome", "duration", "by", "when", "why"):
+    caused = any((r.get("rollout") or {}).get("cause") for r in revisions)
+    columns = ("rev", "version", "outcome", "duration", "by", "when", "why")
+    for column in columns + (("cause",) if caused else ()):
         table.add_column(column)
     for r in revisions:
         rollout = r.get("rollout") or {}
@@ -196,7 +202,7 @@ def history_table(revisions: list[dict[str, Any]]) -> Table:
         why = r.get("message") or ""
         if r.get("origin") and r["origin"] != "deploy":
             why = f"{r['origin']}: {why}" if why else r["origin"]
-        table.add_row(
+        cells: list[str | Text] = [
             str(r["number"]),
             Text(r["version"]),
             outcome,
@@ -204,8 +210,46 @@ def history_table(revisions: list[dict[str, Any]]) -> Table:
             Text(r["created_by"]),
             _age(r["created_at"]),
             Text(why),
-        )
+        ]
+        if caused:
+            cells.append(
+                cause_text(rollout["cause"], evidence=False) if rollout.get("cause") else Text("")
+            )
+        table.add_row(*cells)
     return table
+
+
+CAUSE_EVIDENCE_SHOWN = 14
+
+
+def rollout_outcome_text(rollout: dict[str, Any]) -> Text:
+    """One revision's last rollout for ``history <revision>``: outcome, duration and, when it
+    did not succeed, its cause with the evidence."""
+    text = Text(f"  rollout {rollout['id']}: ")
+    text.append_text(phase_text(OUTCOME.get(rollout["phase"], rollout["phase"])))
+    text.append(f" in {rollout['duration_seconds']:.1f}s")
+    if rollout.get("message"):
+        text.append(f"\n  {rollout['message']}", style="dim")
+    if rollout.get("cause"):
+        text.append("\n")
+        text.append_text(cause_text(rollout["cause"], indent="  "))
+    return text
+
+
+def cause_text(cause: dict[str, Any], *, evidence: bool = True, indent: str = "") -> Text:
+    """A rollout's cause as every CLI view shows it: ``cause: <label>: <summary>``, then its
+    evidence lines (the last ``CAUSE_EVIDENCE_SHOWN``) unless ``evidence`` is false. The words
+    are ``core.causes``', the same on the dashboard and in notifications."""
+    text = Text(f"{indent}cause: ", style="bold red")
+    text.append(causes.headline(cause), style="red")
+    if evidence:
+        lines = list(cause.get("evidence") or [])
+        if len(lines) > CAUSE_EVIDENCE_SHOWN:
+            text.append(f"\n{indent}  … {len(lines) - CAUSE_EVIDENCE_SHOWN} earlier", style="dim")
+            lines = lines[-CAUSE_EVIDENCE_SHOWN:]
+        for line in lines:
+            text.append(f"\n{indent}  {line}", style="dim")
+    return text
 
 
 _VERDICT_STYLE = {

@@ -23,6 +23,7 @@ from baepo.cli.render import (
     analysis_view,
     config_diff,
     history_table,
+    rollout_outcome_text,
     secret_changes_text,
     status_view,
 )
@@ -75,7 +76,8 @@ def history(
     state_dir: StateOpt = None,
     output: OutputOpt = Output.text,
 ) -> None:
-    """List every revision with its outcome, duration and who/why; or one revision's diff.
+    """List every revision with its outcome, duration, who/why and the cause of a failure; or
+    one revision: its outcome, the cause with its evidence, and its diff.
 
     Example: `baepo history`, `baepo history 4`
     """
@@ -106,7 +108,9 @@ def _show_revision(one: dict[str, Any]) -> None:
         )
     )
     if one.get("message"):
-        out.print(f"  {one['message']}")
+        out.print(Text(f"  {one['message']}"))
+    if one.get("rollout"):
+        out.print(rollout_outcome_text(one["rollout"]))
     previous = one.get("previous")
     changes: dict[str, str] = one.get("secret_changes") or {}
     if changes:

@@ -13,7 +13,8 @@ import re
 from dataclasses import dataclass
 from urllib.parse import quote
 
-from baepo.core.model import Event
+from baepo.core import causes
+from baepo.core.model import Cause, Event
 from baepo.spec.notifications import FIELD_RE, TEMPLATE_FIELDS, ChannelSpec, NotifyEvent
 
 CONTROLLER = "controller"
@@ -64,12 +65,17 @@ TEMPLATES: dict[NotifyEvent, str] = {
     NotifyEvent.SUCCEEDED: (
         "{app} {version} (revision {revision}) is live in {env}: {reason}. {link}"
     ),
-    NotifyEvent.FAILED: "{app} {version} (revision {revision}) failed in {env}: {reason}. {link}",
+    NotifyEvent.FAILED: (
+        "{app} {version} (revision {revision}) failed in {env}: {reason}. {link}\n"
+        "{cause}\n{evidence}"
+    ),
     NotifyEvent.ROLLED_BACK: (
-        "{app} {version} (revision {revision}) was rolled back in {env}: {reason}. {link}"
+        "{app} {version} (revision {revision}) was rolled back in {env}: {reason}. {link}\n"
+        "{cause}\n{evidence}"
     ),
     NotifyEvent.ABORTED: (
-        "{app} {version} (revision {revision}) was aborted in {env}: {reason}. {link}"
+        "{app} {version} (revision {revision}) was aborted in {env}: {reason}. {link}\n"
+        "{cause}\n{evidence}"
     ),
     NotifyEvent.APPROVAL_NEEDED: (
         "{app} {version} (revision {revision}) waits for approval in {env}: {reason}. "
@@ -117,9 +123,15 @@ def reason_of(event: Event) -> str:
 
 
 def message_fields(
-    event: Event, kind: NotifyEvent, version: str | None, server_url: str
+    event: Event,
+    kind: NotifyEvent,
+    version: str | None,
+    server_url: str,
+    cause: Cause | None = None,
 ) -> dict[str, str]:
-    """The value of every template field for ``event``."""
+    """The value of every template field for ``event``; ``cause`` is its rollout's, shown
+    with the words of every other surface (``core.causes``). Its evidence was redacted where
+    it was recorded (a gate's output shows its secrets as ``***``)."""
     return {
         "app": event.app,
         "env": event.env,
@@ -129,6 +141,8 @@ def message_fields(
         "reason": reason_of(event),
         "link": dashboard_link(server_url, event.app, event.env),
         "actor": event.actor,
+        "cause": "" if cause is None else f"cause: {causes.headline(cause.to_json())}",
+        "evidence": "" if cause is None else "\n".join(cause.evidence),
     }
 
 
@@ -140,7 +154,7 @@ def render(template: str, fields: dict[str, str]) -> str:
 def compose(channel: ChannelSpec, kind: NotifyEvent, fields: dict[str, str]) -> Message:
     """The message ``channel`` receives: its template, or the default one of ``kind``."""
     assert set(fields) >= set(TEMPLATE_FIELDS)
-    body = render(channel.template or TEMPLATES[kind], fields)
+    body = render(channel.template or TEMPLATES[kind], fields).rstrip()
     return Message(kind, render(TITLES[kind], fields), body)
 
 

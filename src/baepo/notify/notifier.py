@@ -22,18 +22,19 @@ from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
-from baepo.core.model import Event, Revision
+from baepo.core.model import Cause, Event, Revision
 from baepo.core.ports import Store
 from baepo.errors import BaepoError
 from baepo.notify import messages, sending
 from baepo.notify.channel import ChannelWorker, Delivery, Retry, Sender
 from baepo.notify.redaction import Redactor
-from baepo.spec.notifications import Channels, ChannelSpec
+from baepo.spec.notifications import Channels, ChannelSpec, NotifyEvent
 
 log = logging.getLogger("baepo.notify")
 
 _CHANNELS: TypeAdapter[list[ChannelSpec]] = TypeAdapter(Channels)
 _PAGE = 200
+CAUSED = frozenset({NotifyEvent.FAILED, NotifyEvent.ROLLED_BACK, NotifyEvent.ABORTED})
 
 
 class Notifier:
@@ -171,10 +172,22 @@ class Notifier:
         wanted = [c for c in channels if messages.wanted(c, kind)]
         if not wanted:
             return []
-        fields = messages.message_fields(event, kind, revision.version, self.server_url)
+        fields = messages.message_fields(
+            event, kind, revision.version, self.server_url, self._cause(event, kind)
+        )
         return [
             Delivery(event.app, event.env, c, messages.compose(c, kind, fields)) for c in wanted
         ]
+
+    def _cause(self, event: Event, kind: NotifyEvent) -> Cause | None:
+        """The cause of the rollout a failed, rolled back or aborted event is about."""
+        if kind not in CAUSED or event.rollout_id is None:
+            return None
+        try:
+            return self.store.get_rollout(event.rollout_id).cause
+        except BaepoError as exc:
+            log.warning("notifications: rollout %s of %s: %s", event.rollout_id, event.app, exc)
+            return None
 
     def _spec_channels(self, event: Event) -> tuple[Revision, list[ChannelSpec]] | None:
         """The revision whose spec applies to ``event`` and its channels, or None."""

@@ -63,7 +63,18 @@ DEFAULT_EVENTS: tuple[EventName, ...] = (
 )
 """Every event but ``step``."""
 
-TEMPLATE_FIELDS = ("app", "env", "version", "revision", "event", "reason", "link", "actor")
+TEMPLATE_FIELDS = (
+    "app",
+    "env",
+    "version",
+    "revision",
+    "event",
+    "reason",
+    "link",
+    "actor",
+    "cause",
+    "evidence",
+)
 """The ``{field}`` names a template may use."""
 
 SECRET_KEYS = frozenset(
@@ -158,8 +169,10 @@ class ChannelSpec(SpecModel):
         min_length=1,
         description=(
             "The message, with `{app}`, `{env}`, `{version}`, `{revision}`, `{event}`, "
-            "`{reason}`, `{link}` (the dashboard) and `{actor}` replaced. Default: a sentence "
-            "per event naming the environment, the version and the reason."
+            "`{reason}`, `{link}` (the dashboard), `{actor}`, `{cause}` (the failure's cause: "
+            "`cause: <kind>: <summary>`) and `{evidence}` (its evidence, a line each) replaced. "
+            "Default: a sentence per event naming the environment, the version and the reason, "
+            "then the cause and its evidence for `failed`, `rolled_back` and `aborted`."
         ),
         examples=["{app} {version} {event} in {env}: {reason} {link}"],
     )

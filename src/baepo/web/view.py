@@ -17,11 +17,13 @@ from fastapi.templating import Jinja2Templates
 from baepo.api import auth
 from baepo.api.auth import Principal
 from baepo.api.runtime import Runtime
+from baepo.core import causes
 from baepo.core.model import WebSession
 from baepo.errors import BaepoError
 from baepo.web import sessions
 
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
+templates.env.globals["cause_label"] = causes.label  # a cause's words, as on every surface
 STATIC_DIR = Path(__file__).parent / "static"
 
 
