@@ -8,6 +8,7 @@ from typing import Any
 from rich.console import Console, RenderableType
 
 from baepo.cli import render
+from baepo.cli.report_commands import causes_table
 
 CAUSE = {
     "kind": "gate",
@@ -107,3 +108,10 @@ def test_long_evidence_shows_its_last_lines() -> None:
     many = {**CAUSE, "evidence": [f"line {n}" for n in range(20)]}
     shown = text_of(render.cause_text(many))
     assert "… 6 earlier" in shown and "line 5" not in shown and "line 19" in shown
+
+
+def test_report_counts_failures_by_cause_in_the_same_words() -> None:
+    shown = text_of(causes_table({"failure_causes": {"gate": 3, "aborted": 1}}))
+    assert "failures by cause" in shown
+    assert "gate, hook or migration │        3 │ 75.0%" in shown
+    assert "stopped by a person     │        1 │ 25.0%" in shown

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from baepo.core import kpi
-from baepo.core.model import Event, Revision, Rollout, RolloutPhase
+from baepo.core.model import Cause, CauseKind, Event, Revision, Rollout, RolloutPhase
 
 T0 = datetime(2025, 3, 1, tzinfo=UTC)
 DAY = timedelta(days=1)
@@ -356,3 +356,22 @@ def test_deploy_durations_every_deployment_oldest_first() -> None:
     ]
     assert found[0].started_at == at(0) and found[0].env == "prod"
     assert kpi.deploy_durations([one, two], at(10), UNTIL)[0].revision == 2
+
+
+def test_failures_are_counted_by_cause_most_frequent_first() -> None:
+    gate = Cause(CauseKind.GATE, "hook 'migrate' (pre_deploy) failed")
+    person = Cause(CauseKind.ABORTED, "baepo abort by bob")
+    rollouts = [
+        rollout(1, 1, H, 0, 2),
+        replace(rollout(2, 2, RB, 10, 11, stable=1), cause=gate),
+        replace(rollout(3, 3, F, 20, 21, stable=1), cause=gate),
+        replace(rollout(4, 4, AB, 30, 31, stable=1), cause=person),
+        rollout(5, 5, RB, 40, 41, stable=1),  # recorded before causes were
+        replace(rollout(6, 6, SUP, 50, 51, stable=1), cause=Cause(CauseKind.SUPERSEDED, "x")),
+    ]
+    history = kpi.History("web", "prod", [revision(n) for n in range(1, 7)], rollouts, [])
+    one = kpi.History("a", "prod", [revision(1)], [replace(rollouts[1], app="a")], [])
+    report = kpi.build_report([history, one], SINCE, UNTIL)
+    assert report.apps[0].failure_causes == {"gate": 2, "aborted": 1, "unknown": 1}
+    assert report.failure_causes == {"gate": 3, "aborted": 1, "unknown": 1}
+    assert list(report.failure_causes) == ["gate", "aborted", "unknown"]

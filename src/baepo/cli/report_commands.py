@@ -15,6 +15,7 @@ from rich.table import Table
 from rich.text import Text
 
 from baepo.cli.context import FileOpt, Output, OutputOpt, Project, StateOpt
+from baepo.core import causes
 from baepo.core.model import DEFAULT_ENV
 from baepo.errors import ConfigError
 
@@ -79,6 +80,8 @@ def report(
         return
     out.print(_headline(result))
     out.print(summary_table(result))
+    if result.get("failure_causes"):
+        out.print(causes_table(result))
     parts = result.get("apps") or []
     if len(parts) > 1:
         out.print(apps_table(parts))
@@ -154,6 +157,19 @@ def summary_table(r: dict[str, Any]) -> Table:
         f"{_seconds(r['downtime_seconds'])} in {r['outages']} outages "
         "(no ready instance routed, from routing events)",
     )
+    return table
+
+
+def causes_table(r: dict[str, Any]) -> Table:
+    """Failures by cause: each kind's count and share of the failures, most frequent first
+    (the kinds in the words of every other surface)."""
+    table = Table(title="failures by cause", title_justify="left", header_style="bold")
+    for column, justify in (("cause", "left"), ("failures", "right"), ("share", "right")):
+        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+    counts: dict[str, int] = r["failure_causes"]
+    total = sum(counts.values())
+    for kind, count in counts.items():
+        table.add_row(causes.label(kind), str(count), _rate(count / total if total else None))
     return table
 
 

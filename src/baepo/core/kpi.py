@@ -33,6 +33,9 @@ definitions (also in ``docs/kpis.md``):
   (the undo rollout's ``started_at``, or the ``rollout.undone`` event) → the undo rollout's
   ``finished_at`` when it ended healthy, or that event's time for a switch back. A failure not
   restored yet is counted in ``unrestored`` and left out of the mean and median.
+- **failures by cause**: the finished deployments that ended rolled_back, failed or aborted,
+  counted by the kind of their recorded cause (``start_failed``, ``gate``, ``aborted``...;
+  ``unknown`` for rollouts recorded before causes were), most frequent first.
 - **rollbacks**: every return to an earlier revision: the period's rolled_back and aborted
   deployments, and the undo rollouts and switch backs that started in the period.
   **rollback time**: from the decision to go back (rolled_back or aborted: ``finished_at``;
@@ -65,6 +68,7 @@ DEFAULT_UNDO_WINDOW = timedelta(hours=24)
 FAILED_PHASES = frozenset({RolloutPhase.ROLLED_BACK, RolloutPhase.FAILED, RolloutPhase.ABORTED})
 FINISHED_PHASES = FAILED_PHASES | {RolloutPhase.HEALTHY}
 OUTCOMES = ("healthy", "rolled_back", "failed", "aborted", "superseded", "in_progress")
+UNKNOWN_CAUSE = "unknown"  # a failure recorded without a cause (before causes were recorded)
 EVENT_KINDS = frozenset({"traffic.changed", "app.down_requested", "app.up", "rollout.created"})
 """Event kinds the metrics read, besides ``rollout.undone`` (callers may pass only these)."""
 
@@ -124,6 +128,7 @@ class Report:
     downtime_seconds: float
     outages: int
     undo_window_seconds: float
+    failure_causes: dict[str, int] = field(default_factory=dict)
     apps: list[Report] = field(default_factory=list)
 
 
@@ -142,6 +147,7 @@ class _Facts:
     rollback_times: list[float] = field(default_factory=list)
     downtime: float = 0.0
     outages: int = 0
+    failure_causes: Counter[str] = field(default_factory=Counter)
 
     def add(self, other: _Facts) -> None:
         self.deployments += other.deployments
@@ -155,6 +161,7 @@ class _Facts:
         self.rollback_times += other.rollback_times
         self.downtime += other.downtime
         self.outages += other.outages
+        self.failure_causes.update(other.failure_causes)
 
 
 def parse_moment(text: str, now: datetime) -> datetime:
@@ -305,6 +312,9 @@ def _report(
         downtime_seconds=facts.downtime,
         outages=facts.outages,
         undo_window_seconds=undo_window.total_seconds(),
+        failure_causes=dict(
+            sorted(facts.failure_causes.items(), key=lambda item: (-item[1], item[0]))
+        ),
         apps=parts or [],
     )
 
@@ -331,6 +341,9 @@ def _facts(history: History, since: datetime, until: datetime, window: timedelta
         facts.deployments += 1
         phase = rollout.phase
         facts.outcomes[phase.value if phase.terminal else "in_progress"] += 1
+        if phase in FAILED_PHASES:
+            cause = rollout.cause
+            facts.failure_causes[cause.kind.value if cause else UNKNOWN_CAUSE] += 1
         if phase == RolloutPhase.HEALTHY and rollout.finished_at is not None:
             facts.deploy_times.append(_seconds(rollout.started_at, rollout.finished_at))
         restore = _restore(rollout, rollouts, origins, undone, window)

@@ -18,7 +18,7 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 
 from baepo.api import report_routes
-from baepo.core import kpi
+from baepo.core import causes, kpi
 from baepo.web import view
 
 router = APIRouter()
@@ -119,6 +119,10 @@ def headline(report: kpi.Report) -> dict[str, Any]:
         "downtime": seconds(report.downtime_seconds),
         "outages": report.outages,
         "outcomes": report.outcomes,
+        "failure_causes": [
+            {"kind": kind, "label": causes.label(kind), "count": count}
+            for kind, count in report.failure_causes.items()
+        ],
     }
 
 
