@@ -217,6 +217,24 @@ def test_dashboard_in_chromium(project: SampleProject, browser: WebDriver, tmp_p
          lambda d: len(d.find_elements(By.CSS_SELECTOR, ".report-chart .uplot")) == 2)  # fmt: skip
     screenshot(browser, tmp_path, "report")
 
+    # Aborted from the dashboard: the live page, the history and the report say who stopped it.
+    project.write("3.0.0", replicas=2, strategy=CANARY)
+    project.ok("deploy", "-e", ENV)
+    browser.get(f"{url}/ui/apps/sample?env={ENV}")
+    # The live fragment is redrawn every second: a click on a redrawn button is tried again.
+    wait(browser, "a click on Abort", lambda d: d.find_element(By.ID, "btn-abort").click() or 1)
+    wait(browser, "the confirmation page", lambda d: d.find_elements(By.ID, "confirm"))
+    browser.find_element(By.ID, "confirm").click()
+    wait(
+        browser, "the cause and its evidence on the app page",
+        lambda d: "cause: stopped by a person: baepo abort by dan\nby dan\nwith baepo abort"
+        in text_of(d, "cause"),
+    )  # fmt: skip
+    browser.get(f"{url}/ui/apps/sample/history?env={ENV}")
+    assert "stopped by a person: baepo abort by dan" in text_of(browser, "revisions")
+    browser.get(f"{url}/ui/report?env={ENV}")
+    assert text_of(browser, "failure-causes").splitlines()[1:] == ["stopped by a person 1"]
+
     # A viewer sees the same page without any button.
     log_in(browser, url, "vera")
     browser.get(f"{url}/ui/apps/sample?env={ENV}")
