@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -174,6 +175,11 @@ def test_a_router_failure_during_a_rollout_is_its_cause_while_it_stalls(tmp_path
         assert not stalled.phase.terminal
         assert stalled.cause is not None and stalled.cause.kind == CauseKind.INFRASTRUCTURE
         assert "admin socket refused" in stalled.cause.summary
+        precise = Cause(CauseKind.PORT_CONFLICT, "port 8080 is taken")
+        world.store.save_rollout(replace(world.last(), cause=precise))
+        with pytest.raises(ExternalError):
+            await world.passes()
+        assert world.last().cause == precise  # a more precise cause is not replaced
         router.broken = False
         await settle(world.reconciler, world.store)
         healthy = world.last()

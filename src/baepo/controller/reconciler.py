@@ -280,6 +280,8 @@ class Reconciler:
             fresh = await asyncio.to_thread(self.store.get_rollout, rollout.id)
             if fresh.phase.terminal or fresh.cause == cause:
                 return
+            if fresh.cause is not None and fresh.cause.kind != CauseKind.INFRASTRUCTURE:
+                return  # a more precise cause (a port conflict, a probe's answer) stays
             await asyncio.to_thread(self.store.save_rollout, replace(fresh, cause=cause))
             self._stalls.add(rollout.id)
         except BaepoError as store_error:  # the pass's own error is what the log must show
