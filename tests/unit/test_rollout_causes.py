@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.fernet import Fernet
 from test_host_batch_failures import HOSTS, FakeFleet, FakeRouter, batched_spec, settle
 
 from baepo.controller.reconciler import Reconciler
@@ -21,6 +22,7 @@ from baepo.controller.steering import Steering
 from baepo.core import causes
 from baepo.core.model import Cause, CauseKind, Rollout, RolloutPhase
 from baepo.errors import ExternalError
+from baepo.secrets.keys import Keyring
 from baepo.spec.models import Spec
 from baepo.store import SqlStore, open_store, sqlite_url
 from baepo.strategies.plan import Plan
@@ -228,3 +230,23 @@ def test_evidence_from_output_is_redacted_stripped_and_short() -> None:
         "gate, hook or migration: hook 'migrate' (pre_deploy) failed: migrate exited with 3"
     )
     assert causes.label("some_new_kind") == "some new kind"
+
+
+def test_secrets_the_key_cannot_read_fail_the_rollout_as_infrastructure(tmp_path: Path) -> None:
+    world = World(tmp_path)
+    sealing = Keyring(keys=[Fernet.generate_key().decode()])
+    world.releases = Releases(world.store, wake=lambda: None, keyring=sealing)
+    other = Keyring(keys=[Fernet.generate_key().decode()])
+    world.reconciler = Reconciler(world.store, world.fleet, world.router, keyring=other)
+
+    async def scenario() -> None:
+        world.deploy("1", spec(run={"command": ["x", "{port}"], "env": {"API_TOKEN": "t0k3n"}}))
+        await world.passes(3)
+        failed = world.last()
+        assert failed.phase == RolloutPhase.FAILED
+        assert failed.cause is not None and failed.cause.kind == CauseKind.INFRASTRUCTURE
+        assert failed.cause.summary == "the secrets of revision 1 cannot be read"
+        assert "encrypted with another key" in failed.cause.evidence[0]
+        assert "t0k3n" not in repr(failed.cause)
+
+    asyncio.run(scenario())
