@@ -96,7 +96,9 @@ class Gates:
         for hook in spec.hooks.pre_deploy:
             name = hook.name or hook.command[0]
             run = _argv(hook.command, cwd, {**env, **hook.env}, hook.timeout, spec.run.user)
-            gates.append(("hook", "pre_deploy", name, _redacting(run, hidden)))
+            gates.append(
+                ("hook", "pre_deploy", name, _redacting(run, hidden + _hidden(spec, hook.env)))
+            )
         if spec.migrate is not None and spec.backup is not None and spec.backup.before_migrate:
             gates.append(
                 ("backup", "create", spec.backup.kind, self._backup(rollout, revision, spec, env))
@@ -106,7 +108,8 @@ class Gates:
             argv = [arg.replace("{target}", "") for arg in migrate.up]
             run = _argv(argv, cwd, {**env, **migrate.env, "BAEPO_MIGRATE_TARGET": ""},
                         migrate.timeout, spec.run.user)  # fmt: skip
-            gates.append(("migrate", "up", " ".join(argv)[:200], _redacting(run, hidden)))
+            run = _redacting(run, hidden + _hidden(spec, migrate.env))
+            gates.append(("migrate", "up", " ".join(argv)[:200], run))
         return gates
 
     async def _run_before(
@@ -204,7 +207,8 @@ class Gates:
             run = _argv(
                 hook.command, revision.spec_dir, {**env, **hook.env}, hook.timeout, spec.run.user
             )
-            await self._record(rollout, "hook", stage, name, _redacting(run, _hidden(spec, env)))
+            hidden = _hidden(spec, {**env, **hook.env})
+            await self._record(rollout, "hook", stage, name, _redacting(run, hidden))
 
     # -- helpers -----------------------------------------------------------------------
 
