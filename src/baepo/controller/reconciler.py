@@ -60,8 +60,20 @@ Clock = Callable[[], datetime]
 CAUSED = frozenset({RolloutPhase.FAILED, RolloutPhase.ROLLED_BACK, RolloutPhase.ABORTED})
 
 
+STALL_NOTE = "retried on every pass"  # the last evidence line of a stall's cause
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def _stall(cause: Cause | None) -> bool:
+    """Whether ``cause`` is the one ``Reconciler._stalled`` records (cleared on recovery)."""
+    return (
+        cause is not None
+        and cause.kind == CauseKind.INFRASTRUCTURE
+        and cause.evidence[-1:] == (STALL_NOTE,)
+    )
 
 
 class DroppedEvents:
@@ -133,7 +145,6 @@ class Reconciler:
         # host.
         self._failed_hosts: dict[tuple[str, str, int], set[str]] = {}
         self._host_errors: dict[tuple[str, str, int], dict[str, str]] = {}  # why, per host
-        self._stalls: set[int] = set()  # rollouts with an infrastructure cause while they stall
         self.on_watch_trip: Callable[[str, str, str], object] | None = None
         self.gates = Gates(store, clock, wake, keyring=keyring)
 
@@ -272,7 +283,7 @@ class Reconciler:
         cause = causes.infrastructure(
             f"the router or the platform failed: {exc}",
             *(line for line in (str(exc), exc.hint or "") if line),
-            "retried on every pass",
+            STALL_NOTE,
         )
         if rollout.cause == cause:
             return
@@ -283,23 +294,18 @@ class Reconciler:
             if fresh.cause is not None and fresh.cause.kind != CauseKind.INFRASTRUCTURE:
                 return  # a more precise cause (a port conflict, a probe's answer) stays
             await asyncio.to_thread(self.store.save_rollout, replace(fresh, cause=cause))
-            self._stalls.add(rollout.id)
         except BaepoError as store_error:  # the pass's own error is what the log must show
             log.info("cannot record the stall of rollout %d: %s", rollout.id, store_error)
 
     async def _unstalled(self, rollout: Rollout) -> None:
-        """Clear the cause ``_stalled`` recorded once a pass goes through again."""
-        if rollout.id not in self._stalls:
+        """Clear the cause ``_stalled`` recorded once a pass goes through again (also one
+        recorded before a restart of the controller)."""
+        if not _stall(rollout.cause):
             return
         try:
             fresh = await asyncio.to_thread(self.store.get_rollout, rollout.id)
-            if (
-                not fresh.phase.terminal
-                and fresh.cause is not None
-                and fresh.cause.kind == CauseKind.INFRASTRUCTURE
-            ):
+            if not fresh.phase.terminal and _stall(fresh.cause):
                 await asyncio.to_thread(self.store.save_rollout, replace(fresh, cause=None))
-            self._stalls.discard(rollout.id)
         except BaepoError as exc:
             log.info("cannot clear the stall of rollout %d: %s", rollout.id, exc)
 
