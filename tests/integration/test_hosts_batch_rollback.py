@@ -72,6 +72,11 @@ def test_a_failed_batch_rolls_back_the_hosts_already_moved(
             time.sleep(0.1)
         assert status["last_rollout"]["phase"] == "rolled_back", status["last_rollout"]
         assert "max_failed_hosts is 0" in status["last_rollout"]["message"], status
+        cause = status["last_rollout"]["cause"]
+        assert cause["kind"] == "infrastructure", cause
+        assert "more than max_failed_hosts (0)" in cause["summary"], cause
+        [evidence] = cause["evidence"]
+        assert evidence.startswith(f"{third_host}: "), cause  # the host, with its error
         final = project.wait_for(
             lambda s: serving(s, 1, 3), timeout=120, what="revision 1 serving again"
         )
