@@ -16,12 +16,14 @@ import pytest
 from cryptography.fernet import Fernet
 from test_host_batch_failures import HOSTS, FakeFleet, FakeRouter, batched_spec, settle
 
+from baepo.controller.gates import gate_cause
 from baepo.controller.reconciler import Reconciler
 from baepo.controller.releases import DeployRequest, Releases
 from baepo.controller.steering import Steering
 from baepo.core import causes
 from baepo.core.model import Cause, CauseKind, Rollout, RolloutPhase
 from baepo.errors import ExternalError
+from baepo.gates.run import GateResult
 from baepo.secrets.keys import Keyring
 from baepo.spec.models import Spec
 from baepo.store import SqlStore, open_store, sqlite_url
@@ -250,3 +252,17 @@ def test_secrets_the_key_cannot_read_fail_the_rollout_as_infrastructure(tmp_path
         assert "t0k3n" not in repr(failed.cause)
 
     asyncio.run(scenario())
+
+
+def test_a_gate_that_could_not_run_for_its_secrets_is_infrastructure_else_a_gate() -> None:
+    unread = gate_cause("secrets", "before", "secrets", GateResult(False, "API_KEY: not set"))
+    assert unread.kind == CauseKind.INFRASTRUCTURE
+    assert unread.summary == "the secrets of the gates cannot be read: API_KEY: not set"
+    check = gate_cause(
+        "check", "before", "ticket", GateResult(False, "exit 1", "no ticket\n", exit_code=1)
+    )
+    assert check.kind == CauseKind.GATE
+    assert check.summary == "check 'ticket' (before) failed: exit 1"
+    assert check.evidence[-1] == "  no ticket"
+    backup = gate_cause("backup", "create", "postgres", GateResult(False, "pg_dump failed"))
+    assert backup.summary == "backup 'postgres' (create) failed: pg_dump failed"
