@@ -100,9 +100,8 @@ class Gates:
                 ("hook", "pre_deploy", name, _redacting(run, hidden + _hidden(spec, hook.env)))
             )
         if spec.migrate is not None and spec.backup is not None and spec.backup.before_migrate:
-            gates.append(
-                ("backup", "create", spec.backup.kind, self._backup(rollout, revision, spec, env))
-            )
+            backup = _redacting(self._backup(rollout, revision, spec, env), hidden)
+            gates.append(("backup", "create", spec.backup.kind, backup))
         if spec.migrate is not None:
             migrate = spec.migrate
             argv = [arg.replace("{target}", "") for arg in migrate.up]
@@ -360,8 +359,7 @@ def gate_cause(kind: str, stage: str, name: str, result: GateResult) -> Cause:
         return causes.infrastructure(
             f"the secrets of the gates cannot be read: {result.message}", result.message
         )
-    shown = "check" if kind == "check" else kind
-    return causes.gate_failed(shown, stage, name, result.message, result.exit_code, result.output)
+    return causes.gate_failed(kind, stage, name, result.message, result.exit_code, result.output)
 
 
 def _hidden(spec: Spec, env: Mapping[str, str]) -> list[str]:
