@@ -16,6 +16,7 @@ class BaepoError(Exception):
     exit_code = 1
     http_status = 500
     title = "baepo error"
+    label = "error"  # how the CLI's one line starts
 
     def __init__(self, message: str, *, hint: str | None = None) -> None:
         super().__init__(message)
@@ -109,6 +110,19 @@ class RolloutFailed(BaepoError):
     exit_code = 6
     http_status = 200
     title = "rollout failed"
+
+
+class RolloutWaiting(BaepoError):
+    """``--wait`` returned because the rollout waits for a person: an indefinite pause (a
+    ``pause: {}`` step, blue-green without auto-promotion, an inconclusive analysis, ``baepo
+    pause``) or an approval. Nothing failed; the rollout goes on after ``baepo promote``,
+    ``resume`` or ``approve`` (exit code 8, as ``kubectl argo rollouts status`` returns at a
+    pause)."""
+
+    exit_code = 8
+    http_status = 200
+    title = "rollout waiting"
+    label = "paused"
 
 
 class ExternalError(BaepoError):

@@ -153,6 +153,7 @@ def steps_view(revision: Revision, rollout: Rollout) -> dict[str, Any] | None:
             "index": index,
             "description": step.describe(),
             "state": "done" if index < current else "current" if index == current else "pending",
+            "pause_seconds": None if step.pause is None else step.pause.duration,
         }
         for index, step in enumerate(canary.steps)
     ]
@@ -161,6 +162,8 @@ def steps_view(revision: Revision, rollout: Rollout) -> dict[str, Any] | None:
         "step": current,
         "weight": int(rollout.status.get("weight", 0)),
         "promoting": current >= len(canary.steps),
+        # the end of the timed pause in progress (ISO time), for `--wait` to say so
+        "pause_until": rollout.status.get("pause_until"),
     }
 
 

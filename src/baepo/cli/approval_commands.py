@@ -11,6 +11,9 @@ import typer
 from rich.console import Console
 
 from baepo.cli.context import EnvOpt, FileOpt, Output, OutputOpt, Project, StateOpt, text_option
+from baepo.cli.release_commands import TimeoutOpt
+from baepo.cli.release_commands import _finish as finish
+from baepo.cli.steer_commands import SteerWaitOpt
 
 out = Console(highlight=False, markup=False)
 
@@ -30,6 +33,8 @@ def approve(
     reason: ReasonOpt = "",
     file: FileOpt = None,
     env: EnvOpt = None,
+    wait: SteerWaitOpt = False,
+    timeout: TimeoutOpt = None,
     state_dir: StateOpt = None,
     output: OutputOpt = Output.text,
 ) -> None:
@@ -38,9 +43,16 @@ def approve(
     Needs the approver role in the environment. Whoever asked for the deploy may not approve
     it, unless the environment's `approval: {allow_self_approval: true}`.
 
-    Example: `baepo approve -e production --reason "checked the release notes"`
+    Example: `baepo approve -e production --reason "checked the release notes" --wait`
     """
-    _decide("approve", reason, file, env, state_dir, output)
+    if not wait:
+        _decide("approve", reason, file, env, state_dir, output)
+        return
+    project = Project(file, env, state_dir)
+    result = project.client().post(
+        f"/api/v1/apps/{project.app}/approve", {"env": project.env, "reason": reason}
+    )
+    finish(project, result, True, timeout, output)
 
 
 def reject(

@@ -1,40 +1,149 @@
 """Following work to its end: ``deploy --wait``, ``undo --wait``, ``down``, ``status --watch``.
 
 On a terminal the whole status is redrawn live (steps, ready/desired per revision, traffic,
-instances, events); otherwise each new event is printed as one line, which suits CI logs.
-Callers: the release and view commands.
+instances, events); otherwise each change is printed once as one line (a new event, a timed
+pause starting), which suits CI logs: the same line is never printed twice.
+
+Every wait for a rollout ends (``RolloutWatch``): when the rollout has ended and the app has
+settled after it (or ``SETTLE_SECONDS`` later, when what stays up is not the outcome's
+business: a revision kept warm, an instance that could not start), or at once when the
+rollout waits for a person (an indefinite pause, an approval), as ``kubectl argo rollouts
+status`` returns at a pause. Callers: the release, promotion, steering and view commands.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from rich.console import Console
 from rich.live import Live
+from rich.text import Text
 
 from baepo.cli.client import Client
 from baepo.cli.render import event_text, status_view
 from baepo.errors import ExternalError
 
 POLL_SECONDS = 0.1
+# After a rollout ends, how long --wait waits for the app to settle (old instances drained
+# and stopped) before it reports the outcome anyway. Above the 30 s defaults of
+# scale_down_delay and abort_scale_down_delay, so a default rollout is followed to its end.
+SETTLE_SECONDS = 60.0
+# Phases of a rollout that wait for a person: --wait returns (exit code 8).
+HELD_PHASES = frozenset({"paused", "awaiting_approval"})
+# Instance phases of a process that is gone: not something to wait for.
+GONE_PHASES = frozenset({"failed", "stopped"})
 
 
 def settled(status: dict[str, Any]) -> bool:
-    """No rollout in flight, and exactly the stable revision's desired instances, all ready."""
+    """No rollout in flight, and exactly the stable revision's desired instances, all ready.
+
+    An instance that is gone (could not start, gave up, stopped) of a revision that should
+    not run is no longer waited for: after a failed first deploy it stays listed, with its
+    message, but nothing more will happen to it.
+    """
     if status.get("rollout"):
         return False
-    instances = status.get("instances", [])
+    desired: dict[str, int] = status.get("desired", {})
+    instances = [
+        i
+        for i in status.get("instances", [])
+        if not (i["phase"] in GONE_PHASES and not desired.get(str(i["revision"])))
+    ]
     if status["state"] == "down":
         return not instances
     stable = (status.get("stable") or {}).get("number")
     if stable is None:
         return not instances
-    desired = status.get("desired", {}).get(str(stable), 0)
-    return (
-        all(i["revision"] == stable and i["ready"] for i in instances) and len(instances) == desired
-    )
+    return all(i["revision"] == stable and i["ready"] for i in instances) and len(
+        instances
+    ) == desired.get(str(stable), 0)
+
+
+def _warm_switch(status: dict[str, Any], rollout_id: int) -> bool:
+    """A blue-green rollout ended healthy and every request goes to its revision's ready
+    instances: the previous revision is kept warm on purpose (``scale_down_delay``, for an
+    instant undo), which is nothing to wait for."""
+    last = status.get("last_rollout") or {}
+    if last.get("id") != rollout_id or last.get("phase") != "healthy":
+        return False
+    if last.get("strategy") != "blue_green" or status.get("rollout"):
+        return False
+    target = last["revision"]
+    ready = [i for i in status.get("instances", []) if i["revision"] == target and i["ready"]]
+    routed = {t["revision"] for t in status.get("traffic", []) if t["percent"] > 0}
+    return routed == {target} and len(ready) >= status.get("desired", {}).get(str(target), 1)
+
+
+@dataclass
+class RolloutWatch:
+    """``done`` for one rollout: it waits for a person (``held`` is then the rollout), or it
+    has ended and the app has settled, or ``settle_seconds`` have passed since it ended
+    (``unsettled`` then says so)."""
+
+    rollout_id: int
+    settle_seconds: float = SETTLE_SECONDS
+    clock: Callable[[], float] = time.monotonic
+    held: dict[str, Any] | None = None
+    unsettled: bool = False
+    ended_at: float | None = field(default=None, repr=False)
+
+    def __call__(self, status: dict[str, Any]) -> bool:
+        current = status.get("rollout")
+        if current is not None and current["id"] == self.rollout_id:
+            self.held = current if current["phase"] in HELD_PHASES else None
+            return self.held is not None
+        self.held = None
+        if settled(status) or _warm_switch(status, self.rollout_id):
+            self.unsettled = False
+            return True
+        now = self.clock()
+        if self.ended_at is None:
+            self.ended_at = now
+        self.unsettled = now - self.ended_at >= self.settle_seconds
+        return self.unsettled
+
+
+def rollout_finished(client: Client, rollout_id: int) -> RolloutWatch:
+    """``done`` for a rollout (see ``RolloutWatch``); ``client`` is kept for callers' sake."""
+    del client
+    return RolloutWatch(rollout_id)
+
+
+@dataclass
+class Narration:
+    """The lines of a followed status in a log: each new event, and each timed pause as it
+    starts, printed once; a line already printed is never printed again."""
+
+    console: Console
+    said: set[str] = field(default_factory=set)
+
+    def say(self, at: str, text: Text) -> None:
+        if text.plain in self.said:
+            return
+        self.said.add(text.plain)
+        self.console.print(f"{at}  ", text, sep="", soft_wrap=True)
+
+    def status(self, status: dict[str, Any]) -> None:
+        line = pause_line(status)
+        if line is not None:
+            now = datetime.now(UTC).isoformat()
+            self.say(now[11:23], Text(line, style="yellow"))
+
+
+def pause_line(status: dict[str, Any]) -> str | None:
+    """ "step 2: paused for 30 s, until 10:04:31" while a canary waits out a timed pause."""
+    canary = status.get("canary") or {}
+    until = canary.get("pause_until")
+    if not until or status.get("rollout") is None:
+        return None
+    step = next((s for s in canary.get("steps", []) if s["state"] == "current"), None)
+    if step is None or step.get("pause_seconds") is None:
+        return None
+    return f"step {step['index'] + 1}: paused for {step['pause_seconds']:g} s, until {until[11:19]}"
 
 
 def follow(
@@ -70,10 +179,12 @@ def follow(
                 status = client.get(f"/api/v1/apps/{app}", env=env)
                 view.update(status_view(status))
     else:
+        narration = Narration(console)
         while True:
             for event in client.get(f"/api/v1/apps/{app}/events", env=env, after=last_event):
-                console.print(f"{event['at'][11:23]}  ", event_text(event), sep="")
+                narration.say(event["at"][11:23], event_text(event))
                 last_event = event["id"]
+            narration.status(status)
             if done(status) or expired():
                 break
             time.sleep(POLL_SECONDS)
@@ -84,15 +195,3 @@ def follow(
             hint="watch it with baepo status --watch",
         )
     return status
-
-
-def rollout_finished(client: Client, rollout_id: int) -> Callable[[dict[str, Any]], bool]:
-    """``done`` for a rollout: it is terminal and the app has settled after it."""
-
-    def done(status: dict[str, Any]) -> bool:
-        current = status.get("rollout")
-        if current is not None and current["id"] == rollout_id:
-            return False
-        return settled(status)
-
-    return done

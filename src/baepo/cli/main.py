@@ -2,7 +2,9 @@
 
 Exit codes: 0 success; 1 unexpected error; 2 bad input (spec, arguments, bodies); 4 not found;
 5 conflicts with the current state (e.g. a rollout in progress); 6 the rollout failed, was
-rolled back or aborted; 7 something outside baepo failed (a process, the server).
+rolled back or aborted; 7 something outside baepo failed (a process, the server), or
+``--timeout`` ran out; 8 ``--wait`` returned because the rollout waits for a person (a pause
+until ``baepo promote``, an approval).
 Callers: the ``baepo`` console script and ``python -m baepo``.
 """
 
@@ -23,7 +25,11 @@ app = typer.Typer(
     help=(
         "Safe, zero-downtime, reversible releases of web services.\n\n"
         "Start with `baepo init`, then `baepo deploy --wait`. Every command reads baepo.yaml "
-        "in the current folder unless given -f FILE."
+        "in the current folder unless given -f FILE.\n\n"
+        "Exit codes: 0 done; 2 bad input; 3 not allowed; 4 not found; 5 conflicts with the "
+        "current state; 6 the rollout failed, was rolled back or aborted; 7 something outside "
+        "baepo failed, or --timeout ran out; 8 --wait returned at a pause that waits for a "
+        "person (`baepo promote`, `baepo approve`)."
     ),
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -99,7 +105,8 @@ def _register() -> None:
 
 def report(exc: BaepoError) -> int:
     """Print ``exc`` as one line (plus located problems and a hint); return its exit code."""
-    err.print(Text.assemble(("error:", "bold red"), f" {exc.message}"), highlight=False)
+    style = "bold red" if exc.label == "error" else "bold yellow"
+    err.print(Text.assemble((f"{exc.label}:", style), f" {exc.message}"), highlight=False)
     if isinstance(exc, ConfigError):
         for problem in exc.problems:
             err.print(f"  {problem.render()}", highlight=False, markup=False)

@@ -1,7 +1,9 @@
 """Commands that change what runs: ``deploy``, ``undo`` (alias ``rollback``), ``down``.
 
 Each sends one request to the server, then (with ``--wait``, the default on a terminal) follows
-the work to its end and exits 0 when it succeeded, 6 when it failed or was rolled back.
+the work to its end and exits 0 when it succeeded, 6 when it failed, was rolled back or
+aborted (the last lines are the rollout's message and cause), 8 when it waits for a person
+(an indefinite pause, an approval: the lines say which command goes on).
 Callers: ``cli.main`` registers them.
 """
 
@@ -26,9 +28,9 @@ from baepo.cli.context import (
     line_option,
     text_option,
 )
-from baepo.cli.follow import follow, rollout_finished, settled
+from baepo.cli.follow import RolloutWatch, follow, settled
 from baepo.cli.render import preview_view
-from baepo.errors import RolloutFailed
+from baepo.errors import RolloutFailed, RolloutWaiting
 
 out = Console(highlight=False, markup=False)
 err = Console(stderr=True, highlight=False, markup=False)
@@ -39,7 +41,9 @@ WaitOpt = Annotated[
     bool | None,
     typer.Option(
         "--wait/--no-wait",
-        help="Follow the work until it ends (default: yes on a terminal, no otherwise).",
+        help="Follow the work until it ends (default: yes on a terminal, no otherwise). "
+        "Exit code 0: healthy; 6: failed, rolled back or aborted; 8: paused until a person "
+        "says go on (`baepo promote`, `baepo approve`); 7: --timeout ran out.",
     ),
 ]
 TimeoutOpt = Annotated[
@@ -74,14 +78,14 @@ def _finish(
         if output == Output.json:
             print(json.dumps(result))
         return
-    done = rollout_finished(client, result["rollout_id"]) if result.get("rollout_id") else settled
+    watch = RolloutWatch(result["rollout_id"]) if result.get("rollout_id") else None
     live = sys.stdout.isatty() and output == Output.text
     status = follow(
         client,
         result["app"],
         result["env"],
         out if output == Output.text else progress,
-        done=done,
+        done=watch or settled,
         timeout=timeout,
         live=live,
         rollout_id=result.get("rollout_id"),
@@ -91,9 +95,18 @@ def _finish(
         rollout = client.get(f"/api/v1/rollouts/{result['rollout_id']}")
     if output == Output.json:
         print(json.dumps({**result, "rollout": rollout, "status": status}))
-    if rollout is None:
+    if rollout is None or watch is None:
         return
+    if watch.held is not None:
+        raise RolloutWaiting(waiting_text(watch.held, project))
     phase = rollout["phase"]
+    if watch.unsettled and output == Output.text:
+        err.print(
+            f"note: the app has not settled {watch.settle_seconds:g}s after the rollout ended "
+            "(instances still starting or stopping): see baepo status",
+            style="dim",
+            soft_wrap=True,
+        )
     if phase == "healthy":
         if output == Output.text:
             out.print(
@@ -104,10 +117,45 @@ def _finish(
         return
     if phase == "aborted" and undoing:
         return  # undo of an in-flight rollout: aborting it was the point
-    raise RolloutFailed(
-        f"rollout {rollout['id']} {phase.replace('_', ' ')}: {rollout['message']}",
-        hint="see baepo status and baepo logs",
+    err.print(
+        f"see baepo status, and baepo logs -r {rollout['revision']} for revision "
+        f"{rollout['revision']}'s output",
+        style="dim",
+        soft_wrap=True,
     )
+    raise RolloutFailed(failure_text(rollout))
+
+
+def failure_text(rollout: dict[str, Any]) -> str:
+    """A rollout that did not end healthy, for the last lines of ``--wait``: its id, phase
+    and message, then its cause (kind, summary, evidence lines) when it has one."""
+    lines = [f"rollout {rollout['id']} {rollout['phase'].replace('_', ' ')}: {rollout['message']}"]
+    cause = rollout.get("cause")
+    if cause:
+        lines.append(f"  cause: {cause['kind'].replace('_', ' ')}: {cause['summary']}")
+        lines += [f"    {line}" for line in cause.get("evidence", [])]
+    return "\n".join(lines)
+
+
+def waiting_text(rollout: dict[str, Any], project: Project) -> str:
+    """What a rollout held for a person waits for, and the commands that answer it."""
+    where = f" -e {project.env}"
+    if project.file is not None:
+        where += f" -f {project.file}"
+    head = f"rollout {rollout['id']} (revision {rollout['revision']}) waits for a person"
+    if rollout["phase"] == "awaiting_approval":
+        return (
+            f"{head}: approval\n  to go on:   baepo approve{where}  (an approver)\n"
+            f"  to refuse:  baepo reject{where} --reason WHY"
+        )
+    lines = [f"{head}: {rollout['message']}"]
+    if rollout["message"].startswith("paused by"):  # `baepo pause`
+        lines.append(f"  to go on:   baepo resume{where}")
+    else:
+        lines.append(f"  to go on:   baepo promote{where}  (--full: to the end at once)")
+    if rollout.get("stable_revision") is not None:
+        lines.append(f"  to go back: baepo abort{where}")
+    return "\n".join(lines)
 
 
 def deploy(

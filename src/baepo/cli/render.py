@@ -81,13 +81,15 @@ def status_view(s: dict[str, Any]) -> RenderableType:
     if rollout:
         line = Text(f"rollout {rollout['id']}: revision {rollout['revision']} ")
         line.append(f"({rollout['strategy']}) ")
-        line.append_text(phase_text(rollout["phase"]))
-        line.append(f"  {rollout['duration_seconds']:.1f}s")
+        undone = _undone(s, rollout)
+        line.append_text(Text("undone", style="yellow") if undone else phase_text(rollout["phase"]))
+        line.append(f"  {_elapsed(rollout):.1f}s")
         if not s.get("rollout"):
             line.append(f"  finished {_age(rollout['finished_at'])}", style="dim")
         parts.append(line)
-        if rollout.get("message"):
-            parts.append(Text(f"  {rollout['message']}", style="dim"))
+        message = undone or rollout.get("message")
+        if message:
+            parts.append(Text(f"  {message}", style="dim"))
         if rollout.get("cause"):
             parts.append(cause_text(rollout["cause"], indent="  "))
     if s.get("canary"):
@@ -98,6 +100,24 @@ def status_view(s: dict[str, Any]) -> RenderableType:
     if s.get("events"):
         parts.append(events_table(s["events"][-8:]))
     return Group(*parts)
+
+
+def _elapsed(rollout: dict[str, Any]) -> float:
+    """A finished rollout's duration; an unfinished one's time since it started (its
+    ``duration_seconds`` runs to its last write, which stands still while it is stuck)."""
+    if rollout.get("finished_at") or not rollout.get("started_at"):
+        return float(rollout["duration_seconds"])
+    started = datetime.fromisoformat(rollout["started_at"])
+    return max(0.0, (datetime.now(UTC) - started).total_seconds())
+
+
+def _undone(s: dict[str, Any], rollout: dict[str, Any]) -> str | None:
+    """For the last rollout, ended healthy, whose revision is no longer stable (a blue-green
+    undo switched back to the warm revision): what serves now, instead of its message."""
+    stable = (s.get("stable") or {}).get("number")
+    if s.get("rollout") or rollout["phase"] != "healthy" or stable in (None, rollout["revision"]):
+        return None
+    return f"undone: revision {stable} serves all traffic again"
 
 
 def steps_text(canary: dict[str, Any]) -> Text:

@@ -12,8 +12,19 @@ import typer
 from rich.console import Console
 
 from baepo.cli.context import EnvOpt, FileOpt, Output, OutputOpt, Project, StateOpt
+from baepo.cli.release_commands import TimeoutOpt
+from baepo.cli.release_commands import _finish as finish
 
 out = Console(highlight=False, markup=False)
+
+SteerWaitOpt = Annotated[
+    bool,
+    typer.Option(
+        "--wait",
+        help="Then follow the rollout until it ends or waits for a person again; exit codes "
+        "as `baepo deploy --wait` (0 healthy, 6 failed or rolled back, 8 paused).",
+    ),
+]
 
 
 def _steer(
@@ -24,12 +35,16 @@ def _steer(
     output: Output,
     *,
     full: bool = False,
+    wait: bool = False,
+    timeout: float | None = None,
 ) -> None:
     project = Project(file, env, state_dir)
     result = project.client().post(
         f"/api/v1/apps/{project.app}/{verb}", {"env": project.env, "full": full}
     )
-    if output == Output.json:
+    if wait:
+        finish(project, result, True, timeout, output)
+    elif output == Output.json:
         print(json.dumps(result))
     else:
         out.print(result["message"], style="" if result["changed"] else "dim")
@@ -41,14 +56,16 @@ def promote(
     ] = False,
     file: FileOpt = None,
     env: EnvOpt = None,
+    wait: SteerWaitOpt = False,
+    timeout: TimeoutOpt = None,
     state_dir: StateOpt = None,
     output: OutputOpt = Output.text,
 ) -> None:
     """Go past the current step of a canary or blue-green rollout (a pause, an analysis).
 
-    Example: `baepo promote` at a pause; `baepo promote --full` to finish now.
+    Example: `baepo promote` at a pause; `baepo promote --full --wait` to finish now.
     """
-    _steer("promote", file, env, state_dir, output, full=full)
+    _steer("promote", file, env, state_dir, output, full=full, wait=wait, timeout=timeout)
 
 
 def pause(
@@ -67,6 +84,8 @@ def pause(
 def resume(
     file: FileOpt = None,
     env: EnvOpt = None,
+    wait: SteerWaitOpt = False,
+    timeout: TimeoutOpt = None,
     state_dir: StateOpt = None,
     output: OutputOpt = Output.text,
 ) -> None:
@@ -74,7 +93,7 @@ def resume(
 
     Example: `baepo resume`
     """
-    _steer("resume", file, env, state_dir, output)
+    _steer("resume", file, env, state_dir, output, wait=wait, timeout=timeout)
 
 
 def abort(
@@ -95,14 +114,16 @@ def abort(
 def retry(
     file: FileOpt = None,
     env: EnvOpt = None,
+    wait: SteerWaitOpt = False,
+    timeout: TimeoutOpt = None,
     state_dir: StateOpt = None,
     output: OutputOpt = Output.text,
 ) -> None:
     """Start the last aborted or rolled back rollout again, from its first step.
 
-    Example: `baepo retry`
+    Example: `baepo retry --wait`
     """
-    _steer("retry", file, env, state_dir, output)
+    _steer("retry", file, env, state_dir, output, wait=wait, timeout=timeout)
 
 
 def register(app: typer.Typer) -> None:

@@ -9,7 +9,7 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 import yaml
@@ -28,7 +28,13 @@ from baepo.cli.render import (
     status_view,
 )
 
+if TYPE_CHECKING:
+    from baepo.cli.client import Client
+
 out = Console(highlight=False, markup=False)
+err = Console(stderr=True, highlight=False, markup=False, soft_wrap=True)
+# the phases of a rollout whose revision's output ``baepo logs`` shows by default
+FAILED_PHASES = frozenset({"failed", "rolled_back", "aborted"})
 
 
 def status(
@@ -176,15 +182,39 @@ def logs(
 ) -> None:
     """Print the app's instance output, each line prefixed with its instance.
 
-    Here `-f` means follow, as in `tail -f`; name the spec with `--file`.
-    Example: `baepo logs -r 3 -f`
+    When the latest rollout failed, was rolled back or aborted, the output of its revision
+    is shown (its instances may have stopped already; a note on stderr says so and how to see
+    the others'); otherwise every instance's. Here `-f` means follow, as in `tail -f`; name
+    the spec with `--file`.
+    Example: `baepo logs`, `baepo logs -r 3 -f`
     """
     project = Project(file, env, state_dir)
-    for line in project.client().stream_lines(
+    client = project.client()
+    if revision is None:
+        revision = _failed_revision(client, project, follow_)
+    for line in client.stream_lines(
         f"/api/v1/apps/{project.app}/logs", env=project.env, revision=revision, tail=tail,
         follow=follow_,
     ):  # fmt: skip
         print(line, flush=True)
+
+
+def _failed_revision(client: Client, project: Project, following: bool) -> int | None:
+    """The revision of the latest rollout when it failed and nothing has run since: what
+    ``baepo logs`` shows by default (not with ``-f``: following is for what runs now)."""
+    current = client.get(f"/api/v1/apps/{project.app}", env=project.env)
+    last = current.get("last_rollout")
+    if current.get("rollout") or not last or last["phase"] not in FAILED_PHASES:
+        return None
+    number = last["revision"]
+    words = f"rollout {last['id']} of revision {number} {last['phase'].replace('_', ' ')}"
+    if following:
+        err.print(f"note: {words}; its output: baepo logs -r {number}")
+        return None
+    stable = (current.get("stable") or {}).get("number")
+    others = f"; the stable revision's: baepo logs -r {stable}" if stable else ""
+    err.print(f"note: {words}: showing its output{others}")
+    return int(number)
 
 
 def register(app: typer.Typer) -> None:
