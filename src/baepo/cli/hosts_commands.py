@@ -14,9 +14,7 @@ from typing import Annotated
 import typer
 
 from baepo.cli.context import EnvOpt, FileOpt, Project
-from baepo.core.model import Revision, config_hash
 from baepo.errors import ConfigError, Problem
-from baepo.spec.loader import load_spec
 
 hosts = typer.Typer(help="Apps on SSH hosts (`target: hosts`).", no_args_is_help=True)
 
@@ -33,6 +31,10 @@ def plan(
     each replica starts. Secrets are shown redacted; nothing runs.
     Example: `baepo hosts plan --env production`.
     """
+    # the spec's models and the hosts platform: imported here, not at every CLI start
+    from baepo.core.model import Revision, config_hash
+    from baepo.spec.loader import load_spec
+
     project = Project(file, env, None)
     loaded = load_spec(project.path, env=project.env)
     spec = loaded.spec

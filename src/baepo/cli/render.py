@@ -12,9 +12,7 @@ import difflib
 from datetime import UTC, datetime
 from typing import Any
 
-import yaml
 from rich.console import Group, RenderableType
-from rich.syntax import Syntax
 from rich.table import Table
 from rich.text import Text
 
@@ -333,6 +331,8 @@ def analysis_view(runs: list[dict[str, Any]]) -> RenderableType:
 
 def config_diff(old: dict[str, Any], new: dict[str, Any], old_name: str, new_name: str) -> str:
     """A unified diff of two revisions' configs as YAML; empty when they are the same."""
+    import yaml  # here, not at every CLI start (as rich.syntax below, with pygments)
+
     return "".join(
         difflib.unified_diff(
             yaml.safe_dump(old, sort_keys=False).splitlines(keepends=True),
@@ -356,6 +356,9 @@ def secret_changes_text(changes: dict[str, str], sources: dict[str, str]) -> Tex
 
 def preview_view(preview: dict[str, Any]) -> RenderableType:
     """A dry-run deploy's preview: changes, strategy, gates, approval, commands on hosts."""
+    import yaml
+    from rich.syntax import Syntax
+
     parts: list[RenderableType] = []
     number = preview["revision"]
     stable = preview.get("stable")

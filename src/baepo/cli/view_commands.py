@@ -12,9 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-import yaml
 from rich.console import Console
-from rich.syntax import Syntax
 from rich.text import Text
 
 from baepo.cli.context import EnvOpt, FileOpt, Output, OutputOpt, Project, StateOpt
@@ -106,6 +104,9 @@ def history(
 
 
 def _show_revision(one: dict[str, Any]) -> None:
+    import yaml  # here, not at every CLI start (as rich.syntax, with pygments)
+    from rich.syntax import Syntax
+
     out.print(
         Text.assemble(
             (f"revision {one['number']}", "bold"),
