@@ -15,11 +15,14 @@ HEAVY = ("asyncssh", "fastapi", "sqlalchemy", "uvicorn", "httpx", "scipy", "appr
 # Not heavy by themselves, but nothing a plain command needs: the spec's models (Pydantic),
 # YAML, and syntax highlighting (pygments; Rich's Markdown help needs it, so not for help).
 AVOIDABLE = ("pydantic", "baepo.spec.models", "baepo.spec.loader", "yaml")
+# What only a command that talks to a server needs: the client's HTTP and the process helpers.
+SERVER_ONLY = ("http.client", "asyncio")
 
 
 def imported_by(*argv: str) -> list[str]:
-    """The modules of HEAVY, AVOIDABLE and pygments that ``baepo ARGV`` imports."""
-    watched = (*HEAVY, *AVOIDABLE, "pygments")
+    """The modules of HEAVY, AVOIDABLE, SERVER_ONLY and pygments that ``baepo ARGV``
+    imports."""
+    watched = (*HEAVY, *AVOIDABLE, *SERVER_ONLY, "pygments")
     probe = (
         "import json, sys, contextlib, io\n"
         "from baepo.cli import main\n"

@@ -18,20 +18,20 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from baepo.cli.client import Client, connect
 from baepo.cli.follow import follow, rollout_finished, settled
-from baepo.cli.loadgen import LoadGenerator, LoadReport
 from baepo.cli.render import history_table
 from baepo.errors import ConfigError, ExternalError, RolloutFailed
-from baepo.shell import accounts
-from baepo.shell.process import pid_alive
+
+if TYPE_CHECKING:
+    from baepo.cli.client import Client
+    from baepo.cli.loadgen import LoadReport
 
 out = Console(highlight=False, markup=False)
 
@@ -114,6 +114,8 @@ class Demo:
 
     def api(self) -> Client:
         if self.client is None:
+            from baepo.cli.client import connect
+
             self.client = connect(self.state_dir)
         return self.client
 
@@ -165,6 +167,8 @@ class Demo:
     def bad_canary(self) -> LoadReport:
         """Release 2.1.0, which fails 30 % of its requests, as a canary; it must roll back."""
         self.write_spec("2.1.0", strategy=CANARY, errors=0.3)
+        from baepo.cli.loadgen import LoadGenerator
+
         load = LoadGenerator("127.0.0.1", self.port, rate=self.rate, max_seconds=120).start()
         try:
             self.deploy("2.1.0", title="bad canary 2.1.0 (30% errors)", expect="rolled_back")
@@ -183,6 +187,8 @@ class Demo:
         out.print(f"sample app in {self.workdir}, router on http://127.0.0.1:{self.port}")
         self.write_spec("1.0.0")
         self.deploy("1.0.0")
+        from baepo.cli.loadgen import LoadGenerator
+
         load = LoadGenerator("127.0.0.1", self.port, rate=self.rate, max_seconds=120).start()
         try:
             self.write_spec("2.0.0")
@@ -233,6 +239,8 @@ class Demo:
                 import os
                 import signal
 
+                from baepo.shell.process import pid_alive
+
                 os.kill(int(info["pid"]), signal.SIGTERM)
                 deadline = time.monotonic() + 30
                 while pid_alive(int(info["pid"])) and time.monotonic() < deadline:
@@ -249,6 +257,8 @@ def interpreter() -> str:
     that account may run (the sample app needs only the standard library)."""
     if os.geteuid() != 0:
         return sys.executable
+    from baepo.shell import accounts
+
     name = os.environ.get("BAEPO_RUN_USER") or accounts.DEFAULT_USER
     try:
         account = accounts.run_as(name, accounts.Settings(default_user=name, allow_root=True))

@@ -17,15 +17,17 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.live import Live
 from rich.text import Text
 
-from baepo.cli.client import Client
 from baepo.cli.render import event_text, status_view
 from baepo.errors import ExternalError
+
+if TYPE_CHECKING:  # the client (http.client, asyncio) loads when a command talks to a server
+    from baepo.cli.client import Client
 
 POLL_SECONDS = 0.1
 # After a rollout ends, how long --wait waits for the app to settle (old instances drained

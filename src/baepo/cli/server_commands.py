@@ -19,7 +19,6 @@ from rich.console import Console
 
 from baepo.cli.context import FileOpt, Output, OutputOpt, Project, StateOpt
 from baepo.errors import ConfigError, ExternalError, Problem
-from baepo.shell.process import pid_alive
 
 
 class Auth(StrEnum):
@@ -244,6 +243,7 @@ def stop(
     """
     directory = _state_dir(file, state_dir)
     from baepo.api.discovery import live_server
+    from baepo.shell.process import pid_alive
 
     info = live_server(directory)
     pid = int(info["pid"]) if info else 0
