@@ -12,8 +12,9 @@ import time
 from collections import Counter
 from datetime import UTC, datetime
 
+import httpx
 import pytest
-from harness import SampleProject, free_port, versions
+from harness import SampleProject, free_port, until, versions
 
 pytestmark = pytest.mark.slow
 
@@ -46,6 +47,21 @@ def test_a_first_deploy_whose_command_is_missing_ends_the_wait_with_6(
     assert last[-1].startswith(("error: rollout 1 failed", "    ", "  cause:")), done.stderr
     assert "error: rollout 1 failed" in done.stderr
     assert MISSING in done.stderr[done.stderr.index("error: rollout 1 failed") :]
+
+    # The server records the failure once, not again on every pass while the failed
+    # instance stays listed: let it make 20 more passes, then count.
+    def passes() -> float:
+        url = project.server_info()["url"]
+        text = httpx.get(f"{url}/metrics", headers=project.headers(), timeout=60).text
+        found = re.search(r"^baepo_reconcile_passes_total (\S+)$", text, re.M)
+        assert found is not None, text
+        return float(found[1])
+
+    then = passes()
+    until(passes, lambda now: now >= then + 20, "20 controller passes")
+    events = project.api("/api/v1/apps/sample/events", limit=1000)
+    failed = [e for e in events if e["kind"] == "instance.failed"]
+    assert len(failed) == 1, [e["message"] for e in events]
 
 
 def test_a_blue_green_preview_returns_the_wait_with_8_naming_promote(

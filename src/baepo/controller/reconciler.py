@@ -613,14 +613,17 @@ class Reconciler:
                 continue
             was = self._readiness.get(instance.id)
             now_ready = instance.ready and instance.phase == InstancePhase.RUNNING
-            if instance.phase == InstancePhase.FAILED and was is not None:
-                await self.event(
-                    app,
-                    "instance.failed",
-                    f"{instance.id} failed: {instance.message}",
-                    revision=instance.revision,
-                )
-                self._readiness.pop(instance.id, None)
+            if instance.phase == InstancePhase.FAILED:
+                # once: a failed instance stays listed (a first deploy's, with nothing to go
+                # back to) and must not be recorded as failing again on every pass
+                if was is not None:
+                    await self.event(
+                        app,
+                        "instance.failed",
+                        f"{instance.id} failed: {instance.message}",
+                        revision=instance.revision,
+                    )
+                    self._readiness.pop(instance.id, None)
                 continue
             if was is None and not now_ready:
                 self._readiness[instance.id] = False
