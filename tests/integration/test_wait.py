@@ -145,3 +145,21 @@ def test_logs_after_a_failed_release_show_the_failed_revision(project: SamplePro
     # The stable revision's output is one option away.
     stable = project.ok("logs", "-n", "5", "-r", "1").splitlines()
     assert len(stable) == 5 and all(line.startswith("r1-") for line in stable), stable
+
+
+def test_a_deploy_waiting_for_approval_returns_the_wait_with_8_naming_approve(
+    project: SampleProject,
+) -> None:
+    project.write("1.0.0", replicas=1)
+    project.spec.write_text(
+        project.spec.read_text()
+        + "environments:\n  default:\n    approval: {required: true, allow_self_approval: true}\n"
+    )
+    asked = project.baepo("deploy", "--wait", timeout=120)
+    assert asked.returncode == 8, f"{asked.stdout}\n{asked.stderr}"
+    assert "waits for a person: approval" in asked.stderr
+    assert "baepo approve -e default" in asked.stderr
+    assert project.status()["rollout"]["phase"] == "awaiting_approval"
+    approved = project.baepo("approve", "--wait", timeout=120)
+    assert approved.returncode == 0, f"{approved.stdout}\n{approved.stderr}"
+    assert "done: revision 1 serves all traffic" in approved.stdout
