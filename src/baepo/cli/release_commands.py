@@ -29,7 +29,7 @@ from baepo.cli.context import (
     text_option,
 )
 from baepo.cli.follow import RolloutWatch, follow, settled
-from baepo.cli.render import preview_view
+from baepo.cli.render import cause_text, preview_view
 from baepo.errors import RolloutFailed, RolloutWaiting
 
 out = Console(highlight=False, markup=False)
@@ -130,10 +130,8 @@ def failure_text(rollout: dict[str, Any]) -> str:
     """A rollout that did not end healthy, for the last lines of ``--wait``: its id, phase
     and message, then its cause (kind, summary, evidence lines) when it has one."""
     lines = [f"rollout {rollout['id']} {rollout['phase'].replace('_', ' ')}: {rollout['message']}"]
-    cause = rollout.get("cause")
-    if cause:
-        lines.append(f"  cause: {cause['kind'].replace('_', ' ')}: {cause['summary']}")
-        lines += [f"    {line}" for line in cause.get("evidence", [])]
+    if rollout.get("cause"):  # in the words of baepo status and history
+        lines.append(cause_text(rollout["cause"], indent="  ").plain)
     return "\n".join(lines)
 
 
