@@ -6,6 +6,7 @@ Exit codes of ``--wait``: 0 healthy, 6 failed / rolled back / aborted, 8 waits f
 
 from __future__ import annotations
 
+import json
 import re
 import sys
 import time
@@ -163,3 +164,30 @@ def test_a_deploy_waiting_for_approval_returns_the_wait_with_8_naming_approve(
     approved = project.baepo("approve", "--wait", timeout=120)
     assert approved.returncode == 0, f"{approved.stdout}\n{approved.stderr}"
     assert "done: revision 1 serves all traffic" in approved.stdout
+
+
+SECRET = "tok-5e4d3c2b1a09f8e7"
+LEAK = (
+    "import os, sys; print('migrating'); print('connecting with', os.environ['API_TOKEN']); "
+    "sys.exit(3)"
+)
+
+
+def test_the_last_lines_of_a_failed_wait_are_the_cause_with_its_evidence_and_no_secret(
+    project: SampleProject,
+) -> None:
+    project.write("1.0.0", replicas=1)
+    project.ok("deploy", "--wait")
+    project.write("2.0.0", replicas=1, extra_env={"API_TOKEN": SECRET})
+    hook = json.dumps([sys.executable, "-c", LEAK])
+    project.spec.write_text(
+        project.spec.read_text() + f"hooks:\n  pre_deploy: [{{name: leak, command: {hook}}}]\n"
+    )
+    failed = project.baepo("deploy", "--wait", timeout=120)
+    assert failed.returncode == 6, f"{failed.stdout}\n{failed.stderr}"
+    assert SECRET not in failed.stdout + failed.stderr
+    error = failed.stderr[failed.stderr.index("error: rollout 2 failed") :].splitlines()
+    assert error[1].startswith("  cause: gate, hook or migration: hook 'leak' (pre_deploy)"), error
+    assert "    exit code 3" in error, error
+    assert "      connecting with ***" in error, error
+    assert error[-1].startswith("    "), error  # the evidence is the very last
