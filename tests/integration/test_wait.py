@@ -186,6 +186,7 @@ def test_the_last_lines_of_a_failed_wait_are_the_cause_with_its_evidence_and_no_
     failed = project.baepo("deploy", "--wait", timeout=120)
     assert failed.returncode == 6, f"{failed.stdout}\n{failed.stderr}"
     assert SECRET not in failed.stdout + failed.stderr
+    assert "see baepo gates" in failed.stderr  # where the hook's whole output is
     error = failed.stderr[failed.stderr.index("error: rollout 2 failed") :].splitlines()
     assert error[1].startswith("  cause: gate, hook or migration: hook 'leak' (pre_deploy)"), error
     assert "    exit code 3" in error, error

@@ -6,7 +6,7 @@ from typing import Any
 
 from baepo.cli.context import Project
 from baepo.cli.follow import RolloutWatch, pause_line, settled
-from baepo.cli.release_commands import failure_text, to_follow, waiting_text
+from baepo.cli.release_commands import failure_text, to_follow, waiting_text, where_to_look
 
 
 def test_a_new_rollout_is_followed() -> None:
@@ -152,3 +152,10 @@ def test_a_held_rollout_names_the_command_that_goes_on() -> None:
     assert "baepo resume -e production" in waiting_text(manual, project)
     approval = {**paused, "phase": "awaiting_approval"}
     assert "baepo approve -e production" in waiting_text(approval, project)
+
+
+def test_a_failure_points_to_the_output_of_what_failed() -> None:
+    rollout = {"id": 3, "revision": 2, "phase": "failed", "message": "m", "cause": None}
+    assert "baepo logs -r 2" in where_to_look(rollout)
+    assert "baepo gates" in where_to_look({**rollout, "cause": {"kind": "gate"}})
+    assert "baepo analysis" in where_to_look({**rollout, "cause": {"kind": "analysis"}})

@@ -117,13 +117,19 @@ def _finish(
         return
     if phase == "aborted" and undoing:
         return  # undo of an in-flight rollout: aborting it was the point
-    err.print(
-        f"see baepo status, and baepo logs -r {rollout['revision']} for revision "
-        f"{rollout['revision']}'s output",
-        style="dim",
-        soft_wrap=True,
-    )
+    err.print(f"see {where_to_look(rollout)}", style="dim", soft_wrap=True)
     raise RolloutFailed(failure_text(rollout))
+
+
+def where_to_look(rollout: dict[str, Any]) -> str:
+    """The command that shows more of a failure: the output of what failed."""
+    kind = (rollout.get("cause") or {}).get("kind")
+    if kind == "gate":
+        return "baepo gates for the checks', hooks' and migrations' output, and baepo status"
+    if kind == "analysis":
+        return "baepo analysis for the measurements, and baepo status"
+    number = rollout["revision"]
+    return f"baepo status, and baepo logs -r {number} for revision {number}'s output"
 
 
 def failure_text(rollout: dict[str, Any]) -> str:
