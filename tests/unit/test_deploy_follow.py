@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import io
 from typing import Any
 
+from rich.console import Console
+from rich.text import Text
+
 from baepo.cli.context import Project
-from baepo.cli.follow import RolloutWatch, pause_line, settled
+from baepo.cli.follow import Narration, RolloutWatch, pause_line, settled
 from baepo.cli.release_commands import failure_text, to_follow, waiting_text, where_to_look
 
 
@@ -159,3 +163,14 @@ def test_a_failure_points_to_the_output_of_what_failed() -> None:
     assert "baepo logs -r 2" in where_to_look(rollout)
     assert "baepo gates" in where_to_look({**rollout, "cause": {"kind": "gate"}})
     assert "baepo analysis" in where_to_look({**rollout, "cause": {"kind": "analysis"}})
+
+
+def test_a_log_prints_each_line_once() -> None:
+    console = Console(file=io.StringIO(), width=40, color_system=None)
+    narration = Narration(console)
+    long = "r1-28fcf8 failed: cannot start 'definitely-not-a-program' as 'nobody'"
+    for at in ("05:33:04.104", "05:33:04.668", "05:33:05.677"):
+        narration.say(at, Text(long))
+    narration.say("05:33:06.000", Text("rollout 1 failed"))
+    printed = console.file.getvalue().splitlines()  # type: ignore[attr-defined]
+    assert printed == [f"05:33:04.104  {long}", "05:33:06.000  rollout 1 failed"]  # unwrapped

@@ -14,6 +14,7 @@ status`` returns at a pause. Callers: the release, promotion, steering and view 
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -36,6 +37,8 @@ POLL_SECONDS = 0.1
 SETTLE_SECONDS = 60.0
 # Phases of a rollout that wait for a person: --wait returns (exit code 8).
 HELD_PHASES = frozenset({"paused", "awaiting_approval"})
+# How many printed lines a log remembers so as not to print one again.
+RECENT_LINES = 500
 # Instance phases of a process that is gone: not something to wait for.
 GONE_PHASES = frozenset({"failed", "stopped"})
 
@@ -118,15 +121,17 @@ def rollout_finished(client: Client, rollout_id: int) -> RolloutWatch:
 @dataclass
 class Narration:
     """The lines of a followed status in a log: each new event, and each timed pause as it
-    starts, printed once; a line already printed is never printed again."""
+    starts, printed once; a line among the last ``RECENT_LINES`` printed is not printed again
+    (a wait shows each change once; an endless ``status --watch`` may show a later rollout's
+    "routing: r2 100% on 1" again)."""
 
     console: Console
-    said: set[str] = field(default_factory=set)
+    said: deque[str] = field(default_factory=lambda: deque(maxlen=RECENT_LINES))
 
     def say(self, at: str, text: Text) -> None:
         if text.plain in self.said:
             return
-        self.said.add(text.plain)
+        self.said.append(text.plain)
         self.console.print(f"{at}  ", text, sep="", soft_wrap=True)
 
     def status(self, status: dict[str, Any]) -> None:
