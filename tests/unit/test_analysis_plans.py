@@ -147,3 +147,66 @@ def test_the_crash_loop_guard_can_be_turned_off(guard: bool, expected: RolloutPh
         for i in d.cluster.instances
     ]
     assert d.step().phase == expected
+
+
+def test_a_failed_background_verdict_wins_over_the_last_step_completing() -> None:
+    d = canary([{"set_weight": 50}, {"pause": {}}], background_analysis={"templates": ["errors"]})
+    d.set_analysis("background", AnalysisPhase.RUNNING)
+    d.until(lambda p, r: r.phase == RolloutPhase.PAUSED)
+    d.promote()
+    d.until(lambda p, r: len([i for i in d.cluster.instances if i.revision == 2 and i.ready]) == 4)
+    assert not d.rollout.status.get("switched")
+    # The pass that would switch all traffic to the canary reads a failed background run.
+    d.set_analysis("background", AnalysisPhase.FAILED, "background analysis failed: errors")
+    plan = d.step()
+    assert plan.phase == RolloutPhase.ROLLED_BACK
+    assert not d.rollout.status.get("switched")
+    assert plan.stop == () and d.cluster.count(1) == 4  # stable was never asked to stop
+
+
+def test_a_failed_analysis_ends_the_rollout_with_its_cause_and_evidence() -> None:
+    d = canary([{"set_weight": 20}, ANALYSIS, {"set_weight": 60}])
+    d.until(lambda p, r: p.analyses)
+    message = "analysis failed: errors: 0.31 > 0.05 on 2 of 2 measurements → rollback"
+    d.set_analysis("step-1", AnalysisPhase.FAILED, message)
+    summary = {
+        "phase": "failed", "dry_run": False, "condition": "fails when result > 0.05",
+        "reason": "errors: 0.31 > 0.05 on 2 of 2 measurements; failure_limit 1 exceeded",
+        "recent": ["failed: 0.2 > 0.05", "failed: 0.31 > 0.05"],
+    }  # fmt: skip
+    other = {**summary, "phase": "successful", "reason": "latency: passed 2 of 2"}
+    run = d.analyses["step-1"]
+    d.analyses["step-1"] = copy(run, metrics={"metrics": {"t/errors": summary, "t/p95": other}})
+    plan = d.step()
+    assert plan.phase == RolloutPhase.ROLLED_BACK
+    assert plan.cause is not None
+    assert (plan.cause.kind, plan.cause.summary) == ("analysis", message)
+    assert plan.cause.evidence == (
+        "t/errors: fails when result > 0.05",
+        "t/errors: errors: 0.31 > 0.05 on 2 of 2 measurements; failure_limit 1 exceeded",
+        "  failed: 0.2 > 0.05",
+        "  failed: 0.31 > 0.05",
+    )
+
+
+def test_a_pause_by_a_person_keeps_running_analyses_running() -> None:
+    d = canary(
+        [{"set_weight": 20}, ANALYSIS, {"set_weight": 60}],
+        background_analysis={"templates": ["errors"]},
+    )
+    d.until(lambda p, r: "step-1" in requested(d))
+    d.set_analysis("step-1", AnalysisPhase.RUNNING)
+    d.set_analysis("background", AnalysisPhase.RUNNING)
+    d.rollout = copy(d.rollout, status={**d.rollout.status, "manual_pause": True})
+    plan = d.step()
+    assert "baepo resume" in plan.message
+    assert requested(d) == {"step-1", "background"}
+
+
+def test_a_cancelled_step_run_is_not_a_pass() -> None:
+    d = canary([{"set_weight": 20}, ANALYSIS, {"set_weight": 60}])
+    d.until(lambda p, r: p.analyses)
+    d.set_analysis("step-1", AnalysisPhase.CANCELLED, "analysis cancelled (skipped)")
+    d.step()
+    assert d.rollout.phase == RolloutPhase.PAUSED
+    assert d.weight() == 20

@@ -123,6 +123,30 @@ def test_ended_metric(codes: str, expected: AnalysisPhase) -> None:
     assert ended_phase(metric(), Tally.of(measurements(codes))) == expected
 
 
+C = AnalysisPhase.CANCELLED
+
+
+@pytest.mark.parametrize(
+    ("codes", "cancelled", "expected"),
+    [
+        # Failures within failure_limit and no pass: not a pass (it was recorded successful).
+        ("f", False, INC),
+        ("fe", False, INC),
+        ("fs", False, S),
+        # Ended by something else: cancelled, unless a limit was already exceeded.
+        ("f", True, C),
+        ("ss", True, C),
+        ("", True, C),
+        ("ff", True, F),
+    ],
+)
+def test_ended_metric_agrees_with_its_measurements(
+    codes: str, cancelled: bool, expected: AnalysisPhase
+) -> None:
+    tally = Tally.of(measurements(codes))
+    assert ended_phase(metric(failure_limit=1), tally, cancelled=cancelled) == expected
+
+
 @pytest.mark.parametrize(
     ("phases", "dry", "expected"),
     [
@@ -135,6 +159,9 @@ def test_ended_metric(codes: str, expected: AnalysisPhase) -> None:
         ({"a": F, "b": R}, ("a",), R),
         ({"a": R}, ("a",), R),
         ({"a": S}, ("a",), S),
+        ({"a": S, "b": C}, (), C),
+        ({"a": F, "b": C}, (), F),
+        ({"a": C, "b": R}, (), C),
     ],
 )
 def test_run_phase(

@@ -4,9 +4,20 @@ Each reconcile pass hands the engine the :class:`AnalysisRequest` s of the activ
 plan (:meth:`AnalysisEngine.sync`). A request seen for the first time becomes an
 :class:`AnalysisRun` in the store and an asyncio task that measures each metric at its
 ``initial_delay`` and then every ``interval``, stores every :class:`Measurement`, and ends the
-run as soon as its verdict is known (see ``analysis.verdict``). A run no longer requested is
-ended by its owner (a step promoted by hand, a finished rollout) and judged on what it has.
+run as soon as its verdict is known (see ``analysis.verdict``). A background run has no
+``count`` to reach: it measures until it is no longer requested (the final switch). A run no
+longer requested is ended by its owner: at its planned end it is judged on what it has;
+ended by anything else (a step skipped by ``baepo promote``, a rollout that rolled back,
+was aborted or superseded) it is ``cancelled`` with the reason.
 The strategies read the runs' phases (:meth:`AnalysisEngine.runs`) on the next pass.
+
+A pass decides on one consistent view: it holds :meth:`AnalysisEngine.deciding` from
+reading the runs until it has acted on them (routed, persisted the rollout, synced the
+runs), and a measuring task records a measurement and its verdict only while holding the
+same lock. So no verdict lands between the pass's read and its decision (a failed verdict
+is never overtaken by a step completed on an older view), and ending a run never races a
+measurement being recorded: a measurement is recorded, and counted, only while its run is
+running and its metric still short of its ``count``. A verdict, once reached, is final.
 
 Runs survive a controller restart: a run still ``running`` in the store is resumed, its next
 measurement due one interval after its last one. Callers: the controller's reconciler.
@@ -17,7 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -30,6 +41,7 @@ from baepo.analysis.verdict import (
     ended_phase,
     metric_phase,
     metric_reason,
+    recent,
     run_phase,
 )
 from baepo.core.latency import WindowRates
@@ -39,6 +51,7 @@ from baepo.core.model import (
     AnalysisRun,
     Measurement,
     Rollout,
+    RolloutPhase,
 )
 from baepo.core.ports import Store
 from baepo.errors import BaepoError
@@ -93,8 +106,25 @@ class AnalysisEngine:
         self.wake = wake
         self._runs: dict[int, dict[str, AnalysisRun]] = {}  # rollout id -> key -> run
         self._tasks: dict[int, asyncio.Task[None]] = {}  # run id -> its task
+        self._stopped: set[int] = set()  # runs whose task was told to stop
         self._lock = asyncio.Lock()
         self.allowed_env: frozenset[str] = frozenset()  # what {{env.NAME}} may name
+
+    @contextlib.asynccontextmanager
+    async def deciding(self) -> AsyncIterator[None]:
+        """Hold verdicts back while a pass reads the runs and acts on them: no measurement
+        and no verdict is recorded inside. ``sync`` and ``finish`` are called inside."""
+        async with self._lock:
+            yield
+
+    def rollouts_of(self, app: str, env: str) -> list[int]:
+        """The rollouts of app+env whose runs this engine holds (to end those of a rollout
+        that ended outside a pass: an abort, an undo, a newer deploy)."""
+        return [
+            rollout_id
+            for rollout_id, runs in self._runs.items()
+            if any((run.app, run.env) == (app, env) for run in runs.values())
+        ]
 
     async def runs(self, rollout: Rollout) -> dict[str, AnalysisRun]:
         """The rollout's runs by key (loaded from the store on first use)."""
@@ -113,35 +143,58 @@ class AnalysisEngine:
         requests: Sequence[AnalysisRequest],
     ) -> None:
         """Start requested runs not started yet, resume running ones without a task, and end
-        running ones no longer requested."""
-        async with self._lock:
-            runs = await self.runs(rollout)
-            wanted = {request.key: request for request in requests}
-            for key, request in wanted.items():
-                run = runs.get(key)
-                if run is None:
-                    run = await self._create(rollout, request)
-                if run.phase == AnalysisPhase.RUNNING and run.id not in self._tasks:
-                    self._start(run, request, spec, spec_dir)
-            for key, run in runs.items():
-                if run.phase == AnalysisPhase.RUNNING and key not in wanted:
-                    await self._end(run, spec, "ended by the rollout")
+        running ones no longer requested: a background run at its planned end (judged on
+        what it has), a blocking one skipped by ``baepo promote`` (cancelled).
+        Call inside :meth:`deciding`."""
+        self._held("sync")
+        runs = await self.runs(rollout)
+        wanted = {request.key: request for request in requests}
+        for key, request in wanted.items():
+            run = runs.get(key)
+            if run is None:
+                run = await self._create(rollout, request)
+            if run.phase == AnalysisPhase.RUNNING and run.id not in self._tasks:
+                self._start(run, request, spec, spec_dir)
+        for key, run in runs.items():
+            if run.phase != AnalysisPhase.RUNNING or key in wanted:
+                continue
+            if run.metrics.get("blocking", True):
+                await self._end(run, spec, "skipped: the rollout went on (baepo promote)",
+                                cancelled=True)  # fmt: skip
+            else:
+                await self._end(run, spec, "ended at the final switch")
 
     async def finish(self, rollout: Rollout, spec: Spec) -> None:
-        """End every run of a rollout that reached a final phase, then forget it."""
-        async with self._lock:
-            for run in (await self.runs(rollout)).values():
-                if run.phase == AnalysisPhase.RUNNING:
-                    await self._end(run, spec, f"the rollout is {rollout.phase.value}")
-            self._runs.pop(rollout.id, None)
+        """End every run of a rollout that reached a final phase, then forget it: cancelled
+        with the reason unless the rollout became healthy (then judged on what it has).
+        Call inside :meth:`deciding`."""
+        self._held("finish")
+        cancelled = rollout.phase != RolloutPhase.HEALTHY
+        why = ended_by(rollout)
+        for run in (await self.runs(rollout)).values():
+            if run.phase == AnalysisPhase.RUNNING:
+                await self._end(run, spec, why, cancelled=cancelled)
+        self._runs.pop(rollout.id, None)
+
+    def _held(self, what: str) -> None:
+        if not self._lock.locked():
+            raise RuntimeError(f"AnalysisEngine.{what} must be called inside deciding()")
 
     async def close(self) -> None:
         """Stop measuring (at shutdown); running runs stay running and resume on restart."""
         tasks = list(self._tasks.values())
-        for task in tasks:
-            task.cancel()
+        for run_id in list(self._tasks):
+            self._stop(run_id)
         await asyncio.gather(*tasks, return_exceptions=True)
         self._tasks.clear()
+
+    def _stop(self, run_id: int) -> None:
+        """Cancel the run's task; it also stops at its next check should the cancellation be
+        lost (``asyncio.wait_for`` can swallow one that arrives as its wait ends)."""
+        self._stopped.add(run_id)
+        task = self._tasks.pop(run_id, None)
+        if task is not None:
+            task.cancel()
 
     # -- runs ------------------------------------------------------------------------------
 
@@ -166,6 +219,7 @@ class AnalysisEngine:
         return saved
 
     def _start(self, run: AnalysisRun, request: AnalysisRequest, spec: Spec, spec_dir: str) -> None:
+        self._stopped.discard(run.id)
         task = asyncio.create_task(self._measure_run(run, request, spec, spec_dir))
         self._tasks[run.id] = task
         task.add_done_callback(lambda _task: self._forget(run.id, _task))
@@ -188,21 +242,28 @@ class AnalysisEngine:
         return found
 
     def _count(self, run: AnalysisRun, metric: MetricSpec) -> int | None:
-        if metric.count is not None:
-            return metric.count
-        return 1 if run.metrics.get("blocking", True) else None
+        """How many measurements end the metric: ``count`` (one without it) for a blocking
+        run; none for a background run, which measures until the final switch."""
+        if not run.metrics.get("blocking", True):
+            return None
+        return metric.count if metric.count is not None else 1
 
-    async def _end(self, run: AnalysisRun, spec: Spec, why: str) -> None:
-        task = self._tasks.pop(run.id, None)
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-        fresh = self._runs.get(run.rollout_id, {}).get(run.key, run)
+    def _current(self, run: AnalysisRun) -> AnalysisRun:
+        return self._runs.get(run.rollout_id, {}).get(run.key, run)
+
+    async def _end(
+        self, run: AnalysisRun, spec: Spec, why: str, *, cancelled: bool = False
+    ) -> None:
+        """Stop measuring ``run`` and judge it (inside ``deciding``: no measurement is being
+        recorded, so every one taken is counted and none lands afterwards). The task is not
+        awaited: it may be waiting for the lock held here (a cancellation that
+        ``asyncio.wait_for`` swallowed), and finds its run ended once it has it."""
+        self._stop(run.id)
+        fresh = self._current(run)
         if fresh.phase != AnalysisPhase.RUNNING:
             return
         measurements = await asyncio.to_thread(self.store.list_measurements, run.id)
-        await self._conclude(fresh, spec, measurements, ended=why)
+        await self._conclude(fresh, spec, measurements, ended=why, cancelled=cancelled)
 
     async def _conclude(
         self,
@@ -211,8 +272,12 @@ class AnalysisEngine:
         measurements: Sequence[Measurement],
         *,
         ended: str | None = None,
+        cancelled: bool = False,
     ) -> AnalysisRun:
-        """Recompute every metric's phase and reason and the run's verdict; save the run."""
+        """Recompute every metric's phase and reason and the run's verdict; save the run.
+        A run that already has a verdict keeps it."""
+        if self._current(run).phase.terminal:
+            return self._current(run)
         by_metric: dict[str, list[Measurement]] = {}
         for measurement in measurements:
             key = metric_key(measurement.template, measurement.metric)
@@ -227,7 +292,7 @@ class AnalysisEngine:
             tally = Tally.of(taken)
             phase = metric_phase(metric, tally, count)
             if ended is not None and phase == AnalysisPhase.RUNNING:
-                phase = ended_phase(metric, tally)
+                phase = ended_phase(metric, tally, cancelled=cancelled)
             phases[key] = phase
             if metric.dry_run:
                 dry.append(key)
@@ -241,10 +306,11 @@ class AnalysisEngine:
                 "errors": tally.errors,
                 "condition": _condition_text(metric),
                 "reason": metric_reason(metric.name, metric, taken, phase, count),
+                "recent": recent(taken),
             }
         verdict = run_phase(phases, dry)
-        if ended is not None and verdict == AnalysisPhase.RUNNING:
-            verdict = AnalysisPhase.SUCCESSFUL
+        if ended is not None and verdict == AnalysisPhase.RUNNING:  # only dry-run metrics
+            verdict = AnalysisPhase.CANCELLED if cancelled else AnalysisPhase.SUCCESSFUL
         message = _run_message(run, verdict, summaries, ended)
         now = self.clock()
         updated = replace(
@@ -285,7 +351,7 @@ class AnalysisEngine:
                     due = taken[-1].at + timedelta(seconds=metric.interval)
                 else:
                     due = run.started_at + timedelta(seconds=metric.initial_delay)
-                while not done.is_set():
+                while not done.is_set() and run.id not in self._stopped:
                     if metric_phase(metric, Tally.of(taken), count).terminal:
                         return
                     delay = (due - self.clock()).total_seconds()
@@ -312,11 +378,17 @@ class AnalysisEngine:
                     if measurement is None:  # no data yet: try again shortly, record nothing
                         due = self.clock() + timedelta(seconds=min(1.0, metric.interval))
                         continue
-                    saved = await asyncio.to_thread(self.store.add_measurement, measurement)
-                    taken.append(saved)
-                    measurements.append(saved)
-                    current = self._runs.get(run.rollout_id, {}).get(run.key, run)
-                    concluded = await self._conclude(current, spec, measurements)
+                    async with self._lock:  # never while a pass decides or a run is ended
+                        current = self._current(run)
+                        if current.phase.terminal or done.is_set() or run.id in self._stopped:
+                            done.set()  # ended while measuring: the measurement is dropped
+                            return
+                        if metric_phase(metric, Tally.of(taken), count).terminal:
+                            return  # never more than the metric's count
+                        saved = await asyncio.to_thread(self.store.add_measurement, measurement)
+                        taken.append(saved)
+                        measurements.append(saved)
+                        concluded = await self._conclude(current, spec, measurements)
                     if concluded.phase.terminal:
                         done.set()
                         self.wake()
@@ -407,6 +479,24 @@ class AnalysisEngine:
         )
 
 
+_ENDED = {
+    RolloutPhase.ROLLED_BACK: "rolled back",
+    RolloutPhase.ABORTED: "aborted",
+    RolloutPhase.SUPERSEDED: "superseded by a newer deploy",
+    RolloutPhase.FAILED: "failed",
+}
+
+
+def ended_by(rollout: Rollout) -> str:
+    """Why a rollout's runs end with it, in plain words, e.g. ``the rollout was rolled back:
+    rollback guard error_rate: error rate 26.9% ... is above 5%``."""
+    if rollout.phase == RolloutPhase.HEALTHY:
+        return "the rollout is healthy"
+    what = _ENDED.get(rollout.phase, rollout.phase.value)
+    why = rollout.cause.summary if rollout.cause is not None else rollout.message
+    return f"the rollout was {what}" + (f": {why}" if why else "")
+
+
 def _timeout(metric: MetricSpec) -> float:
     own = metric.web.timeout if metric.web else metric.job.timeout if metric.job else None
     return MEASURE_TIMEOUT if own is None else own + 5.0
@@ -456,7 +546,7 @@ def _run_message(
     if verdict == AnalysisPhase.RUNNING:
         return f"{noun} running: " + "; ".join(s["reason"] for s in summaries.values())
     deciding = [s for s in summaries.values() if s["phase"] == verdict.value and not s["dry_run"]]
-    if verdict in _CONSEQUENCE and deciding:
+    if verdict in _CONSEQUENCE and deciding and ended is None:
         consequence = _CONSEQUENCE[verdict]
         if run.kind == "post_promotion" and consequence == "rollback":
             consequence = "switching back"

@@ -16,6 +16,12 @@ The rules, as documented in ``docs/analysis.md``:
   count toward ``count``: a source that is down never yields a silent pass.
 - A run is failed when any metric that is not ``dry_run`` failed, else error, else
   inconclusive (in that order); successful when every such metric is; running otherwise.
+- A run its owner ends before its verdict is judged in one of two ways. At its planned end
+  (a background analysis at the final switch) each metric still measuring is successful when
+  at least one of its measurements passed and no limit was exceeded, else inconclusive: a
+  metric with nothing but failures within ``failure_limit`` has not passed. Ended by
+  something else (a guard's rollback, an abort, a newer deploy, ``baepo promote`` skipping
+  the step) it is **cancelled**, whatever it measured so far: neither a pass nor a fail.
 
 Pure functions. Callers: the analysis engine, ``baepo analysis`` (reasons), tests.
 """
@@ -100,14 +106,18 @@ def metric_phase(metric: MetricSpec, tally: Tally, count: int | None) -> Analysi
     return AnalysisPhase.RUNNING
 
 
-def ended_phase(metric: MetricSpec, tally: Tally) -> AnalysisPhase:
-    """The verdict of a metric whose run is ended by its owner (a background analysis when
-    the rollout finishes): successful unless a limit was exceeded; with no measurement that
-    is not an error, inconclusive — never a pass by default."""
+def ended_phase(metric: MetricSpec, tally: Tally, *, cancelled: bool = False) -> AnalysisPhase:
+    """The verdict of a metric whose run is ended by its owner. At the run's planned end (a
+    background analysis at the final switch): failed, inconclusive or error when a limit was
+    exceeded, else successful when at least one measurement passed, else inconclusive —
+    never a pass by default. ``cancelled`` (ended by something else): CANCELLED unless a limit
+    was already exceeded."""
     phase = metric_phase(metric, tally, None)
     if phase != AnalysisPhase.RUNNING:
         return phase
-    return AnalysisPhase.SUCCESSFUL if tally.taken else AnalysisPhase.INCONCLUSIVE
+    if cancelled:
+        return AnalysisPhase.CANCELLED
+    return AnalysisPhase.SUCCESSFUL if tally.successful else AnalysisPhase.INCONCLUSIVE
 
 
 def _of(n: int, noun: str) -> str:
@@ -137,8 +147,14 @@ def metric_reason(
             f"({last[AnalysisPhase.INCONCLUSIVE]}); "
             f"inconclusive_limit {metric.inconclusive_limit} exceeded"
         )
-    if phase == AnalysisPhase.INCONCLUSIVE:
+    if phase == AnalysisPhase.INCONCLUSIVE and not tally.taken:
         return f"{name}: no measurement could be taken before the analysis ended"
+    if phase == AnalysisPhase.INCONCLUSIVE:
+        failed = f"; {tally.failed} failed, within failure_limit" if tally.failed else ""
+        return (
+            f"{name}: no measurement passed before the analysis ended "
+            f"({_of(tally.taken, 'measurement')}{failed})"
+        )
     if phase == AnalysisPhase.ERROR:
         return (
             f"{name}: {_of(tally.consecutive_errors, 'measurement')} in a row could not be taken "
@@ -157,7 +173,15 @@ def metric_reason(
     if phase == AnalysisPhase.RUNNING:
         wanted = f"{tally.taken}/{count}" if count is not None else f"{tally.taken}"
         return f"{name}: {wanted} measurements so far, {passed}"
+    if phase == AnalysisPhase.CANCELLED:
+        return f"{name}: cancelled after {_of(tally.taken, 'measurement')}, {passed}"
     return f"{name}: {passed}"
+
+
+def recent(measurements: Sequence[Measurement], limit: int = 10) -> list[str]:
+    """The last ``limit`` measurements in short words, oldest first (``failed: 0.31 > 0.05``):
+    the evidence a failure cause quotes."""
+    return [f"{m.phase.value}: {m.message}" for m in measurements[-limit:]]
 
 
 def run_phase(phases: Mapping[str, AnalysisPhase], dry_run: Iterable[str] = ()) -> AnalysisPhase:
@@ -167,6 +191,8 @@ def run_phase(phases: Mapping[str, AnalysisPhase], dry_run: Iterable[str] = ()) 
     for severe in _SEVERITY:
         if severe in deciding:
             return severe
+    if AnalysisPhase.CANCELLED in deciding:
+        return AnalysisPhase.CANCELLED
     if any(phase == AnalysisPhase.RUNNING for phase in deciding):
         return AnalysisPhase.RUNNING
     if not deciding and any(p == AnalysisPhase.RUNNING for p in phases.values()):

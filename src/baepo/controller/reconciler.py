@@ -30,6 +30,7 @@ from baepo.controller.sampling import Sampler
 from baepo.controller.traffic import MAIN, PREVIEW, Table, Traffic
 from baepo.core import causes
 from baepo.core.model import (
+    AnalysisPhase,
     App,
     AppState,
     Cause,
@@ -139,6 +140,7 @@ class Reconciler:
         self._fresh_sample = False
         self._ever_ready: dict[tuple[str, str], set[str]] = {}  # instances seen ready
         self._watch_tripped: set[int] = set()  # rollouts undone after promotion
+        self._swept_runs: set[tuple[str, str]] = set()  # apps whose stale runs were ended
         # Hosts a placed start failed on (host batches), by app, env and rollout id: the next
         # pass records them in that rollout's status, where the strategy skips them. Keyed by
         # rollout, not revision: ``baepo retry`` rolls the same revision out again, to every
@@ -179,6 +181,7 @@ class Reconciler:
         if app.state == AppState.DOWN:
             return await self._down(app, instances)
         rollout = await asyncio.to_thread(self.store.active_rollout, app.app, app.env)
+        await self._retire_runs(app, rollout)
         if rollout is not None and rollout.phase == RolloutPhase.AWAITING_APPROVAL:
             rollout = None  # nothing moves until an approver says so
         target = rollout.revision if rollout else app.stable_revision
@@ -212,31 +215,39 @@ class Reconciler:
             await self._hold(app, held, instances)
             return True
         spec = spec_of(revision)
-        runs = await self.analysis.runs(rollout)
-        plan, status = plan_rollout(
-            self._with_failed_hosts(app, rollout), spec, instances, self.timer(), runs
-        )
-        if plan.phase is None or not plan.phase.terminal:
-            plan = self._guard(app, rollout, spec, plan, instances)
-        if plan.phase == RolloutPhase.ROLLED_BACK and plan.traffic is None:
-            stable = rollout.stable_revision
-            back = only_revision_traffic(instances, stable) if stable is not None else ()
-            if back:  # switch back in this very pass; the next one converges the rest
-                plan = replace(plan, traffic=back)
-        # Users first: the router routes the plan (main and preview listener) before the
-        # rollout's new state is recorded, so whoever sees a step, a paused preview, "healthy"
-        # or "rolled back" also sees the router serve it. A crash in between only repeats the
-        # decision on the next pass.
-        await self._route(app, revision, plan)
-        changed = (
-            plan.phase is not None
-            or status != rollout.status
-            or (plan.message and plan.message != rollout.message)
-        )
-        if changed:
-            rollout = await self._transition(app, rollout, plan, status)
+        # No analysis verdict lands while this pass reads the runs, decides, routes, records
+        # the decision and syncs the runs: a failed verdict recorded a moment after the read
+        # would otherwise be overtaken by a step completed (or a switch made) on the older view.
+        async with self.analysis.deciding():
+            runs = await self.analysis.runs(rollout)
+            plan, status = plan_rollout(
+                self._with_failed_hosts(app, rollout), spec, instances, self.timer(), runs
+            )
+            if plan.phase is None or not plan.phase.terminal:
+                plan = self._guard(app, rollout, spec, plan, instances)
+            if plan.phase == RolloutPhase.ROLLED_BACK and plan.traffic is None:
+                stable = rollout.stable_revision
+                back = only_revision_traffic(instances, stable) if stable is not None else ()
+                if back:  # switch back in this very pass; the next one converges the rest
+                    plan = replace(plan, traffic=back)
+            # Users first: the router routes the plan (main and preview listener) before the
+            # rollout's new state is recorded, so whoever sees a step, a paused preview,
+            # "healthy" or "rolled back" also sees the router serve it. A crash in between
+            # only repeats the decision on the next pass.
+            await self._route(app, revision, plan)
+            changed = (
+                plan.phase is not None
+                or status != rollout.status
+                or (plan.message and plan.message != rollout.message)
+            )
+            if changed:
+                rollout = await self._transition(app, rollout, plan, status)
+                if rollout.phase.terminal:
+                    self.gates.ended(rollout, revision)
             if rollout.phase.terminal:
-                self.gates.ended(rollout, revision)
+                await self.analysis.finish(rollout, spec)
+            else:
+                await self.analysis.sync(rollout, spec, revision.spec_dir, plan.analyses)
         for note in plan.notes:
             await self.event(app, "rollout.step", note, rollout=rollout)
         try:
@@ -248,12 +259,28 @@ class Reconciler:
                 exc.hint or "",
             )
             await self._fail(app, rollout, revision, instances, f"{exc} ({exc.hint})", cause)
-            return True
-        if rollout.phase.terminal:
-            await self.analysis.finish(rollout, spec)
-        else:
-            await self.analysis.sync(rollout, spec, revision.spec_dir, plan.analyses)
         return True
+
+    async def _retire_runs(self, app: App, active: Rollout | None) -> None:
+        """End the analysis runs of app+env's rollouts that ended outside a pass (an abort,
+        an undo, a newer deploy, a failed gate, ``baepo down``), cancelled with the reason;
+        on the first pass for the app also those a previous server left running."""
+        keep = active.id if active is not None else None
+        ended = set(self.analysis.rollouts_of(app.app, app.env))
+        if (app.app, app.env) not in self._swept_runs:
+            self._swept_runs.add((app.app, app.env))
+            stored = await asyncio.to_thread(self.store.list_analysis_runs, app.app, app.env)
+            ended |= {r.rollout_id for r in stored if r.phase == AnalysisPhase.RUNNING}
+        for rollout_id in sorted(ended - {keep}):
+            try:
+                rollout = await asyncio.to_thread(self.store.get_rollout, rollout_id)
+                if not rollout.phase.terminal:
+                    continue
+                revision = await self.revision(app.app, app.env, rollout.revision)
+            except NotFoundError:
+                continue
+            async with self.analysis.deciding():
+                await self.analysis.finish(rollout, spec_of(revision))
 
     async def _fail(
         self,
@@ -274,7 +301,8 @@ class Reconciler:
         await self._route(app, revision, plan)
         ended = await self._transition(app, rollout, plan, rollout.status)
         self.gates.ended(ended, revision)
-        await self.analysis.finish(ended, spec_of(revision))
+        async with self.analysis.deciding():
+            await self.analysis.finish(ended, spec_of(revision))
 
     async def _stalled(self, app: App, rollout: Rollout, exc: ExternalError) -> None:
         """Record why the rollout cannot go on (the router or the platform refused): its cause

@@ -224,7 +224,9 @@ class AnalysisPhase(StrEnum):
     """The verdict of an analysis run, of one of its metrics, or of one measurement.
 
     A measurement is never RUNNING. ERROR means "could not be measured" (a source down, a
-    condition that could not be evaluated), never a pass.
+    condition that could not be evaluated), never a pass. CANCELLED is a run (or a metric of
+    one) ended before its verdict by something else: the rollout rolled back by a guard,
+    aborted, superseded, or a step skipped by ``baepo promote``; it is never a pass either.
     """
 
     RUNNING = "running"
@@ -232,6 +234,7 @@ class AnalysisPhase(StrEnum):
     FAILED = "failed"
     INCONCLUSIVE = "inconclusive"
     ERROR = "error"
+    CANCELLED = "cancelled"
 
     @property
     def terminal(self) -> bool:

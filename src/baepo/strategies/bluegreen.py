@@ -24,7 +24,7 @@ from typing import Any
 from baepo.core.model import AnalysisPhase, AnalysisRun, Instance, InstancePhase, RolloutPhase
 from baepo.spec.models import Spec
 from baepo.spec.strategies import BlueGreenSpec
-from baepo.strategies.canary import FAILING, analysis_request
+from baepo.strategies.canary import FAILING, WAITING, analysis_failed, analysis_request
 from baepo.strategies.plan import Plan, live, only_revision_traffic, ready
 
 
@@ -69,8 +69,8 @@ def blue_green_step(
                 status,
             )  # fmt: skip
         if run.phase in FAILING:
-            return Plan(phase=RolloutPhase.ROLLED_BACK, message=run.message), status
-        if run.phase == AnalysisPhase.INCONCLUSIVE:
+            return analysis_failed(run), status
+        if run.phase in WAITING:
             return (
                 Plan(
                     traffic=stable_table, stop=tuple(stop), preview=preview_table,
@@ -108,12 +108,12 @@ def blue_green_step(
         status["switched"] = True
         run = analyses.get("post-promotion")
         if run is not None and run.phase in FAILING:
-            return Plan(phase=RolloutPhase.ROLLED_BACK, message=run.message), status
-        accepted = run is not None and run.phase == AnalysisPhase.INCONCLUSIVE and promoted_now
+            return analysis_failed(run), status
+        accepted = run is not None and run.phase in WAITING and promoted_now
         if not accepted and (run is None or run.phase != AnalysisPhase.SUCCESSFUL):
             request = analysis_request("post-promotion", "post_promotion", post, target, stable)
             waiting = run.message if run is not None else "post-promotion analysis starting"
-            if run is not None and run.phase == AnalysisPhase.INCONCLUSIVE:
+            if run is not None and run.phase in WAITING:
                 waiting = f"{run.message}; `baepo promote` keeps revision {target}"
             return (
                 Plan(

@@ -4,8 +4,9 @@ Steps run in order: ``set_weight`` (route that share to the canary once it has r
 instances), ``pause`` (for a duration, or until ``baepo promote``), ``set_canary_scale`` (a
 number of canary instances independent of the weight) and ``analysis`` (asks for an analysis
 run keyed ``step-N`` and goes on when it is successful; failed or error rolls back,
-inconclusive pauses until ``baepo promote`` or ``baepo abort``). ``background_analysis`` is
-asked for from its ``starting_step`` until the canary is promoted, and rolls back on failure.
+inconclusive or cancelled pauses until ``baepo promote`` or ``baepo abort``).
+``background_analysis`` is asked for from its ``starting_step`` until the final switch, and
+rolls back on failure. A failed run ends the rollout with an ``analysis`` cause.
 After the last step — or on ``baepo promote --full`` — the canary is scaled to ``replicas``,
 receives all traffic in one router operation, and the stable revision is drained and stopped.
 
@@ -32,6 +33,8 @@ from baepo.core.model import (
     AnalysisPhase,
     AnalysisRequest,
     AnalysisRun,
+    Cause,
+    CauseKind,
     Instance,
     InstancePhase,
     RolloutPhase,
@@ -105,6 +108,25 @@ def analysis_request(
 
 
 FAILING = (AnalysisPhase.FAILED, AnalysisPhase.ERROR)
+WAITING = (AnalysisPhase.INCONCLUSIVE, AnalysisPhase.CANCELLED)  # for a person to decide
+
+
+def analysis_cause(run: AnalysisRun) -> Cause:
+    """The cause of a rollout ended by ``run``'s verdict: its message, then for each metric
+    that decided it the condition, the counts and the latest measurements."""
+    evidence: list[str] = []
+    for key, summary in run.metrics.get("metrics", {}).items():
+        if summary.get("phase") != run.phase.value or summary.get("dry_run"):
+            continue
+        evidence.append(f"{key}: {summary.get('condition') or 'no condition'}")
+        evidence.append(f"{key}: {summary.get('reason', '')}")
+        evidence += [f"  {line}" for line in summary.get("recent", [])]
+    return Cause(CauseKind.ANALYSIS, run.message, tuple(evidence))
+
+
+def analysis_failed(run: AnalysisRun) -> Plan:
+    """The plan that rolls back because ``run`` failed (or could not measure)."""
+    return Plan(phase=RolloutPhase.ROLLED_BACK, message=run.message, cause=analysis_cause(run))
 
 
 def canary_step(
@@ -113,6 +135,7 @@ def canary_step(
     analyses: Mapping[str, AnalysisRun] | None = None,
 ) -> tuple[Plan, dict[str, Any]]:  # fmt: skip
     """One pass of a canary rollout from ``stable`` to ``target``."""
+    before = status
     plan, status = _canary_step(
         spec, canary, stable, target, phase, status, instances, now, analyses or {}
     )
@@ -120,8 +143,8 @@ def canary_step(
     if background is None or plan.phase in (RolloutPhase.ROLLED_BACK, RolloutPhase.FAILED):
         return plan, status
     run = (analyses or {}).get("background")
-    if run is not None and run.phase in FAILING:
-        return Plan(phase=RolloutPhase.ROLLED_BACK, message=run.message), status
+    if run is not None and run.phase in FAILING:  # wins over a step this pass completed
+        return analysis_failed(run), dict(before)
     index = int(status.get("step", 0))
     if index >= background.starting_step and not status.get("switched"):
         request = analysis_request("background", "background", background, target, stable,
@@ -196,8 +219,8 @@ def _canary_step(
                     status,
                 )  # fmt: skip
             if run.phase in FAILING:
-                return Plan(phase=RolloutPhase.ROLLED_BACK, message=run.message), status
-            if run.phase == AnalysisPhase.INCONCLUSIVE:
+                return analysis_failed(run), status
+            if run.phase in WAITING:
                 status["step"] = index
                 plan = _scaled(spec, canary, stable, target, status, instances, surge, unavailable)
                 return (

@@ -15,6 +15,7 @@ from typing import Any
 from baepo.core import causes
 from baepo.core.model import (
     AnalysisPhase,
+    AnalysisRequest,
     AnalysisRun,
     Instance,
     InstancePhase,
@@ -86,7 +87,8 @@ def plan_rollout(
         who = status.get("paused_by", "a person")
         message = f"paused by {who}: nothing changes until baepo resume"
         phase = RolloutPhase.PAUSED if rollout.phase != RolloutPhase.PAUSED else None
-        return Plan(phase=phase, message=message), status
+        # A pause freezes traffic, not judgement: running analyses go on measuring.
+        return Plan(phase=phase, message=message, analyses=still_running(analyses)), status
 
     if is_complete(target, spec.replicas, instances):
         plan = converge(target, spec.replicas, 0, 0, instances)
@@ -184,6 +186,23 @@ def _host_batches(
         message = f"every host runs revision {rollout.revision}; stopping the rest{skipped}"
     plan = replace(step.plan, phase=phase, message=message, progressed=progressed, notes=notes)
     return plan, status
+
+
+def still_running(analyses: Mapping[str, AnalysisRun] | None) -> tuple[AnalysisRequest, ...]:
+    """The requests that keep the running runs of ``analyses`` running as they are."""
+    return tuple(
+        AnalysisRequest(
+            key=run.key,
+            kind=run.kind,
+            templates=tuple(run.templates),
+            revision=run.revision,
+            baseline=run.baseline,
+            args=tuple(sorted(run.metrics.get("args", {}).items())),
+            blocking=bool(run.metrics.get("blocking", True)),
+        )
+        for run in (analyses or {}).values()
+        if run.phase == AnalysisPhase.RUNNING
+    )
 
 
 def _end(rollout: Rollout, why: str) -> Plan:
