@@ -369,7 +369,9 @@ class AnalysisEngine:
                     )  # fmt: skip
                     measurement: Measurement | None
                     if spec.analysis[template].judge is not None:
-                        last = Tally.of(taken).taken + 1 >= (count or 1)
+                        # A background judge has no last judgement: it judges until the
+                        # final switch, failing at once on a score at or below marginal_score.
+                        last = count is not None and Tally.of(taken).taken + 1 >= count
                         measurement = await self._judge_once(run, spec, template, last)
                     else:
                         measurement = await self._measure_once(

@@ -275,6 +275,7 @@ _VERDICT_STYLE = {
     "failed": "red",
     "error": "red",
     "inconclusive": "yellow",
+    "cancelled": "magenta",
     "running": "cyan",
 }
 _SHOWN_MEASUREMENTS = 10

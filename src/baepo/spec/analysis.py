@@ -116,8 +116,8 @@ class MetricSpec(SpecModel):
         le=MAX_COUNT,
         description=(
             "How many measurements to take (errors do not count). Without it: one in a "
-            "canary step or around a blue-green promotion; in background analysis, "
-            "measurements go on until the rollout ends."
+            "canary step or around a blue-green promotion. Background analysis ignores "
+            "it: it measures every `interval` until the final switch."
         ),
     )
     initial_delay: Duration = Field(

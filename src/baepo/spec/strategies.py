@@ -273,7 +273,10 @@ class CanarySpec(SpecModel):
     )
     background_analysis: BackgroundAnalysisSpec | None = Field(
         default=None,
-        description="Templates measured for the whole rollout from `starting_step` on.",
+        description=(
+            "Templates measured from `starting_step` until the final switch, whatever their "
+            "`count`; a failed or error verdict rolls back."
+        ),
     )
 
     def resolve(self, replicas: int) -> tuple[int, int]:
