@@ -14,8 +14,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import httpx
 import pytest
 from harness import SampleProject, free_port, serving, versions
+from prometheus_client.parser import text_string_to_metric_families
 
 from baepo.cli.loadgen import LoadGenerator
 
@@ -293,3 +295,145 @@ def test_job_metric_decides_the_canary(project: SampleProject, code: int) -> Non
     assert measurement["phase"] == run_phase
     assert "smoke test" in measurement["output"]
     assert stored(measurement["value"]) == code
+
+
+def background_canary(steps: str, *, starting_step: int = 1) -> str:
+    """A canary with ``steps`` and background analysis of ``check`` from ``starting_step`` (by
+    default once the first ``set_weight`` step has routed traffic to the canary)."""
+    return (
+        f"{{canary: {{steps: {steps}, background_analysis: "
+        f"{{templates: [check], starting_step: {starting_step}}}}}}}"
+    )
+
+
+def scraped(project: SampleProject, name: str, **labels: str) -> float:
+    """The value of the server's ``/metrics`` sample ``name`` with ``labels`` (0 when absent)."""
+    url = project.server_info()["url"]
+    response = httpx.get(f"{url}/metrics", headers=project.headers(), timeout=30)
+    response.raise_for_status()
+    for family in text_string_to_metric_families(response.text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                return float(sample.value)
+    return 0.0
+
+
+def test_a_background_analysis_ended_by_a_guard_is_cancelled_not_successful(
+    project: SampleProject,
+) -> None:
+    deploy_v1(project)
+    # Measurements pass (30 % is below 90 %); the default error-rate guard rolls back first.
+    metric = error_rate_metric(count=5, failure_condition="result > 0.9")
+    with load(project, rate=200):
+        deploy_v2(
+            project, strategy=background_canary("[{set_weight: 50}, {pause: {}}]"),
+            error_rate=0.3, metrics=[metric],
+        )  # fmt: skip
+        rollout = assert_rolled_back_to_v1(project)
+    assert "rollback guard error_rate" in rollout["message"], rollout["message"]
+    run = only_run(project, "background")
+    assert run["phase"] == "cancelled", run
+    assert run["finished_at"] is not None
+    assert "cancelled (the rollout was rolled back: " in run["message"], run["message"]
+    assert "error_rate" in run["message"] or "error rate" in run["message"], run["message"]
+    assert "paused for a person" not in run["message"]
+    assert "successful" not in run["message"]
+    [shown] = project.api("/api/v1/apps/sample/analysis")
+    assert (shown["phase"], shown["message"]) == ("cancelled", run["message"])
+    assert "cancelled" in project.ok("analysis")
+    labels = {"app": "sample", "kind": "background"}
+    assert scraped(project, "baepo_analysis_runs_total", verdict="cancelled", **labels) == 1
+    assert scraped(project, "baepo_analysis_runs_total", verdict="successful", **labels) == 0
+
+
+def test_background_analysis_watches_every_step_until_the_final_switch(
+    project: SampleProject,
+) -> None:
+    deploy_v1(project)
+    metric = error_rate_metric(count=2)  # fails above 5 % errors
+    fault = project.root / "fault"
+    with load(project, rate=120):
+        project.write(
+            "2.0.0", replicas=1,
+            strategy=background_canary("[{set_weight: 25}, {pause: {duration: 2s}}, "
+                                       "{set_weight: 50}, {pause: {}}]"),
+            extra_env={"SAMPLE_ERROR_RATE": "0.5", "SAMPLE_FAULT_FILE": str(fault)},
+        )  # fmt: skip
+        extra = f"analysis: {json.dumps({'check': {'metrics': [metric]}})}\n"
+        extra += f"rollback: {json.dumps(NO_GUARDS)}\n"
+        project.spec.write_text(project.spec.read_text() + extra)
+        project.ok("deploy", "--no-wait")
+
+        def past_count_at_50(status: dict[str, Any]) -> bool:
+            runs = [r for r in analysis_runs(project) if r["kind"] == "background"]
+            return (
+                phase_is("paused")(status)
+                and status["canary"]["weight"] == 50
+                and len(runs) == 1
+                and runs[0]["phase"] == "running"
+                and len(runs[0]["measurements"]) > metric["count"]
+            )
+
+        project.wait_for(past_count_at_50, what="the background analysis past its count at 50 %")
+        fault.touch()  # the canary turns bad at the last step, long after `count`
+        rollout = assert_rolled_back_to_v1(project)
+    run = only_run(project, "background")
+    assert run["phase"] == "failed", run
+    assert rollout["message"] == run["message"]
+    assert "rollback guard" not in rollout["message"]
+    phases = [m["phase"] for m in run["measurements"]]
+    assert phases[: metric["count"]] == ["successful"] * metric["count"], phases
+    assert phases[-1] == "failed", phases
+    # The rollout's cause is the analysis, with the condition and the measurements.
+    cause = project.status()["last_rollout"]["cause"]
+    assert cause is not None and cause["kind"] == "analysis", cause
+    assert cause["summary"] == run["message"]
+    assert "check/errors: fails when result > 0.05" in cause["evidence"]
+    assert any(line.strip().startswith("failed: ") for line in cause["evidence"]), cause
+
+
+def test_background_analysis_of_a_healthy_canary_ends_at_the_switch(
+    project: SampleProject,
+) -> None:
+    deploy_v1(project)
+    metric = error_rate_metric(count=2)
+    with load(project, rate=120):
+        deploy_v2(
+            project,
+            strategy=background_canary("[{set_weight: 50}, {pause: {duration: 6s}}]"),
+            metrics=[metric],
+        )
+        status = project.wait_for(finished, what="the rollout to end")
+    assert status["last_rollout"]["phase"] == "healthy", status["last_rollout"]
+    run = only_run(project, "background")
+    assert run["phase"] == "successful", run
+    assert "ended at the final switch" in run["message"], run["message"]
+    taken = [m for m in run["measurements"] if m["phase"] != "error"]
+    # Measured through the whole 6 s pause, not only `count` times.
+    assert len(taken) > metric["count"] + 2, run["measurements"]
+    assert all(m["phase"] == "successful" for m in taken), taken
+
+
+def test_an_abort_cancels_the_running_analyses_with_the_reason(project: SampleProject) -> None:
+    deploy_v1(project)
+    metric = error_rate_metric(count=30)
+    steps = "[{set_weight: 50}, {analysis: {templates: [check]}}, {pause: {}}]"
+    with load(project):
+        deploy_v2(project, strategy=background_canary(steps), metrics=[metric])
+
+        def both_measuring(status: dict[str, Any]) -> bool:
+            runs = analysis_runs(project)
+            return len(runs) == 2 and all(r["measurements"] for r in runs)
+
+        project.wait_for(both_measuring, what="the step and background analyses to measure")
+        project.ok("abort")
+        project.wait_for(finished, what="the abort")
+
+        def all_ended(status: dict[str, Any]) -> bool:
+            return all(r["phase"] != "running" for r in analysis_runs(project))
+
+        project.wait_for(all_ended, what="the analyses to end")
+    for run in analysis_runs(project):
+        assert run["phase"] == "cancelled", run
+        assert "cancelled (the rollout was aborted" in run["message"], run["message"]
+        assert len(run["measurements"]) < metric["count"]
