@@ -30,8 +30,12 @@ def rates(revision: int, requests: int, errors: int, p95: float) -> WindowRates:
 
 
 class Source:
-    def __init__(self, found: dict[int, WindowRates]) -> None:
+    def __init__(self, found: dict[int, WindowRates], ago: float | None = 0.1) -> None:
         self.found = found
+        self.ago = ago
+
+    def sampled_ago(self, app: str, env: str) -> float | None:
+        return self.ago
 
     def rates(self, app: str, env: str, seconds: float | None = None) -> dict[int, WindowRates]:
         return self.found
@@ -73,3 +77,19 @@ def test_baseline_comparison_with_skewed_traffic(
 def test_a_canary_without_requests_is_no_data() -> None:
     with pytest.raises(NoData):
         measure({1: rates(1, 900, 0, 0.05), 2: rates(2, 0, 0, 0)}, BASELINE_RULE)
+
+
+@pytest.mark.parametrize("ago", [2.5, 30.0])
+def test_a_stale_snapshot_is_not_measured_again(ago: float) -> None:
+    """A controller that could not sample for a while must not record the previous window's
+    numbers as a new measurement."""
+    found = {2: rates(2, 100, 0, 0.05), 1: rates(1, 100, 0, 0.05)}
+    metric = MetricSpec(name="m", query="error_rate", success_condition="result < 0.01")
+    context = MeasureContext(
+        app="a", env="default", revision=2, baseline=1, window=10.0,
+        started_at=datetime(2026, 1, 1, tzinfo=UTC),
+    )  # fmt: skip
+    with pytest.raises(NoData, match=f"last read {ago:.1f}s ago"):
+        asyncio.run(BuiltinProvider(Source(found, ago)).measure(metric, context))
+    fresh = asyncio.run(BuiltinProvider(Source(found, 0.3)).measure(metric, context))
+    assert fresh.value == 0.0

@@ -150,6 +150,11 @@ class Sampler:
             if later > earlier
         ]
 
+    def sampled_ago(self, app: str, env: str) -> float | None:
+        """Seconds since the newest snapshot of app+env (None before the first)."""
+        fine = self._fine.get((app, env))
+        return self.clock() - fine[-1][0] if fine else None
+
     def forget(self, app: str, env: str) -> None:
         """Drop an app's history (``baepo down``)."""
         self._fine.pop((app, env), None)

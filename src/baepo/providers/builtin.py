@@ -7,7 +7,9 @@ seconds, from the counters the controller samples from the router. Conditions se
 and for the stable revision over the same window as ``baseline.NAME`` (plus
 ``canary.requests`` and ``baseline.requests``). A window in which the revision served no
 request is :class:`NoData`: the engine retries it and, after a few intervals without data,
-records it as inconclusive, never as a pass or a fail.
+records it as inconclusive, never as a pass or a fail. So is a window whose newest snapshot is
+more than ``STALE`` seconds old (the controller could not sample for a while): measuring then
+would repeat the previous measurement's numbers as if they were new.
 
 Callers: ``providers.make_providers``.
 """
@@ -19,6 +21,9 @@ from typing import Any, Protocol
 from baepo.analysis.measure import MeasureContext, Measured, MeasurementError
 from baepo.core.latency import WindowRates, query_value
 from baepo.spec.analysis import BUILTIN_QUERIES, MetricSpec
+
+STALE = 2.0
+"""Seconds after which the newest snapshot of the router's counters is too old to measure."""
 
 
 class NoData(MeasurementError):
@@ -38,6 +43,10 @@ class RateSource(Protocol):
         """Rates per ``step``-second slice over the last ``seconds``, oldest first."""
         ...
 
+    def sampled_ago(self, app: str, env: str) -> float | None:
+        """Seconds since the newest snapshot; None before the first."""
+        ...
+
 
 def values(rates: WindowRates | None) -> dict[str, Any]:
     """Every builtin query's value (None without requests) and ``requests``."""
@@ -55,6 +64,11 @@ class BuiltinProvider:
         self.source = source
 
     async def measure(self, metric: MetricSpec, context: MeasureContext) -> Measured:
+        ago = self.source.sampled_ago(context.app, context.env)
+        if ago is not None and ago > STALE:
+            raise NoData(
+                f"the router's counters were last read {ago:.1f}s ago; waiting for a fresh sample"
+            )
         rates = self.source.rates(context.app, context.env, context.window)
         if not rates:
             raise NoData("the router has no counters yet; waiting for the first samples")
