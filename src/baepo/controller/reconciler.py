@@ -179,6 +179,7 @@ class Reconciler:
         instances = await self.observe(app.app, app.env)
         await self._note_readiness(app, instances)
         if app.state == AppState.DOWN:
+            await self._retire_runs(app, None)
             return await self._down(app, instances)
         rollout = await asyncio.to_thread(self.store.active_rollout, app.app, app.env)
         await self._retire_runs(app, rollout)
