@@ -63,6 +63,10 @@ log = logging.getLogger(__name__)
 MEASURE_TIMEOUT = 30.0
 """Seconds a provider without a timeout of its own may take for one measurement."""
 
+ALL = 1_000_000
+"""Measurements read back to judge a run: all of them (a background run of a long canary
+can take thousands)."""
+
 NO_DATA_GRACE = 3
 """Intervals a source may have nothing to measure (no requests yet) before that is recorded as
 an inconclusive measurement; until then it is retried every second and nothing is recorded."""
@@ -262,7 +266,7 @@ class AnalysisEngine:
         fresh = self._current(run)
         if fresh.phase != AnalysisPhase.RUNNING:
             return
-        measurements = await asyncio.to_thread(self.store.list_measurements, run.id)
+        measurements = await asyncio.to_thread(self.store.list_measurements, run.id, limit=ALL)
         await self._conclude(fresh, spec, measurements, ended=why, cancelled=cancelled)
 
     async def _conclude(
@@ -336,7 +340,9 @@ class AnalysisEngine:
             compiled = compile_templates(
                 {t: spec.analysis[t] for t in run.templates if spec.analysis[t].judge is None}
             )
-            measurements = list(await asyncio.to_thread(self.store.list_measurements, run.id))
+            measurements = list(
+                await asyncio.to_thread(self.store.list_measurements, run.id, limit=ALL)
+            )
             args = {**_template_args(spec, run.templates), **dict(request.args)}
             done = asyncio.Event()
 
