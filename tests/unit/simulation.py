@@ -18,6 +18,7 @@ from baepo.core.model import (
     Rollout,
     RolloutPhase,
 )
+from baepo.core.ports import RevisionStats
 from baepo.spec.models import Spec
 from baepo.strategies.plan import Plan, ready
 from baepo.strategies.rollout import plan_rollout
@@ -102,10 +103,11 @@ class Runner:
         self.now = T0
         self.plans: list[Plan] = []
         self.analyses: dict[str, AnalysisRun] = {}  # runs by key, as the engine reports them
+        self.counters: dict[int, RevisionStats] = {}  # the router's, per revision
 
     def step(self) -> Plan:
         plan, status = plan_rollout(
-            self.rollout, self.spec, self.cluster.instances, self.now, self.analyses
+            self.rollout, self.spec, self.cluster.instances, self.now, self.analyses, self.counters
         )
         self.rollout = replace(self.rollout, status=status, phase=plan.phase or self.rollout.phase)
         self.plans.append(plan)

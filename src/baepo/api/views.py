@@ -141,29 +141,37 @@ def stats_view(
 
 
 def steps_view(revision: Revision, rollout: Rollout) -> dict[str, Any] | None:
-    """A canary rollout's steps with the current one marked, and its weight."""
+    """A canary rollout's steps with the current one marked, its weight, and for the default
+    canary how close each judged metric is to a verdict."""
     from baepo.spec.models import Spec
+    from baepo.strategies.default_canary import JudgeStep, effective_steps
 
     canary = Spec.model_validate(revision.config).strategy.canary
     if canary is None:
         return None
     current = int(rollout.status.get("step", 0))
+    planned = effective_steps(canary)
     steps = [
         {
             "index": index,
             "description": step.describe(),
             "state": "done" if index < current else "current" if index == current else "pending",
-            "pause_seconds": None if step.pause is None else step.pause.duration,
+            "pause_seconds": None
+            if isinstance(step, JudgeStep) or step.pause is None
+            else step.pause.duration,
         }
-        for index, step in enumerate(canary.steps)
+        for index, step in enumerate(planned)
     ]
     return {
         "steps": steps,
         "step": current,
         "weight": int(rollout.status.get("weight", 0)),
-        "promoting": current >= len(canary.steps),
+        "promoting": current >= len(planned),
         # the end of the timed pause in progress (ISO time), for `--wait` to say so
         "pause_until": rollout.status.get("pause_until"),
+        "default": not canary.steps,
+        # the default canary's judgement: each metric's evidence and samples against its goal
+        "judgement": list(rollout.status.get("judgement", [])) if not canary.steps else [],
     }
 
 

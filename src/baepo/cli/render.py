@@ -118,6 +118,24 @@ def _undone(s: dict[str, Any], rollout: dict[str, Any]) -> str | None:
     return f"undone: revision {stable} serves all traffic again"
 
 
+def judgement_line(metric: dict[str, Any]) -> str:
+    """One judged metric of the default canary, e.g. ``errors: evidence 3.1 of 200 needed to
+    fail; 410/1200 samples to pass (canary 0.2%, stable 0.1%)``."""
+    needed = metric.get("needed")
+
+    def rate(value: float | None) -> str:
+        return "-" if value is None else f"{value * 100:.3g}%"
+
+    what = metric["metric"]
+    if metric.get("latency_bound_ms") is not None:
+        what = f"{what} (over {metric['latency_bound_ms']:g} ms)"
+    return (
+        f"{what}: evidence {metric['evidence']:.3g} of {metric['threshold']:g} needed to fail; "
+        f"{metric['samples']}/{'?' if needed is None else needed} samples to pass "
+        f"(canary {rate(metric.get('canary_rate'))}, stable {rate(metric.get('stable_rate'))})"
+    )
+
+
 def steps_text(canary: dict[str, Any]) -> Text:
     """The canary's steps, one a line, with the current one marked."""
     text = Text()
@@ -129,6 +147,8 @@ def steps_text(canary: dict[str, Any]) -> Text:
     for step in canary["steps"]:
         mark, style = marks[step["state"]]
         text.append(f"{mark}{step['index'] + 1}. {step['description']}\n", style=style)
+    for metric in canary.get("judgement") or []:
+        text.append(f"      {judgement_line(metric)}\n", style="cyan")
     if canary.get("promoting"):
         text.append(
             "  ▶ promoting: scale up, switch all traffic, retire stable\n", style="bold cyan"

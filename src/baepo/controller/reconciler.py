@@ -221,8 +221,14 @@ class Reconciler:
         # would otherwise be overtaken by a step completed (or a switch made) on the older view.
         async with self.analysis.deciding():
             runs = await self.analysis.runs(rollout)
+            counters = self.sampler.latest(app.app, app.env)
             plan, status = plan_rollout(
-                self._with_failed_hosts(app, rollout), spec, instances, self.timer(), runs
+                self._with_failed_hosts(app, rollout),
+                spec,
+                instances,
+                self.timer(),
+                runs,
+                counters,
             )
             if plan.phase is None or not plan.phase.terminal:
                 plan = self._guard(app, rollout, spec, plan, instances)

@@ -9,6 +9,7 @@ analysis (the builtin provider) and the rollback guards read them. Counters that
 from zero (a replaced router worker: ``RevisionStats.started`` changed, or a count went down)
 are carried on by ``Continuity``, so a window across the restart misses only what the old
 counters gained after the last snapshot, and never sees negative counts.
+``latest`` gives the newest counters themselves (the default canary's judgement).
 Callers: ``controller.reconciler`` (sampling), the API and providers (reading).
 """
 
@@ -127,6 +128,14 @@ class Sampler:
         if end - start <= 0:
             return {}
         return windows(before, after, end - start)
+
+    def latest(self, app: str, env: str) -> dict[int, RevisionStats]:
+        """The newest snapshot's counters per revision (carried across router restarts), or
+        empty before the first one: the default canary counts from these."""
+        fine = self._fine.get((app, env))
+        if not fine:
+            return {}
+        return {stats.revision: stats for stats in fine[-1][1]}
 
     def series(
         self, app: str, env: str, seconds: float, step: float

@@ -247,7 +247,11 @@ class CanarySpec(SpecModel):
 
     steps: list[CanaryStep] = Field(
         default_factory=list,
-        description="What to do, in order. Without steps the canary is promoted at once.",
+        description=(
+            "What to do, in order. Without steps: the default canary, judged continuously "
+            "against the stable revision (10 %, a first look, 50 %, judged until decided, "
+            'then all traffic; see docs/analysis.md, "The default canary").'
+        ),
     )
     max_surge: CountOrPercent = Field(
         default="25%",

@@ -7,6 +7,8 @@ run keyed ``step-N`` and goes on when it is successful; failed or error rolls ba
 inconclusive or cancelled pauses until ``baepo promote`` or ``baepo abort``).
 ``background_analysis`` is asked for from its ``starting_step`` until the final switch, and
 rolls back on failure. A failed run ends the rollout with an ``analysis`` cause.
+A canary without steps runs ``default_canary.DEFAULT_STEPS``, whose judge steps compare
+the canary with stable on the router's counters (``counters``) until they decide.
 After the last step — or on ``baepo promote --full`` — the canary is scaled to ``replicas``,
 receives all traffic in one router operation, and the stable revision is drained and stopped.
 
@@ -39,9 +41,11 @@ from baepo.core.model import (
     InstancePhase,
     RolloutPhase,
 )
-from baepo.core.ports import Backend, HeaderRoute, Sticky
+from baepo.core.ports import Backend, HeaderRoute, RevisionStats, Sticky
 from baepo.spec.models import Spec
 from baepo.spec.strategies import AnalysisStepSpec, CanarySpec
+from baepo.strategies import default_canary
+from baepo.strategies.default_canary import JudgeStep
 from baepo.strategies.plan import Plan, live, ready
 
 
@@ -133,11 +137,13 @@ def canary_step(
     spec: Spec, canary: CanarySpec, stable: int, target: int, phase: RolloutPhase,
     status: dict[str, Any], instances: Sequence[Instance], now: datetime,
     analyses: Mapping[str, AnalysisRun] | None = None,
+    counters: Mapping[int, RevisionStats] | None = None,
 ) -> tuple[Plan, dict[str, Any]]:  # fmt: skip
-    """One pass of a canary rollout from ``stable`` to ``target``."""
+    """One pass of a canary rollout from ``stable`` to ``target``. ``counters`` are the
+    router's cumulative counters per revision, for the default canary's judgement."""
     before = status
     plan, status = _canary_step(
-        spec, canary, stable, target, phase, status, instances, now, analyses or {}
+        spec, canary, stable, target, phase, status, instances, now, analyses or {}, counters
     )
     background = canary.background_analysis
     if background is None or plan.phase in (RolloutPhase.ROLLED_BACK, RolloutPhase.FAILED):
@@ -156,10 +162,10 @@ def canary_step(
 def _canary_step(
     spec: Spec, canary: CanarySpec, stable: int, target: int, phase: RolloutPhase,
     status: dict[str, Any], instances: Sequence[Instance], now: datetime,
-    analyses: Mapping[str, AnalysisRun],
+    analyses: Mapping[str, AnalysisRun], counters: Mapping[int, RevisionStats] | None,
 ) -> tuple[Plan, dict[str, Any]]:  # fmt: skip
     status = dict(status)
-    steps = canary.steps
+    steps = default_canary.effective_steps(canary)
     replicas = spec.replicas
     surge, unavailable = canary.resolve(replicas)
     notes: list[str] = []
@@ -175,7 +181,35 @@ def _canary_step(
     while index < len(steps) and not waiting:
         step = steps[index]
         label = f"step {index + 1}/{len(steps)}: {step.describe()}"
-        if step.set_weight is not None:
+        if isinstance(step, JudgeStep):
+            if promote_once:
+                promote_once = False
+            else:
+                status["step"] = index
+                judged = default_canary.judge(step, index, stable, target, status, counters, now)
+                if judged.verdict == "regressed":
+                    message = f"{label}: regression: {judged.message}"
+                    return (
+                        Plan(phase=RolloutPhase.ROLLED_BACK, message=message, cause=judged.cause),
+                        status,
+                    )
+                if judged.verdict != "passed":
+                    plan = _scaled(
+                        spec, canary, stable, target, status, instances, surge, unavailable
+                    )
+                    going = RolloutPhase.PAUSED if judged.verdict else RolloutPhase.PROGRESSING
+                    return (
+                        Plan(
+                            traffic=plan.traffic, stop=plan.stop, start=plan.start,
+                            phase=going if phase != going else None,
+                            message=f"{label}: {judged.message}", notes=tuple(notes),
+                        ),
+                        status,
+                    )  # fmt: skip
+                notes.append(f"{label}: {judged.message}")
+                index += 1
+                continue
+        elif step.set_weight is not None:
             status["weight"] = step.set_weight
             wanted = canary_replicas(replicas, step.set_weight, status.get("scale"))
             if canary_ready < wanted:

@@ -22,7 +22,9 @@ from baepo.core.model import (
     Rollout,
     RolloutPhase,
 )
+from baepo.core.ports import RevisionStats
 from baepo.spec.models import Spec
+from baepo.strategies import default_canary
 from baepo.strategies.bluegreen import blue_green_step
 from baepo.strategies.canary import canary_step, routing_rules
 from baepo.strategies.host_batches import host_batch_step
@@ -45,8 +47,10 @@ def plan_rollout(
     instances: Sequence[Instance],
     now: datetime,
     analyses: Mapping[str, AnalysisRun] | None = None,
+    counters: Mapping[int, RevisionStats] | None = None,
 ) -> tuple[Plan, dict[str, Any]]:
-    """The next step of ``rollout`` and its updated ``status``.
+    """The next step of ``rollout`` and its updated ``status``. ``counters`` are the router's
+    cumulative counters per revision (the default canary judges from them).
 
     A failed (crash-looping) instance of the new revision (while the ``crash_loop`` guard is on),
     or no progress within ``spec.progress_deadline``, ends the rollout: ROLLED_BACK when there
@@ -61,8 +65,9 @@ def plan_rollout(
         for key, run in (analyses or {}).items()
         if key in blocking
     )
+    judging = default_canary.judging(spec.strategy.canary, status)
     waiting_on_purpose = (
-        rollout.phase == RolloutPhase.PAUSED or "pause_until" in status or measuring
+        rollout.phase == RolloutPhase.PAUSED or "pause_until" in status or measuring or judging
     )
     marker = progress_marker(target, instances, waiting_on_purpose)
     progressed = status.get("marker") != marker
@@ -98,7 +103,7 @@ def plan_rollout(
     if spec.strategy.canary is not None and rollout.stable_revision is not None:
         plan, status = canary_step(
             spec, spec.strategy.canary, rollout.stable_revision, target, rollout.phase,
-            status, instances, now, analyses,
+            status, instances, now, analyses, counters,
         )  # fmt: skip
         if plan.phase == rollout.phase:
             plan = replace(plan, phase=None)
