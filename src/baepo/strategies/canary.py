@@ -211,6 +211,9 @@ def _canary_step(
                 continue
         elif step.set_weight is not None:
             status["weight"] = step.set_weight
+            if not canary.steps:  # the default canary: as much load per instance as stable
+                matched = default_canary.matched_replicas(replicas, step.set_weight)
+                status["scale"] = {"replicas": matched}
             wanted = canary_replicas(replicas, step.set_weight, status.get("scale"))
             if canary_ready < wanted:
                 waiting = f"{label}: {canary_ready}/{wanted} canary instances ready"

@@ -6,7 +6,9 @@ judgement until decided, then all traffic. A judgement compares the canary with 
 revision on the router's cumulative counters since the step began (``analysis.sequential``):
 errors, and requests slower than a latency bound taken from the stable revision (the smallest
 bucket bound that at most ``SLOW_SHARE`` of its requests exceed). Evidence against the canary
-carries over from the first judgement to the second. A regression rolls back with an
+carries over from the first judgement to the second. At each weight the canary runs as many
+instances as give it the stable revision's load per instance (``matched_replicas``), so a
+busier canary is not mistaken for a slower version. A regression rolls back with an
 ``analysis`` cause; a judgement that has not decided after ``MAX_SECONDS`` (too little
 traffic) pauses for a person.
 
@@ -59,6 +61,14 @@ DEFAULT_STEPS: tuple[Step, ...] = (
     CanaryStep(set_weight=MAIN_WEIGHT),
     JudgeStep(first=False),
 )
+
+
+def matched_replicas(replicas: int, weight: int) -> int:
+    """Canary instances that carry as many requests each as the stable revision's
+    ``replicas`` at ``weight`` %: a fair comparison of latency (at 50 %, as many as stable)."""
+    if weight >= 100:
+        return replicas
+    return max(1, min(replicas, math.ceil(replicas * weight / (100 - weight))))
 
 
 def effective_steps(canary: CanarySpec) -> Sequence[Step]:
@@ -148,6 +158,10 @@ def judge(
     if new is None or old is None:
         return _undecided(elapsed, "waiting for the router's counters of both revisions")
     start = state["start"]
+    if "errors" in start and (
+        new.requests < start["errors"][0][0] or old.requests < start["errors"][1][0]
+    ):
+        start.clear()  # the router's counters started again from zero: count from here
     if "errors" not in start:
         start["errors"] = [_counts("errors", new, None), _counts("errors", old, None)]
     if "latency" not in start and (bound := latency_bound(old)) is not None:
