@@ -120,3 +120,26 @@ def test_without_traffic_the_canary_waits_then_pauses_for_a_person() -> None:
     r.promote(full=True)
     run(r, traffic, errors=0.0, limit=20)
     assert r.rollout.phase == RolloutPhase.HEALTHY
+
+
+def buckets(counts: dict[str, int]) -> RevisionStats:
+    return RevisionStats(revision=1, requests=counts["+Inf"], latency_buckets=counts)
+
+
+def test_the_latency_bound_is_the_stable_p70_or_slower_and_never_below_5_ms() -> None:
+    fast = {"0.001": 600, "0.0025": 950, "0.005": 990, "0.01": 1000, "0.025": 1000}
+    assert default_canary.latency_bound(buckets({**fast, "+Inf": 1000})) == "0.005"
+    slow = {"0.001": 0, "0.005": 0, "0.01": 100, "0.025": 750, "0.05": 1000}
+    assert default_canary.latency_bound(buckets({**slow, "+Inf": 1000})) == "0.025"
+    assert default_canary.latency_bound(buckets({**slow, "+Inf": 50})) is None
+
+
+def test_counting_starts_again_when_the_routers_counters_restart() -> None:
+    r, traffic = runner(), Traffic(seed=5)
+    run(r, traffic, errors=0.001, limit=40)
+    assert r.rollout.status["judge"]["start"]["errors"][1][0] > 1000  # stable, at the start
+    traffic.totals = {1: [500, 0, 125], 2: [0, 0, 0]}  # a new router worker counts from 0
+    run(r, traffic, errors=0.001, limit=1)
+    assert r.rollout.status["judge"]["start"]["errors"][1][0] < 1000
+    run(r, traffic, errors=0.001, limit=600)
+    assert r.rollout.phase == RolloutPhase.HEALTHY

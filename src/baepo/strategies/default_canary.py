@@ -3,13 +3,13 @@
 A canary without ``steps`` runs ``DEFAULT_STEPS``: 10 % of the requests, a first judgement
 (at least ``SMOKE_SECONDS`` and ``sequential.MIN_SAMPLES`` canary requests), 50 %, a
 judgement until decided, then all traffic. A judgement compares the canary with the stable
-revision on the router's cumulative counters since the step began (``analysis.sequential``):
+revision on the router's cumulative counters since the step began (``core.sequential``):
 errors, and requests slower than a latency bound taken from the stable revision (the smallest
-bucket bound that at most ``SLOW_SHARE`` of its requests exceed). Evidence against the canary
-carries over from the first judgement to the second. At each weight the canary runs as many
-instances as give it the stable revision's load per instance (``matched_replicas``), so a
-busier canary is not mistaken for a slower version. A regression rolls back with an
-``analysis`` cause; a judgement that has not decided after ``MAX_SECONDS`` (too little
+bucket bound, from 5 ms up, that at most ``SLOW_SHARE`` of its requests exceed). Evidence
+against the canary carries over from the first judgement to the second. At each weight the
+canary runs as many instances as give it the stable revision's load per instance
+(``matched_replicas``), so a busier canary is not mistaken for a slower version. A
+regression rolls back with an ``analysis`` cause; a judgement that has not decided after ``MAX_SECONDS`` (too little
 traffic) pauses for a person.
 
 What a judgement needs between passes is in the rollout's ``status["judge"]``: the step, when
@@ -37,6 +37,7 @@ MAIN_WEIGHT = 50
 SMOKE_SECONDS = 10.0
 MAX_SECONDS = 1800.0
 SLOW_SHARE = 0.3
+LATENCY_FLOOR = 0.005  # seconds: the latency bound is never below 5 ms
 MIN_BOUND_REQUESTS = 100  # stable requests the latency bound is chosen from
 
 
@@ -111,7 +112,9 @@ def _slow(stats: RevisionStats, bound: str) -> sequential.Counts:
 
 def latency_bound(stats: RevisionStats) -> str | None:
     """The smallest finite bucket bound at most ``SLOW_SHARE`` of ``stats``' requests exceed
-    (its label), or None with fewer than ``MIN_BOUND_REQUESTS`` requests."""
+    and at least ``LATENCY_FLOOR`` (its label), or None with fewer than ``MIN_BOUND_REQUESTS``
+    requests. The floor keeps sub-millisecond noise (a new connection to a fresh instance,
+    a busy scheduler) from being judged as a slower version."""
     total = stats.latency_buckets.get("+Inf", 0)
     if total < MIN_BOUND_REQUESTS:
         return None
@@ -119,6 +122,8 @@ def latency_bound(stats: RevisionStats) -> str | None:
         (label for label in stats.latency_buckets if not math.isinf(_bound(label))), key=_bound
     )
     for label in finite:
+        if _bound(label) < LATENCY_FLOOR:
+            continue
         if total - stats.latency_buckets[label] <= SLOW_SHARE * total:
             return label
     return None
