@@ -17,26 +17,53 @@ next run, so every canary is compared with a healthy baseline.
     .venv/bin/python bench/default_canary.py [--runs 5] [--rate 50] [--cases healthy,...]
 
 Prints the table and writes it to bench/results/default_canary-<rate>.txt. Never asserts.
+As root, run it with ``BAEPO_RUN_USER=root BAEPO_ALLOW_ROOT_INSTANCES=1`` (as the tests do),
+so the instances may run the virtualenv's Python.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import platform
 import sys
 import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "integration"))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from harness import SampleProject  # noqa: E402
-from rollback import Api, Report, deploy, unix, wait_finished, wait_gone  # noqa: E402
+from rollback import Report, deploy, unix, wait_finished, wait_gone  # noqa: E402
 
 from baepo.cli.loadgen import LoadGenerator  # noqa: E402
+
+if TYPE_CHECKING:
+    import httpx
+
+
+class Api:
+    """GETs to the baepo server with the local credential, as the CLI sends it."""
+
+    def __init__(self, project: SampleProject) -> None:
+        import httpx
+
+        self.client: httpx.Client = httpx.Client(
+            base_url=project.server_info()["url"], headers=project.headers(), timeout=30
+        )
+
+    def get(self, path: str) -> Any:
+        response = self.client.get(path)
+        response.raise_for_status()
+        return json.loads(response.text)
+
+    def close(self) -> None:
+        self.client.close()
+
 
 STRATEGY = "{canary: {}}"
 NOISE = {"SAMPLE_LATENCY_MS": "20", "SAMPLE_LATENCY_JITTER": "0.5", "SAMPLE_ERROR_RATE": "0.001"}
@@ -73,7 +100,7 @@ def main() -> int:
     try:
         write(project, "1.0.0", NOISE, "{rolling: {max_surge: 1, max_unavailable: 0}}")
         project.ok("deploy", "--wait")
-        api = Api(project.server_info()["url"])
+        api = Api(project)
         load = LoadGenerator(
             "127.0.0.1", project.port, workers=8, rate=args.rate, max_requests=10**8,
             max_seconds=6 * 3600,

@@ -33,6 +33,8 @@ def test_the_default_canary_promotes_a_healthy_release_and_rolls_back_more_error
         metrics = [m["metric"] for m in seen["canary"]["judgement"]]
         assert metrics[0] == "errors", seen["canary"]
         assert "judge errors and latency" in seen["rollout"]["message"]
+        shown = project.ok("status")
+        assert "errors: evidence " in shown and "samples to pass" in shown, shown
         done = project.wait_for(
             lambda s: s["rollout"] is None and s["stable_revision"] in (1, 2),
             timeout=300,

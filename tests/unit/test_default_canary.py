@@ -126,11 +126,14 @@ def buckets(counts: dict[str, int]) -> RevisionStats:
     return RevisionStats(revision=1, requests=counts["+Inf"], latency_buckets=counts)
 
 
-def test_the_latency_bound_is_the_stable_p70_or_slower_and_never_below_5_ms() -> None:
+def test_the_latency_bound_is_the_bucket_closest_to_the_stable_p75_from_5_ms_up() -> None:
     fast = {"0.001": 600, "0.0025": 950, "0.005": 990, "0.01": 1000, "0.025": 1000}
     assert default_canary.latency_bound(buckets({**fast, "+Inf": 1000})) == "0.005"
     slow = {"0.001": 0, "0.005": 0, "0.01": 100, "0.025": 750, "0.05": 1000}
     assert default_canary.latency_bound(buckets({**slow, "+Inf": 1000})) == "0.025"
+    # 55 % over 25 ms is closer to a quarter than 0.1 % over 50 ms; 90 % is too many.
+    busy = {"0.005": 0, "0.01": 100, "0.025": 450, "0.05": 999, "0.1": 1000}
+    assert default_canary.latency_bound(buckets({**busy, "+Inf": 1000})) == "0.025"
     assert default_canary.latency_bound(buckets({**slow, "+Inf": 50})) is None
 
 

@@ -4,13 +4,13 @@ A canary without ``steps`` runs ``DEFAULT_STEPS``: 10 % of the requests, a first
 (at least ``SMOKE_SECONDS`` and ``sequential.MIN_SAMPLES`` canary requests), 50 %, a
 judgement until decided, then all traffic. A judgement compares the canary with the stable
 revision on the router's cumulative counters since the step began (``core.sequential``):
-errors, and requests slower than a latency bound taken from the stable revision (the smallest
-bucket bound, from 5 ms up, that at most ``SLOW_SHARE`` of its requests exceed). Evidence
+errors, and requests slower than a latency bound taken from the stable revision (the bucket
+bound from 5 ms up that about ``SLOW_SHARE`` of its requests exceed). Evidence
 against the canary carries over from the first judgement to the second. At each weight the
 canary runs as many instances as give it the stable revision's load per instance
 (``matched_replicas``), so a busier canary is not mistaken for a slower version. A
-regression rolls back with an ``analysis`` cause; a judgement that has not decided after ``MAX_SECONDS`` (too little
-traffic) pauses for a person.
+regression rolls back with an ``analysis`` cause; a judgement that has not decided after
+``MAX_SECONDS`` (too little traffic) pauses for a person.
 
 What a judgement needs between passes is in the rollout's ``status["judge"]``: the step, when
 it began, the counters it counts from, the latency bound, and the log-likelihood ratios of the
@@ -36,7 +36,8 @@ SMOKE_WEIGHT = 10
 MAIN_WEIGHT = 50
 SMOKE_SECONDS = 10.0
 MAX_SECONDS = 1800.0
-SLOW_SHARE = 0.3
+SLOW_SHARE = 0.25  # the latency bound: the bucket bound that about this share exceeds...
+MAX_SLOW_SHARE = 0.6  # ...and never more
 LATENCY_FLOOR = 0.005  # seconds: the latency bound is never below 5 ms
 MIN_BOUND_REQUESTS = 100  # stable requests the latency bound is chosen from
 
@@ -111,22 +112,33 @@ def _slow(stats: RevisionStats, bound: str) -> sequential.Counts:
 
 
 def latency_bound(stats: RevisionStats) -> str | None:
-    """The smallest finite bucket bound at most ``SLOW_SHARE`` of ``stats``' requests exceed
-    and at least ``LATENCY_FLOOR`` (its label), or None with fewer than ``MIN_BOUND_REQUESTS``
-    requests. The floor keeps sub-millisecond noise (a new connection to a fresh instance,
-    a busy scheduler) from being judged as a slower version."""
+    """The latency bound to count slow requests over (a bucket label): of the finite bucket
+    bounds from ``LATENCY_FLOOR`` up that at most ``MAX_SLOW_SHARE`` of ``stats``' requests
+    exceed, the one whose share is closest to ``SLOW_SHARE`` (on a log scale); the largest
+    finite bound when none qualifies; None with fewer than ``MIN_BOUND_REQUESTS`` requests.
+
+    The floor keeps sub-millisecond noise (a new connection to a fresh instance, a busy
+    scheduler) from being judged as a slower version. A share near a quarter makes many
+    requests count, so a shift of the whole distribution is seen soon; the router's buckets
+    are coarse (25, 50, 100 ms), so the closest one is taken rather than a fixed quantile.
+    """
     total = stats.latency_buckets.get("+Inf", 0)
     if total < MIN_BOUND_REQUESTS:
         return None
     finite = sorted(
         (label for label in stats.latency_buckets if not math.isinf(_bound(label))), key=_bound
     )
-    for label in finite:
-        if _bound(label) < LATENCY_FLOOR:
-            continue
-        if total - stats.latency_buckets[label] <= SLOW_SHARE * total:
-            return label
-    return None
+    candidates = [label for label in finite if _bound(label) >= LATENCY_FLOOR]
+    if not candidates:
+        return None
+
+    def share(label: str) -> float:
+        return (total - stats.latency_buckets[label]) / total
+
+    eligible = [label for label in candidates if share(label) <= MAX_SLOW_SHARE]
+    if not eligible:
+        return candidates[-1]
+    return min(eligible, key=lambda label: abs(math.log(max(share(label), 1 / total) / SLOW_SHARE)))
 
 
 def _counts(metric: str, stats: RevisionStats, bound: str | None) -> list[int]:
