@@ -78,6 +78,8 @@ def test_a_healthy_canary_is_promoted_once_the_evidence_suffices() -> None:
     assert r.rollout.phase == RolloutPhase.HEALTHY
     messages = [p.message for p in r.plans]
     assert any(m.startswith("step 2/4: judge") and "samples to pass" in m for m in messages)
+    # The instances for 50 % started during the first look: the 50 % step did not wait.
+    assert not any(m.startswith("step 3/4") for m in messages), messages
     notes = [n for p in r.plans for n in p.notes]
     assert any(n.startswith("step 4/4: judge") and "no regression" in n for n in notes)
     judged = r.rollout.status["judgement"]

@@ -186,6 +186,9 @@ def _canary_step(
                 promote_once = False
             else:
                 status["step"] = index
+                if step.prepares is not None:
+                    matched = default_canary.matched_replicas(replicas, step.prepares)
+                    status["scale"] = {"replicas": matched}
                 judged = default_canary.judge(step, index, stable, target, status, counters, now)
                 if judged.verdict == "regressed":
                     message = f"{label}: regression: {judged.message}"

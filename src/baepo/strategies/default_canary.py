@@ -8,7 +8,8 @@ errors, and requests slower than a latency bound taken from the stable revision 
 bound from 5 ms up that about ``SLOW_SHARE`` of its requests exceed). Evidence
 against the canary carries over from the first judgement to the second. At each weight the
 canary runs as many instances as give it the stable revision's load per instance
-(``matched_replicas``), so a busier canary is not mistaken for a slower version. A
+(``matched_replicas``), so a busier canary is not mistaken for a slower version; the
+instances for 50 % start during the first look, so the canary does not wait for them. A
 regression rolls back with an ``analysis`` cause; a judgement that has not decided after
 ``MAX_SECONDS`` (too little traffic) pauses for a person.
 
@@ -48,6 +49,12 @@ class JudgeStep:
     ends after ``SMOKE_SECONDS`` without a regression; otherwise until decided)."""
 
     first: bool
+
+    @property
+    def prepares(self) -> int | None:
+        """The weight of the next step, whose instances start during this one (the first
+        look lasts long enough for them to become ready), or None."""
+        return MAIN_WEIGHT if self.first else None
 
     def describe(self) -> str:
         if self.first:
