@@ -87,6 +87,9 @@ def main() -> int:
     parser.add_argument("--rate", type=float, default=50.0, help="requests per second")
     parser.add_argument("--cases", default=",".join(CASES), help="comma-separated cases")
     parser.add_argument("--timeout", type=float, default=1800.0, help="seconds per rollout")
+    parser.add_argument(
+        "--out", help="results file (default bench/results/default_canary-RATE.txt)"
+    )
     args = parser.parse_args()
     cases = {name: CASES[name] for name in args.cases.split(",")}
     report = Report()
@@ -160,7 +163,11 @@ def main() -> int:
         "goal (50 req/s): ≥ 90 % of +1 % error and +25 % latency canaries rolled back within "
         "60 s; 0 healthy canaries rolled back; clear faults rolled back in ≤ 2 s median"
     )
-    out = ROOT / "bench" / "results" / f"default_canary-{args.rate:g}.txt"
+    out = (
+        Path(args.out)
+        if args.out
+        else ROOT / "bench" / "results" / f"default_canary-{args.rate:g}.txt"
+    )
     out.write_text("\n".join(report.lines) + "\n")
     return 0
 
