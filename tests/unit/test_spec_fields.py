@@ -46,6 +46,7 @@ BAD_VALUES: dict[str, tuple[Any, str]] = {
     "ratio": ("lots", "expected a ratio such as 200% or 2.0 (above 0), or off, got 'lots'"),
     "latency": ("soon", "expected a duration such as 2s or 500ms, or off, got 'soon'"),
     "threshold": ("lots", "expected a count of 1 or more, or off, got 'lots'"),
+    "margin": ("lots", "expected a share such as 5% or 0.05 (0 to 1), got 'lots'"),
 }
 
 

@@ -121,6 +121,20 @@ def quantile_bounds(q: float, buckets: Mapping[str, int]) -> tuple[float, float]
     return lower, math.inf
 
 
+def slower_than(buckets: Mapping[str, int], seconds: float) -> tuple[float | None, int]:
+    """``(bound, count)``: the smallest finite bucket bound at or above ``seconds``, and how
+    many requests certainly took longer than it (those in the buckets above it); ``(None,
+    0)`` when no finite bound is that high or there are no buckets."""
+    ordered = sorted((_bound(label), count) for label, count in buckets.items())
+    if not ordered:
+        return None, 0
+    total = ordered[-1][1]
+    for bound, count in ordered:
+        if seconds <= bound < math.inf:
+            return bound, total - count
+    return None, 0
+
+
 def _minus(after: Mapping[str, int], before: Mapping[str, int]) -> dict[str, int]:
     return {key: value - before.get(key, 0) for key, value in after.items()}
 

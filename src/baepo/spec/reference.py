@@ -107,6 +107,7 @@ def describe_type(field: FieldInfo) -> str:
             "str": "string",
             "choice": "one of " + ", ".join(f"`{c}`" for c in get_args(field.annotation)),
             "rate": "rate (`5%` or `0.05`) or `off`",
+            "margin": "share (`5%` or `0.05`)",
             "ratio": "ratio (`200%` or `2.0`) or `off`",
             "latency": "duration or `off`",
             "threshold": "integer (≥ 1) or `off`",
@@ -144,7 +145,7 @@ def describe_default(field: FieldInfo) -> str:
     if kind in GUARD_KINDS.values():
         if value is None:
             return "`off`"
-        if kind in ("rate", "ratio"):
+        if kind in ("rate", "ratio", "margin"):
             return f"`{value * 100:g}%`"
         if kind == "latency":
             return f"`{format_duration(float(value))}`"

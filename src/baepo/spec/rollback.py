@@ -52,6 +52,14 @@ def parse_rate(value: Any) -> float | None:
     return number
 
 
+def parse_margin(value: Any) -> float:
+    """``5%`` or ``0.05`` as the share 0.05 (0 to 1); never off (``0%`` is the least)."""
+    number = _number(value)
+    if number is None or not 0 <= number <= 1:
+        raise ValueError(f"expected a share such as 5% or 0.05 (0 to 1), got {value!r:.40}")
+    return number
+
+
 def parse_ratio(value: Any) -> float | None:
     """``200%`` or ``2.0`` as the ratio 2.0 to the baseline; ``off``/``false`` as None."""
     if _is_off(value):
@@ -132,6 +140,12 @@ Latency = Annotated[
         {"type": "string", "pattern": r"^\d+(\.\d+)?(ms|s|m|h)?$"}, {"type": "number", "minimum": 0}
     ),
 ]
+Margin = Annotated[
+    float,
+    BeforeValidator(parse_margin),
+    PlainSerializer(_percent, return_type=str),
+    WithJsonSchema({"anyOf": list(_NUMBER_OR_PERCENT)}),
+]
 Threshold = Annotated[
     int | None,
     BeforeValidator(parse_threshold),
@@ -141,6 +155,7 @@ Threshold = Annotated[
 
 GUARD_KINDS: dict[object, str] = {
     parse_rate: "rate",
+    parse_margin: "margin",
     parse_ratio: "ratio",
     parse_latency: "latency",
     parse_threshold: "threshold",
@@ -158,7 +173,15 @@ class RollbackSpec(SpecModel):
     enabled: bool = Field(default=True, description="`false` turns every guard off.")
     error_rate: Rate = Field(
         default=0.05,
-        description="Roll back when the new revision's share of 5xx answers exceeds this.",
+        description="Roll back when the new revision's share of 5xx answers exceeds this "
+        "(and, while a stable revision serves too, `error_rate_margin` above its share).",
+    )
+    error_rate_margin: Margin = Field(
+        default=0.05,
+        description="While a stable revision serves traffic, the error rate guard also needs "
+        "the new revision's share of errors to exceed the stable revision's by more than "
+        "this (`5%`: five points), so errors both revisions share (a client calling a path "
+        "that fails everywhere) roll nothing back.",
     )
     latency_p95: Latency = Field(
         default=2.0, description="Roll back when the new revision's p95 latency exceeds this."
@@ -169,9 +192,9 @@ class RollbackSpec(SpecModel):
         "stable revision's (`200%`: twice as slow).",
     )
     latency_margin: Duration = Field(
-        default=0.05,
+        default=0.02,
         description="The p95 latency guard against the baseline also needs the new revision "
-        "to be at least this much slower (so a cold process at 3 ms against 1 ms is not a "
+        "to be more than this much slower (so a cold process at 3 ms against 1 ms is not a "
         "fault).",
     )
     failed_health_checks: Threshold = Field(
@@ -201,7 +224,11 @@ class RollbackSpec(SpecModel):
         window = format_duration(self.window)
         guards: list[str] = []
         if self.error_rate is not None:
-            guards.append(f"error rate above {_percent(self.error_rate)} over {window}")
+            margin = _percent(self.error_rate_margin)
+            guards.append(
+                f"error rate above {_percent(self.error_rate)} (and {margin} above the "
+                f"baseline's) over {window}"
+            )
         if self.latency_p95 is not None:
             guards.append(f"p95 latency above {_latency(self.latency_p95)} over {window}")
         if self.latency_vs_baseline is not None:

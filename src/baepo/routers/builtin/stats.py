@@ -10,20 +10,37 @@ from __future__ import annotations
 from bisect import bisect_left
 from typing import Any
 
-# Prometheus-style upper bounds in seconds ("le"); the last bucket is +Inf.
-BOUNDS: tuple[float, ...] = (
-    0.001,
-    0.0025,
-    0.005,
-    0.01,
-    0.025,
-    0.05,
-    0.1,
-    0.25,
-    0.5,
-    1.0,
+# Prometheus-style upper bounds in seconds ("le"); the last bucket is +Inf. Twenty per
+# decade from 1 ms to 10 s, each at most 14 % above the one before (about 2^(1/6), rounded:
+# 1, 1.1, 1.25, 1.4, 1.6, 1.8, 2, 2.25, 2.5, 2.8, 3.2, 3.6, 4, 4.5, 5, 5.6, 6.3, 7.1, 8, 9),
+# so a p95 interpolated in them errs by a few percent and the rollback guard against the
+# baseline (``analysis.guards``) sees a 30 ms service become a 60 ms one. They include every
+# bound of earlier versions (1, 2.5, 5 per decade), so a query that names one (``le="0.25"``)
+# keeps working.
+_PER_DECADE = (
+    1,
+    1.1,
+    1.25,
+    1.4,
+    1.6,
+    1.8,
+    2,
+    2.25,
     2.5,
-    5.0,
+    2.8,
+    3.2,
+    3.6,
+    4,
+    4.5,
+    5,
+    5.6,
+    6.3,
+    7.1,
+    8,
+    9,
+)
+BOUNDS: tuple[float, ...] = (
+    *(round(m * 10.0**exponent, 6) for exponent in (-3, -2, -1, 0) for m in _PER_DECADE),
     10.0,
 )
 _LABELS = [f"{b:g}" for b in BOUNDS] + ["+Inf"]
