@@ -368,7 +368,10 @@ class Reconciler:
         if trip is None:
             return plan
         message = f"rollback guard {trip.guard}: {trip.reason} → rolling back to revision {stable}"
-        return Plan(phase=RolloutPhase.ROLLED_BACK, message=message)
+        cause = Cause(
+            CauseKind.ROLLBACK_GUARD, f"rollback guard {trip.guard}: {trip.reason}", trip.evidence
+        )
+        return Plan(phase=RolloutPhase.ROLLED_BACK, message=message, cause=cause)
 
     def _tripped(
         self,
