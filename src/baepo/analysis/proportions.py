@@ -17,20 +17,34 @@ canaries at 99.5 % (they are anti-conservative at small counts), the exact bound
 400 at a 5-point margin, while a 30 % error canary was still caught in 1-2 s at 10 req/s.
 All functions are cached, since the same counts come back pass after pass.
 
-scipy is imported by :func:`rate_lower_bound` on first use; the server loads it before its
-controller's first pass (``controller.loop``), so no pass waits on that import, and the CLI
-never loads it. Pure. Callers: ``analysis.guards`` (errors, and requests slower than a
-bound), and any judge comparing two rates.
+scipy is imported by the bounds on first use, which takes from half a second to several on a
+busy machine. The server's controller calls :func:`load` in a thread at start
+(``controller.loop``) and its guards judge only once :func:`loaded` says so, so no pass waits
+on that import holding the event loop; the CLI never loads scipy. Pure but for that import.
+Callers: ``analysis.guards`` (errors, and requests slower than a bound), the controller.
 """
 
 from __future__ import annotations
 
+import importlib
+import threading
 from functools import lru_cache
 
 CONFIDENCE = 0.995
 """One-sided confidence of the bounds unless a caller says otherwise."""
 SCIPY_MODULE = "scipy.stats"
-"""What :func:`rate_lower_bound` imports: the server loads it before its controller's first pass."""
+_loaded = threading.Event()
+
+
+def load() -> None:
+    """Import what the bounds need (blocking: call it in a thread); then :func:`loaded`."""
+    importlib.import_module(SCIPY_MODULE)
+    _loaded.set()
+
+
+def loaded() -> bool:
+    """Whether :func:`load` finished, so the bounds answer without importing anything."""
+    return _loaded.is_set()
 
 
 @lru_cache(maxsize=4096)

@@ -14,7 +14,8 @@ Families, labelled by ``app`` and ``env``:
 - ``baepo_traffic_weight{revision}``: the main listener's table last pushed;
 
 plus ``baepo_reconcile_duration_seconds``, ``baepo_reconcile_passes_total``,
-``baepo_controller_leader`` (1 while this replica leads) and ``baepo_build_info{version}``.
+``baepo_controller_longest_pass_seconds``, ``baepo_controller_leader`` (1 while this
+replica leads) and ``baepo_build_info{version}``.
 Counters derived from the store restart from the history the store keeps, so they survive a
 server restart.
 """
@@ -229,6 +230,7 @@ class ServerCollector(Collector):
             metric.samples = [s for s in metric.samples if not s.name.endswith("_created")]
             yield metric
         yield passes
+        yield from self.controller.longest_pass_gauge.collect()
         yield from self.controller.leader_gauge.collect()
 
 

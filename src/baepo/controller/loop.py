@@ -10,7 +10,10 @@ routing tables and router counters the API shows); when it becomes the leader it
 fresh reconciler, which adopts the running data plane like a restarted server would, and
 starts its duties (the notifier). A leader whose lease lapses cancels its pass at once, stops
 its duties and goes back to following; its platform and router are fenced, so nothing it
-started can change the data plane after that. Callers: ``api.server`` (started in the
+started can change the data plane after that. From its start the controller imports, in a
+thread, the modules a pass would otherwise import on the event loop (scipy, for the guards
+and judges), and it keeps the longest pass it made
+(``baepo_controller_longest_pass_seconds``). Callers: ``api.server`` (started in the
 server's lifespan).
 """
 
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import logging
 import time
 from collections.abc import Callable
@@ -25,6 +29,7 @@ from typing import Protocol
 
 from prometheus_client import Gauge, Histogram
 
+from baepo.analysis import proportions
 from baepo.controller.leader import (
     Elector,
     FencedPlatform,
@@ -49,6 +54,22 @@ OBSERVE_EVERY = 1.0
 # Upper bounds of the pass-duration histogram: an idle pass takes milliseconds, a pass that
 # starts instances or waits on a router can take seconds.
 PASS_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+# Modules a pass may need that take long to import (scipy: about half a second on an idle
+# machine, seconds on a busy one). A thread imports them while the passes run, so no pass
+# waits on an import holding the event loop, and the first deploy does not wait either; the
+# guards judge the router's numbers once ``proportions.loaded()`` (``Reconciler._tripped``).
+PRELOAD = ("baepo.analysis.judging",)
+
+
+def preload() -> None:
+    """Import :data:`PRELOAD` and the guards' statistics (blocking: run it in a thread). A
+    module that cannot be imported is logged and left to the pass that needs it."""
+    try:
+        for name in PRELOAD:
+            importlib.import_module(name)
+        proportions.load()
+    except ImportError as exc:
+        log.warning("could not load the statistics modules: %s", exc)
 
 
 class Duty(Protocol):
@@ -112,6 +133,7 @@ class Controller:
         self._campaign: asyncio.Task[None] | None = None
         self.passes = 0
         self.last_pass_seconds = 0.0
+        self.longest_pass_seconds = 0.0
         self.took_over_at: float | None = None  # unix time the current term began
         self.first_pass_at: float | None = None  # ... and its first pass finished
         # Every pass's duration; registered nowhere, ``api.metrics`` serves it at scrape time.
@@ -127,6 +149,13 @@ class Controller:
             registry=None,
         )
         self.leader_gauge.set_function(lambda: 1.0 if self.leading else 0.0)
+        self.longest_pass_gauge = Gauge(
+            "baepo_controller_longest_pass_seconds",
+            "The longest controller pass since the server started: while a pass runs, no "
+            "rollout moves.",
+            registry=None,
+        )
+        self.longest_pass_gauge.set_function(lambda: self.longest_pass_seconds)
 
     @property
     def leading(self) -> bool:
@@ -180,14 +209,19 @@ class Controller:
             self.store, self._platform, self._router, wake=self.wake, keyring=self._keyring
         )
         reconciler.dropped = self.dropped_events
+        reconciler.statistics_loaded = proportions.loaded
         for setup in self._setups:
             setup(reconciler)
         return reconciler
 
     async def _run(self) -> None:
-        while True:
-            await self._follow()
-            await self._lead()
+        loading = asyncio.create_task(asyncio.to_thread(preload), name="baepo-preload")
+        try:
+            while True:
+                await self._follow()
+                await self._lead()
+        finally:
+            loading.cancel()
 
     async def _follow(self) -> None:
         """Observe the data plane for the API until this server leads."""
@@ -255,6 +289,7 @@ class Controller:
             if self.first_pass_at is None:
                 self.first_pass_at = time.time()
             self.last_pass_seconds = time.monotonic() - started
+            self.longest_pass_seconds = max(self.longest_pass_seconds, self.last_pass_seconds)
             self.pass_seconds.observe(self.last_pass_seconds)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), BUSY_TICK if busy else IDLE_TICK)

@@ -135,6 +135,9 @@ class Reconciler:
             series=self.sampler,
         )
         self._readiness: dict[str, bool] = {}
+        # Whether the guards' statistics are imported (the controller loads them in a thread
+        # at start); until then only failed health checks are judged. Alone, it imports them.
+        self.statistics_loaded: Callable[[], bool] = lambda: True
         self._seen_apps: set[tuple[str, str]] = set()
         self._revisions: dict[tuple[str, str, int], Revision] = {}
         self._fresh_sample = False
@@ -380,9 +383,12 @@ class Reconciler:
         revision: int,
         baseline: int | None,
         instances: Sequence[Instance],
+        history: float | None = None,
     ) -> Trip | None:
         """The first guard that fires for ``revision``: failed health checks of an instance
-        that was ready, then the router's numbers (on a fresh sample only)."""
+        that was ready, then the router's numbers (on a fresh sample only). ``history``
+        seconds, when longer than the guard's window, is one more window: the baseline's
+        figures when it no longer serves (after a promotion)."""
         threshold = spec.rollback.failed_health_checks
         for instance in instances:
             if (
@@ -397,12 +403,12 @@ class Reconciler:
                     f"{instance.id} failed {instance.probe_failures} health checks in a row "
                     f"({instance.message})",
                 )
-        if not self._fresh_sample:
+        if not self._fresh_sample or not self.statistics_loaded():
             return None
-        by_window = {
-            seconds: self.sampler.rates(app.app, app.env, seconds)
-            for seconds in windows_for(spec.rollback)
-        }
+        lengths = windows_for(spec.rollback)
+        if history is not None and history > lengths[-1]:
+            lengths = (*lengths, history)
+        by_window = {seconds: self.sampler.rates(app.app, app.env, seconds) for seconds in lengths}
         weights = {b.revision: b.weight for b in self.table(app.app, app.env)}
         return check_guards(spec.rollback, revision, baseline, by_window, weights)
 
