@@ -24,8 +24,9 @@ gives defaults for the same keys, lower-case without the prefix, e.g. ``{"latenc
 - ``SAMPLE_LATENCY_JITTER``: fraction (0..1); each request's added latency is drawn uniformly
   from ``SAMPLE_LATENCY_MS`` times (1 - jitter) to (1 + jitter)
 
-Endpoints: ``/`` (JSON: version, pid, instance, port), ``/health`` (liveness),
-``/health/ready`` (readiness; 503 while draining), ``/events`` (server-sent events,
+Endpoints: ``/`` (JSON: version, pid, instance, port), ``/status/<code>`` (answers that
+status on every version, as Flagger's podinfo does: a fault no release causes), ``/health``
+(liveness), ``/health/ready`` (readiness; 503 while draining), ``/events`` (server-sent events,
 ``?count=5&interval_ms=100``, chunked); POST to any other path echoes the body size.
 On SIGTERM it stops accepting connections, finishes requests in flight and exits 0.
 """
@@ -155,6 +156,8 @@ class Handler(BaseHTTPRequestHandler):
                     self._send(500, {"error": "injected failure", "version": state.config.version})
                 elif path == "/events" and self.command == "GET":
                     self._events()
+                elif path.startswith("/status/") and path[8:].isdigit():
+                    self._send(int(path[8:]), {"status": int(path[8:])})
                 elif path == "/" or self.command == "POST":
                     self._send(200, self._identity(received=len(body)))
                 else:

@@ -427,9 +427,13 @@ class Reconciler:
             or last.id in self._watch_tripped
         ):
             return
-        if (self.clock() - last.finished_at).total_seconds() > spec.rollback.watch:
+        since = (self.clock() - last.finished_at).total_seconds()
+        if since > spec.rollback.watch:
             return
-        trip = self._tripped(app, spec, last.revision, None, instances)
+        # The revision it replaced no longer serves: its last ``window`` of serving is the
+        # baseline, so errors both share (a path failing on every version) undo nothing.
+        history = since + spec.rollback.window
+        trip = self._tripped(app, spec, last.revision, last.stable_revision, instances, history)
         if trip is None:
             return
         self._watch_tripped.add(last.id)
