@@ -18,6 +18,9 @@ Two parts, each with a real server, router and sample-app instances (3 replicas 
 
     .venv/bin/python bench/rollback.py [--runs 5] [--deploys 20] [--quick]
 
+As root, run it with BAEPO_RUN_USER=root BAEPO_ALLOW_ROOT_INSTANCES=1, as the tests do (the
+default account, nobody, may not run this checkout's interpreter).
+
 Prints the tables and writes them to bench/results/rollback.txt.
 """
 
@@ -63,7 +66,8 @@ GOAL_SECONDS = 2.0
 class Api:
     """GETs on one keep-alive connection to the baepo server."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, headers: dict[str, str]) -> None:
+        self.headers = headers  # the server's local credential
         host, port = url.removeprefix("http://").split(":")
         self.host, self.port = host, int(port)
         self.conn = http.client.HTTPConnection(self.host, self.port, timeout=10)
@@ -71,7 +75,7 @@ class Api:
     def text(self, path: str) -> str:
         for attempt in range(3):
             try:
-                self.conn.request("GET", path)
+                self.conn.request("GET", path, headers=self.headers)
                 response = self.conn.getresponse()
                 body = response.read().decode()
                 if response.status != 200:
@@ -94,9 +98,9 @@ class Api:
 class Poller(threading.Thread):
     """Polls the app's status at ~20 Hz, recording (wall time, revisions with weight)."""
 
-    def __init__(self, url: str, interval: float = 0.05) -> None:
+    def __init__(self, url: str, headers: dict[str, str], interval: float = 0.05) -> None:
         super().__init__(daemon=True)
-        self.api = Api(url)
+        self.api = Api(url, headers)
         self.interval = interval
         self.seen: list[tuple[float, frozenset[int]]] = []
         self.stop = threading.Event()
@@ -161,6 +165,15 @@ class Report:
         self.lines.append(text)
 
 
+ROUTE_RE = re.compile(r"\br(\d+) (\d+)%")
+
+
+def routes_to(message: str, revision: int) -> bool:
+    """Whether a ``traffic.changed`` message ("routing: r1 90% on 3, r2 10% on 1") gives
+    ``revision`` a share of the traffic."""
+    return any(int(r) == revision and int(share) > 0 for r, share in ROUTE_RE.findall(message))
+
+
 def unix(iso: str) -> float:
     return datetime.fromisoformat(iso).timestamp()
 
@@ -222,13 +235,13 @@ def fault_runs(
         project.write("1.0.0", replicas=3)
         project.ok("deploy", "--wait")
         url = project.server_info()["url"]
-        api = Api(url)
+        api = Api(url, project.headers())
         stable = int(api.get("/api/v1/apps/sample")["stable_revision"])
         load = LoadGenerator(
             "127.0.0.1", project.port, workers=20, rate=rate, max_requests=10**7,
             max_seconds=1800,
         ).start()  # fmt: skip
-        poller = Poller(url)
+        poller = Poller(url, project.headers())
         poller.start()
         time.sleep(2.0)
         number = 0
@@ -256,9 +269,13 @@ def fault_runs(
                         found = re.match(r"rollback guard (\w+)", event["message"])
                         guard = found.group(1) if found else event["message"][:40]
                     elif event["kind"] == "traffic.changed":
-                        if decided is None:
-                            routed = at  # the last change before the decision: canary at 10 %
-                        elif switched is None:
+                        # A rollback pushes its all-stable table before it records the
+                        # decision: the switch is the first change after the canary was
+                        # routed that leaves it no weight, whichever event comes first.
+                        weighted = routes_to(event["message"], revision)
+                        if weighted and routed is None:
+                            routed = at
+                        elif not weighted and routed is not None and switched is None:
                             switched = at
                 deadline = time.monotonic() + 10
                 polled = poller.first_only(stable, onset)
@@ -312,7 +329,7 @@ def false_rollbacks(
     try:
         project.write("1.0.0", replicas=3, extra_env=NOISE)
         project.ok("deploy", "--wait")
-        api = Api(project.server_info()["url"])
+        api = Api(project.server_info()["url"], project.headers())
         load = LoadGenerator(
             "127.0.0.1", project.port, workers=10, rate=rate, max_requests=10**7,
             max_seconds=1800,
