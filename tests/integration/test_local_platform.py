@@ -252,7 +252,7 @@ def test_readiness_stays_false_when_the_app_is_not_ready(platform: LocalPlatform
             [seen] = await platform.list_instances(APP, ENV)
             assert not seen.ready
             assert seen.phase is InstancePhase.RUNNING
-        assert seen.message == "not ready: GET /health/ready: HTTP 503"
+        assert seen.message == "not ready: GET /health/ready → 503"
 
     run(scenario())
 

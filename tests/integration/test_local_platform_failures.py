@@ -121,7 +121,7 @@ def test_liveness_failure_restarts_the_app(platform: LocalPlatform) -> None:
         assert first.pid is not None
         assert group_pids(first.pid) == []
         lines = platform.read_logs(APP, ENV)
-        assert any("liveness probe failed: GET /health: HTTP 500" in line for line in lines)
+        assert any("liveness probe failed: GET /health → 500" in line for line in lines)
         assert any("stopped (drained)" in line for line in lines)  # SIGTERM first
 
     run(scenario())

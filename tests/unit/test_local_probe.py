@@ -66,7 +66,7 @@ def test_probe_loop_reports_changes_until_stopped() -> None:
 def test_http_probe_on_a_closed_port_fails_with_a_reason() -> None:
     ok, detail = http_probe("127.0.0.1", 1, "/health", 1.0)
     assert not ok
-    assert detail.startswith("GET /health: ConnectionRefusedError")
+    assert detail == "GET /health: connection refused (nothing listens on the port)"
 
 
 def test_probe_loop_can_report_every_failure_while_not_passing() -> None:

@@ -214,6 +214,12 @@ class Instance:
     pid: int | None = None
     message: str = ""
     probe_failures: int = 0  # readiness checks failed in a row (0 while passing)
+    # The evidence of a failed start: the exit code of the app's last run, the last lines of
+    # its own output (``core.evidence``: bounded, cleaned, secrets blanked) and how long its
+    # first readiness took after it started (None while it was never ready).
+    exit_code: int | None = None
+    output: tuple[str, ...] = ()
+    ready_after: float | None = None
 
     @property
     def address(self) -> str:

@@ -28,11 +28,13 @@ with exponential backoff and gives up (phase ``failed``) on a crash loop. Secret
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import fcntl
 import hashlib
 import json
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -59,6 +61,11 @@ BUILT_FILE = ".baepo-built.json"  # in a release folder: its build succeeded
 BUILD_LOG = ".baepo-build.log"  # in a release folder: the build's output
 BUILD_TAIL = 20  # output lines of a failed build shown to the controller
 DOWNLOAD_TIMEOUT = 60.0  # seconds without progress before a download is given up
+# An instance's last output lines, reported as the evidence of a failed start; the same bounds
+# and cleaning as baepo.core.evidence (which this file cannot import).
+TAIL_LINES = 20
+LINE_CHARS = 300
+_CONTROL_RE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 
 
 def utc_now() -> str:
@@ -406,9 +413,25 @@ def status(base: Path) -> list[dict[str, Any]]:
                 "pid": state.get("pid") if supervised else None,
                 "restarts": state.get("restarts", 0),
                 "started_at": state.get("started_at"),
+                "last_exit_code": state.get("last_exit_code"),
+                "output": state.get("output") or [],
             }
         )
     return found
+
+
+def output_tail(lines: list[str], secrets: list[str]) -> list[str]:
+    """The app's last lines as evidence: secrets blanked, control characters gone, bounded."""
+    hidden = sorted((s for s in secrets if len(s) >= 4), key=len, reverse=True)
+    cleaned = []
+    for raw in lines:
+        text = raw
+        for secret in hidden:
+            text = text.replace(secret, "***")
+        text = _CONTROL_RE.sub("", text.replace("\t", " ")).rstrip()
+        if text:
+            cleaned.append(text if len(text) <= LINE_CHARS else text[: LINE_CHARS - 1] + "…")
+    return cleaned[-TAIL_LINES:]
 
 
 def log_dirs(base: Path, revision: int | None) -> list[Path]:
@@ -477,6 +500,7 @@ class Supervisor:
         self.restart_requested = False
         self.state: dict[str, Any] = {"phase": "starting", "restarts": 0, "pid": None}
         self.log_lock = threading.Lock()
+        self.output: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
 
     def update(self, **changes: Any) -> None:
         self.state.update(changes, updated_at=utc_now())
@@ -503,6 +527,8 @@ class Supervisor:
             pid, pump = self._spawn()
             code = self._watch(pid)
             pump.join(timeout=2.0)
+            tail = output_tail(list(self.output), list(self.secret_env.values()))
+            self.update(last_exit_code=code, output=tail)
             if self.asked_to_stop():
                 break
             if self.restart_requested:  # restart_instance (a liveness failure): no backoff
@@ -555,7 +581,14 @@ class Supervisor:
                 os.dup2(write_end, 2)
                 os.execvpe(argv[0], argv, env)  # noqa: S606 (the agent's job: run the app)
             except OSError as exc:
-                os.write(write_end, f"cannot start {argv[0]!r}: {exc}\n".encode())
+                if isinstance(exc, FileNotFoundError) and "/" not in argv[0]:
+                    why = (
+                        f"command {argv[0]!r} not found in PATH ({env.get('PATH', '')}): "
+                        "install it, or give its full path in run.command"
+                    )
+                else:
+                    why = f"cannot start {argv[0]!r}: {exc.strerror or exc}"
+                os.write(write_end, f"{why}\n".encode())
             os._exit(127)
         os.close(write_end)
         pump = threading.Thread(target=self._pump, args=(read_end,), daemon=True)
@@ -567,7 +600,9 @@ class Supervisor:
     def _pump(self, fd: int) -> None:
         with os.fdopen(fd, "rb") as stream:
             for raw in iter(lambda: stream.readline(64 * 1024), b""):
-                self.write_line(raw.decode(errors="replace").rstrip("\n"))
+                line = raw.decode(errors="replace").rstrip("\n")
+                self.write_line(line)
+                self.output.append(line[: LINE_CHARS * 2])
 
     def _watch(self, pid: int) -> int:
         kill_at: float | None = None

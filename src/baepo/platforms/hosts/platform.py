@@ -25,6 +25,7 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from baepo.core import evidence
 from baepo.core.model import Instance, InstancePhase
 from baepo.core.ports import HostConfig, HostsTarget, InstanceSpec, Platform, ProbeConfig
 from baepo.errors import ConfigError, ExternalError
@@ -374,7 +375,7 @@ class HostsPlatform:
         ready = bool(probe and probe.ready and phase is InstancePhase.RUNNING)
         message = str(item.get("message", ""))
         if phase is InstancePhase.RUNNING and probe is not None and not probe.ready:
-            message = message or "not ready"
+            message = message or (f"not ready: {probe.detail}" if probe.detail else "not ready")
         started = item.get("started_at") or item.get("created_at")
         return Instance(
             id=instance_id,
@@ -390,6 +391,8 @@ class HostsPlatform:
             pid=item.get("pid"),
             message=message,
             probe_failures=probe.failures if probe else 0,
+            exit_code=code if isinstance(code := item.get("last_exit_code"), int) else None,
+            output=evidence.output_tail(str(line) for line in item.get("output") or ()),
         )
 
 

@@ -38,6 +38,7 @@ class ProbeState:
     liveness: ProbeConfig | None
     ready: bool = False
     failures: int = 0  # readiness checks failed in a row
+    detail: str = ""  # the last failed readiness check, e.g. ``GET /health/ready → 404``
     tasks: tuple[asyncio.Task[None], ...] = ()
     adopted: bool = False  # already running when first seen: ready after one success
     probed: asyncio.Event = field(default_factory=asyncio.Event)  # set after the first check
@@ -107,12 +108,13 @@ class Prober:
         needed = 1 if state.adopted else config.success_threshold
         await asyncio.sleep(0 if state.adopted else config.initial_delay)
         while True:
-            if await self.probe(action):
-                successes, state.failures = successes + 1, 0
+            passed, detail = await self.check(action)
+            if passed:
+                successes, state.failures, state.detail = successes + 1, 0, ""
                 if successes >= needed:
                     state.ready = True
             else:
-                successes, state.failures = 0, state.failures + 1
+                successes, state.failures, state.detail = 0, state.failures + 1, detail
                 if state.failures >= config.failure_threshold:
                     state.ready = False
             needed = config.success_threshold
@@ -138,10 +140,20 @@ class Prober:
 
     async def probe(self, action: Probe) -> bool:
         """True for a 2xx or 3xx answer within the timeout."""
+        return (await self.check(action))[0]
+
+    async def check(self, action: Probe) -> tuple[bool, str]:
+        """``(passed, detail)``: a 2xx or 3xx answer within the timeout passes; the detail
+        says what answered, e.g. ``GET /health/ready → 404`` or ``connection refused``."""
         if self._http is None:
             self._http = httpx.AsyncClient(trust_env=False)
+        what = f"GET {action.path}"
         try:
             response = await self._http.get(action.url, timeout=action.timeout)
-        except httpx.HTTPError:
-            return False
-        return 200 <= response.status_code < 400
+        except httpx.TimeoutException:
+            return False, f"{what}: no answer within {action.timeout:g} s"
+        except httpx.ConnectError:
+            return False, f"{what}: connection refused (nothing listens on the port)"
+        except httpx.HTTPError as exc:
+            return False, f"{what}: {type(exc).__name__}"
+        return 200 <= response.status_code < 400, f"{what} → {response.status_code}"

@@ -258,6 +258,9 @@ class LocalPlatform:
             pid=state.pid if state and alive else None,
             message=message,
             probe_failures=state.probe_failures if state else 0,
+            exit_code=state.last_exit_code if state else None,
+            output=state.output if state else (),
+            ready_after=state.ready_after if state else None,
         )
 
     async def _wait_gone(self, directory: Path, supervisor: int | None, timeout: float) -> bool:

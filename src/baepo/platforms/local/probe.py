@@ -25,10 +25,23 @@ def http_probe(host: str, port: int, path: str, timeout: float) -> tuple[bool, s
         response = connection.getresponse()
         response.read(64 * 1024)
     except (OSError, http.client.HTTPException) as exc:
-        return False, f"GET {path}: {type(exc).__name__}: {exc}".rstrip(": ")
+        return False, f"GET {path}: {failure_words(exc, timeout)}"
     finally:
         connection.close()
-    return 200 <= response.status < 400, f"GET {path}: HTTP {response.status}"
+    return 200 <= response.status < 400, f"GET {path} → {response.status}"
+
+
+def failure_words(exc: BaseException, timeout: float) -> str:
+    """A probe's failure in plain words: ``connection refused``, ``no answer within 1 s``."""
+    if isinstance(exc, TimeoutError):
+        return f"no answer within {timeout:g} s"
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused (nothing listens on the port)"
+    if isinstance(exc, ConnectionResetError):
+        return "connection reset"
+    if isinstance(exc, http.client.RemoteDisconnected):
+        return "closed the connection without an answer"
+    return f"{type(exc).__name__}: {exc}".rstrip(": ")
 
 
 class ProbeTracker:

@@ -88,9 +88,15 @@ class InstanceState:
     message: str = ""
     updated_at: str = field(default_factory=utc_now)
     probe_failures: int = 0  # readiness checks failed in a row, as last reported
+    # The app's last output lines when it last exited (``core.evidence.output_tail``: bounded,
+    # cleaned, secrets blanked) and the seconds from its first start to its first readiness.
+    output: tuple[str, ...] = ()
+    ready_after: float | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        data["output"] = list(self.output)
+        return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> InstanceState:
@@ -105,7 +111,13 @@ class InstanceState:
             message=str(data.get("message", "")),
             updated_at=str(data.get("updated_at", "")),
             probe_failures=int(data.get("probe_failures", 0)),
+            output=tuple(str(line) for line in data.get("output") or ()),
+            ready_after=_seconds(data.get("ready_after")),
         )
+
+
+def _seconds(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and value >= 0 else None
 
 
 def write_json_atomic(path: Path, data: dict[str, Any]) -> None:

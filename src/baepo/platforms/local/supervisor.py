@@ -12,21 +12,24 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import os
 import signal
 import subprocess
 import sys
 import threading
 import time
+from collections import deque
 from pathlib import Path
 from types import FrameType
 from typing import IO, Any
 
+from baepo.core import evidence
 from baepo.core.model import InstancePhase
 from baepo.platforms.local import records, restarts
 from baepo.platforms.local.logfile import SUPERVISOR_MARK, RotatingLog
 from baepo.platforms.local.probe import ProbeLoop
-from baepo.shell import accounts, statedir
+from baepo.shell import accounts, listeners, statedir
 
 POLL = 0.05  # seconds between checks of the app and of signal flags
 
@@ -51,6 +54,8 @@ class Supervisor:
         self._stopping = False  # set by SIGTERM/SIGINT
         self._restart_reason: str | None = None  # set by SIGUSR1 or a failed liveness probe
         self._proc: subprocess.Popen[bytes] | None = None
+        self._output: deque[str] = deque(maxlen=evidence.TAIL_LINES)  # the app's last lines
+        self._began = time.monotonic()  # when the app first started
 
     # -- state ---------------------------------------------------------------------------
 
@@ -107,6 +112,8 @@ class Supervisor:
                     break
                 now = time.monotonic()
                 why = restarts.describe_exit(returncode)
+                if evidence.port_conflict(self.state.output):
+                    why = f"{why}: {listeners.describe(self.record.port)}"
                 if requested:
                     why = f"{requested}; {why}"
                 if now - began >= self.spec.crash_loop_window:
@@ -115,6 +122,8 @@ class Supervisor:
                     message = restarts.crash_loop_message(
                         returncode, self.crash_loop.count(now), self.spec.crash_loop_window
                     )
+                    if evidence.port_conflict(self.state.output):
+                        message = f"{message}: {listeners.describe(self.record.port)}"
                     self.note(f"giving up: {message}")
                     self.update(phase=InstancePhase.FAILED, ready=False, message=message)
                     return 1
@@ -187,8 +196,7 @@ class Supervisor:
                     **switch,
                 )
             except OSError as exc:
-                who = f" as {account.name!r}" if account is not None else ""
-                problem = f"cannot start {argv[0]!r}{who}: {exc.strerror or exc}"
+                problem = _start_problem(argv[0], exc, account, env.get("PATH", ""))
         if problem is not None:
             self.note(problem)
             self.update(phase=InstancePhase.FAILED, ready=False, pid=None, message=problem)
@@ -235,7 +243,9 @@ class Supervisor:
         for probe in probes:
             probe.join(timeout=0.5)
         self.note(f"pid {proc.pid} {restarts.describe_exit(returncode)}")
-        self.update(ready=False, pid=None, last_exit_code=returncode)
+        secrets = [os.environ[name] for name in _secret_names() if name in os.environ]
+        output = evidence.output_tail(self._output, secrets)
+        self.update(ready=False, pid=None, last_exit_code=returncode, output=output)
         return returncode, reason
 
     def _grace(self) -> float:
@@ -249,7 +259,9 @@ class Supervisor:
         """Copy the app's output into the log, line by line."""
         with stream:
             for raw in iter(lambda: stream.readline(64 * 1024), b""):
-                self.log.write(raw.decode(errors="replace"))
+                line = raw.decode(errors="replace")
+                self.log.write(line)
+                self._output.append(line[: evidence.LINE_CHARS * 2])
 
     def _start_probes(self, run_over: threading.Event) -> list[ProbeLoop]:
         address = (self.record.host, self.record.port)
@@ -260,10 +272,14 @@ class Supervisor:
             if passing != self.state.ready:
                 self.note(f"readiness probe {'passed' if passing else 'failed'}: {detail}")
             failures = 0 if passing else probes[0].tracker.failures
+            ready_after = self.state.ready_after
+            if passing and ready_after is None:
+                ready_after = round(time.monotonic() - self._began, 3)
             self.update(
                 ready=passing,
                 message="" if passing else f"not ready: {detail}",
                 probe_failures=failures,
+                ready_after=ready_after,
             )
 
         def liveness_changed(passing: bool, detail: str) -> None:
@@ -304,6 +320,26 @@ class Supervisor:
             _signal_group(proc.pid, signal.SIGKILL)
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=2.0)
+
+
+def _secret_names() -> list[str]:
+    """Names of the supervisor's variables that hold the instance's secrets."""
+    return [name for name in os.environ.get(records.SECRET_NAMES_VAR, "").split(",") if name]
+
+
+def _start_problem(program: str, exc: OSError, account: accounts.Account | None, path: str) -> str:
+    """Why the app's program could not be run, in words that say what to change."""
+    who = f" as {account.name!r}" if account is not None else ""
+    if exc.errno == errno.ENOENT and "/" not in program:
+        return (
+            f"command {program!r} not found in PATH ({path or 'empty'}){who}: install it, or "
+            "give its full path in run.command"
+        )
+    if exc.errno == errno.ENOENT:
+        return f"cannot start {program!r}{who}: no such file (a path is relative to run.cwd)"
+    if exc.errno == errno.EACCES:
+        return f"cannot start {program!r}{who}: permission denied (is it executable?)"
+    return f"cannot start {program!r}{who}: {exc.strerror or exc}"
 
 
 def _signal_group(pgid: int, sig: signal.Signals) -> None:
