@@ -53,7 +53,7 @@ class Cluster:
     def apply(self, plan: Plan, target: int) -> None:
         self.instances = [i for i in self.instances if i.phase != InstancePhase.STOPPING]
         self.instances = [
-            replace(i, phase=InstancePhase.RUNNING, ready=True)
+            replace(i, phase=InstancePhase.RUNNING, ready=True, ready_after=1.0)
             if i.phase == InstancePhase.STARTING
             else i
             for i in self.instances

@@ -49,6 +49,7 @@ from baepo.secrets import references, sealed
 from baepo.secrets.keys import Keyring, SecretUnreadable
 from baepo.secrets.resolve import secret_env
 from baepo.spec.models import Spec
+from baepo.strategies import startup
 from baepo.strategies.plan import Plan, only_revision_traffic
 from baepo.strategies.rolling import converge
 from baepo.strategies.rollout import plan_rollout
@@ -75,6 +76,18 @@ def _stall(cause: Cause | None) -> bool:
         and cause.kind == CauseKind.INFRASTRUCTURE
         and cause.evidence[-1:] == (STALL_NOTE,)
     )
+
+
+def _cause(plan: Plan, phase: RolloutPhase, rollout: Rollout) -> Cause | None:
+    """The rollout's cause after ``plan``: the plan's; none once healthy; else the one
+    recorded, except what a stall waited for (``strategies.startup.stall``), dropped once a
+    plan no longer states it, so it never outlives the stall or explains an end it did not
+    cause."""
+    if plan.cause is not None or phase == RolloutPhase.HEALTHY:
+        return plan.cause
+    if startup.is_stall(rollout.cause):
+        return None
+    return rollout.cause
 
 
 class DroppedEvents:
@@ -468,7 +481,7 @@ class Reconciler:
             message=plan.message or rollout.message,
             updated_at=now,
             finished_at=now if phase.terminal else None,
-            cause=plan.cause or (None if phase == RolloutPhase.HEALTHY else rollout.cause),
+            cause=_cause(plan, phase, rollout),
         )
         if phase in CAUSED and updated.cause is None:
             log.warning(

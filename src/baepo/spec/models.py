@@ -133,6 +133,24 @@ class HealthSpec(SpecModel):
         default=None,
         description="When it fails `failure_threshold` times in a row, the instance is restarted.",
     )
+    ready_timeout: Duration | None = Field(
+        default=None,
+        description=(
+            "Fail fast: when no instance of a new revision has become ready this long after "
+            "the first one started, the rollout fails (rolls back) at once with the readiness "
+            "probe's answers as evidence, instead of waiting out `progress_deadline`. Default: "
+            "5 times the time the stable revision's instances took to become ready, and at "
+            "least 60s (60s for a first deploy)."
+        ),
+        examples=["2m"],
+    )
+
+    @field_validator("ready_timeout")
+    @classmethod
+    def _positive_timeout(cls, value: float | None) -> float | None:
+        if value is not None and value <= 0:
+            raise ValueError("must be more than 0, e.g. 2m; leave it out for the default")
+        return value
 
 
 class RouterSpec(SpecModel):

@@ -17,6 +17,8 @@ from baepo.core.model import (
     AnalysisPhase,
     AnalysisRequest,
     AnalysisRun,
+    Cause,
+    CauseKind,
     Instance,
     InstancePhase,
     Rollout,
@@ -24,7 +26,7 @@ from baepo.core.model import (
 )
 from baepo.core.ports import RevisionStats
 from baepo.spec.models import Spec
-from baepo.strategies import default_canary
+from baepo.strategies import default_canary, startup
 from baepo.strategies.bluegreen import blue_green_step
 from baepo.strategies.canary import canary_step, routing_rules
 from baepo.strategies.host_batches import host_batch_step
@@ -52,10 +54,14 @@ def plan_rollout(
     """The next step of ``rollout`` and its updated ``status``. ``counters`` are the router's
     cumulative counters per revision (the default canary judges from them).
 
-    A failed (crash-looping) instance of the new revision (while the ``crash_loop`` guard is on),
-    or no progress within ``spec.progress_deadline``, ends the rollout: ROLLED_BACK when there
-    is a stable revision to return to, FAILED otherwise. The controller then converges the app
-    back to stable.
+    These end the rollout, each with its cause (``strategies.startup``): an instance of the
+    new revision whose address is taken (port conflict), that the platform gave up on before
+    it was ever ready (start failed) or, while the ``crash_loop`` guard is on, after it had
+    been ready (crash loop); no instance of it ready within ``health.ready_timeout`` (never
+    ready); no progress within ``spec.progress_deadline`` (deadline). It ends ROLLED_BACK when
+    there is a stable revision to return to, FAILED otherwise; the controller then converges
+    the app back to stable. While new instances are not ready, the message and the cause say
+    what their probes answer.
     """
     target = rollout.revision
     status = dict(rollout.status)
@@ -75,19 +81,38 @@ def plan_rollout(
         status["marker"] = marker
         status["last_progress_at"] = now.isoformat()
 
-    failed = [i for i in instances if i.revision == target and i.phase == InstancePhase.FAILED]
-    if failed and spec.rollback.enabled and spec.rollback.crash_loop:
-        why = f"instance {failed[0].id} of revision {target} failed: {failed[0].message}"
-        return _end(rollout, why), status
+    ended = _start_failure(rollout, spec, instances, status, now)
+    if ended is not None:
+        return ended, status
 
     idle = (now - datetime.fromisoformat(status["last_progress_at"])).total_seconds()
     if idle > spec.progress_deadline and not waiting_on_purpose:
+        cause = startup.deadline(instances, target, spec.replicas, idle, spec.progress_deadline)
         why = (
             f"no progress for {idle:.0f}s (progress_deadline {spec.progress_deadline:g}s): "
             f"{marker[0]} of {spec.replicas} new instances ready"
         )
-        return _end(rollout, why), status
+        return _end(rollout, why, cause), status
 
+    plan, status = _step(
+        rollout, spec, instances, now, analyses, counters, status, marker, progressed
+    )
+    return _with_stall(plan, instances, target), status
+
+
+def _step(
+    rollout: Rollout,
+    spec: Spec,
+    instances: Sequence[Instance],
+    now: datetime,
+    analyses: Mapping[str, AnalysisRun] | None,
+    counters: Mapping[int, RevisionStats] | None,
+    status: dict[str, Any],
+    marker: list[int],
+    progressed: bool,
+) -> tuple[Plan, dict[str, Any]]:
+    """The strategy's step, once no failure ended the rollout."""
+    target = rollout.revision
     if status.get("manual_pause"):
         who = status.get("paused_by", "a person")
         message = f"paused by {who}: nothing changes until baepo resume"
@@ -210,10 +235,63 @@ def still_running(analyses: Mapping[str, AnalysisRun] | None) -> tuple[AnalysisR
     )
 
 
-def _end(rollout: Rollout, why: str) -> Plan:
+def _start_failure(
+    rollout: Rollout,
+    spec: Spec,
+    instances: Sequence[Instance],
+    status: dict[str, Any],
+    now: datetime,
+) -> Plan | None:
+    """The end of a rollout whose new instances cannot start or never become ready, else
+    None. Notes in ``status`` when the first new instance was seen, whether one was ever
+    ready, and the ``ready_timeout`` in force (the default is fixed at the first pass, from
+    the stable instances of that moment)."""
+    target = rollout.revision
+    mine = [i for i in instances if i.revision == target]
+    for instance in mine:
+        conflict = startup.port_conflict(instance)
+        if conflict is not None:
+            return _end(rollout, conflict.summary, conflict)
+    failed = [i for i in mine if i.phase == InstancePhase.FAILED]
+    if failed:
+        cause = startup.failed_instance(failed[0])
+        guarded = spec.rollback.enabled and spec.rollback.crash_loop
+        if cause.kind != CauseKind.CRASH_LOOP or guarded:
+            return _end(rollout, cause.summary, cause)
+    if "ready_timeout" not in status:
+        status["ready_timeout"] = spec.health.ready_timeout or startup.default_ready_timeout(
+            instances, rollout.stable_revision
+        )
+    if any(i.ready for i in mine):
+        status["new_ready_seen"] = True
+    if status.get("new_ready_seen") or not startup.waiting(instances, target):
+        return None
+    since = datetime.fromisoformat(status.setdefault("new_started_at", now.isoformat()))
+    waited = (now - since).total_seconds()
+    timeout = float(status["ready_timeout"])
+    if waited < timeout or status.get("manual_pause"):
+        return None
+    cause = startup.never_ready(instances, target, waited, timeout)
+    return _end(rollout, cause.summary, cause)
+
+
+def _with_stall(plan: Plan, instances: Sequence[Instance], target: int) -> Plan:
+    """A plan that leaves the rollout waiting on new instances that are not ready says what
+    their probes answer, in its message and (a likely cause while in flight) its cause."""
+    if plan.phase is not None and plan.phase.terminal:
+        return plan
+    stalled = startup.stall(instances, target)
+    if stalled is None:
+        return plan
+    message = f"{plan.message}; {stalled.evidence[0]}" if plan.message else stalled.evidence[0]
+    return replace(plan, message=message, cause=plan.cause or stalled)
+
+
+def _end(rollout: Rollout, why: str, cause: Cause | None = None) -> Plan:
     if rollout.stable_revision is None:
-        return Plan(phase=RolloutPhase.FAILED, message=why)
+        return Plan(phase=RolloutPhase.FAILED, message=why, cause=cause)
     return Plan(
         phase=RolloutPhase.ROLLED_BACK,
         message=f"{why}; rolling back to revision {rollout.stable_revision}",
+        cause=cause,
     )

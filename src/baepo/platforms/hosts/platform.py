@@ -393,6 +393,7 @@ class HostsPlatform:
             probe_failures=probe.failures if probe else 0,
             exit_code=code if isinstance(code := item.get("last_exit_code"), int) else None,
             output=evidence.output_tail(str(line) for line in item.get("output") or ()),
+            ready_after=probe.ready_after if probe else None,
         )
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 
@@ -39,6 +40,8 @@ class ProbeState:
     ready: bool = False
     failures: int = 0  # readiness checks failed in a row
     detail: str = ""  # the last failed readiness check, e.g. ``GET /health/ready → 404``
+    began: float = field(default_factory=time.monotonic)  # when these probes started
+    ready_after: float | None = None  # seconds from ``began`` to the first readiness
     tasks: tuple[asyncio.Task[None], ...] = ()
     adopted: bool = False  # already running when first seen: ready after one success
     probed: asyncio.Event = field(default_factory=asyncio.Event)  # set after the first check
@@ -113,6 +116,8 @@ class Prober:
                 successes, state.failures, state.detail = successes + 1, 0, ""
                 if successes >= needed:
                     state.ready = True
+                    if state.ready_after is None and not state.adopted:
+                        state.ready_after = round(time.monotonic() - state.began, 3)
             else:
                 successes, state.failures, state.detail = 0, state.failures + 1, detail
                 if state.failures >= config.failure_threshold:
