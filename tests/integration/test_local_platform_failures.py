@@ -54,6 +54,9 @@ def test_crash_on_start_restarts_with_backoff_then_fails(platform: LocalPlatform
         )
         assert failed.message == "exited with code 3, 3 restarts in 60s"
         assert failed.restarts == 3
+        assert failed.exit_code == 3
+        assert failed.output and "crashing on start" in failed.output[-1]
+        assert failed.ready_after is None
         assert not failed.ready
         assert failed.pid is None
         lines = platform.read_logs(APP, ENV)
@@ -81,7 +84,10 @@ def test_program_not_found_fails_with_a_clear_message(platform: LocalPlatform) -
         failed = await wait_instance(
             platform, instance.id, lambda i: i.phase is InstancePhase.FAILED
         )
-        assert failed.message == "cannot start 'no-such-program-baepo': No such file or directory"
+        assert failed.message.startswith("command 'no-such-program-baepo' not found in PATH ("), (
+            failed.message
+        )
+        assert failed.message.endswith("install it, or give its full path in run.command")
         assert failed.restarts == 0
         await platform.stop_instance(instance.id)
         assert await platform.list_instances(APP, ENV) == []
@@ -194,3 +200,38 @@ def test_sigterm_to_the_supervisor_alone_stops_cleanly(platform: LocalPlatform) 
 
 if __name__ == "__main__":
     sys.exit(pytest.main([__file__]))
+
+
+def test_the_output_tail_of_a_failed_start_blanks_the_instance_secrets(
+    platform: LocalPlatform,
+) -> None:
+    program = (
+        "import os, sys; print('connecting with', os.environ['API_KEY']); "
+        "print('\\x1b[31mboom\\x1b[0m'); sys.exit(4)"
+    )
+    spec = sample_spec(
+        command=[sys.executable, "-c", program], secret_env={"API_KEY": "s3cr3t-v4lue"}
+    )
+
+    async def scenario() -> None:
+        instance = await platform.start_instance(spec)
+        failed = await wait_instance(
+            platform, instance.id, lambda i: i.phase is InstancePhase.FAILED
+        )
+        assert failed.exit_code == 4
+        assert failed.output[-2:] == ("connecting with ***", "[31mboom[0m")
+        state = platform.instances_root / f"{APP}.{ENV}" / instance.id / "state.json"
+        assert "s3cr3t-v4lue" not in state.read_text()
+
+    run(scenario())
+
+
+def test_the_time_to_ready_is_reported(platform: LocalPlatform) -> None:
+    spec = sample_spec(env_vars={"SAMPLE_START_DELAY": "0.5"})
+
+    async def scenario() -> None:
+        instance = await platform.start_instance(spec)
+        ready = await wait_instance(platform, instance.id, lambda i: i.ready)
+        assert ready.ready_after is not None and 0.5 <= ready.ready_after < 30
+
+    run(scenario())

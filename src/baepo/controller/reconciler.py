@@ -28,7 +28,7 @@ from baepo.controller.desired import instance_spec, preview_config, router_confi
 from baepo.controller.gates import Gates
 from baepo.controller.sampling import Sampler
 from baepo.controller.traffic import MAIN, PREVIEW, Table, Traffic
-from baepo.core import causes
+from baepo.core import causes, evidence
 from baepo.core.model import (
     AnalysisPhase,
     App,
@@ -48,6 +48,7 @@ from baepo.providers import ProviderDeps, make_providers
 from baepo.secrets import references, sealed
 from baepo.secrets.keys import Keyring, SecretUnreadable
 from baepo.secrets.resolve import secret_env
+from baepo.shell import listeners
 from baepo.spec.models import Spec
 from baepo.strategies import startup
 from baepo.strategies.plan import Plan, only_revision_traffic
@@ -210,7 +211,8 @@ class Reconciler:
             self._fresh_sample = await self.sampler.sample(app.app, app.env)
             return await self._hold(app, revision, instances)
         try:
-            await self.traffic.ensure(router_config(revision))
+            if not await self._router_ready(app, rollout, revision):
+                return True  # ended: its router's port is taken
             self._fresh_sample = await self.sampler.sample(app.app, app.env)
             busy = await self._advance(app, rollout, revision, instances)
         except ExternalError as exc:
@@ -359,6 +361,42 @@ class Reconciler:
                 await asyncio.to_thread(self.store.save_rollout, replace(fresh, cause=None))
         except BaepoError as exc:
             log.info("cannot clear the stall of rollout %d: %s", rollout.id, exc)
+
+    async def _router_ready(self, app: App, rollout: Rollout, revision: Revision) -> bool:
+        """Keep the rollout's router running; False when it cannot listen because its port is
+        taken, after ending the rollout as a port conflict."""
+        try:
+            await self.traffic.ensure(router_config(revision))
+        except ExternalError as exc:
+            if not evidence.port_conflict([str(exc)]):
+                raise
+            await self._router_port_taken(app, rollout, revision, exc)
+            return False
+        return True
+
+    async def _router_port_taken(
+        self, app: App, rollout: Rollout, revision: Revision, exc: ExternalError
+    ) -> None:
+        """End ``rollout`` at once when its router cannot listen because its port is taken:
+        no wait cures that, and the rollout would otherwise sit in ``pending``."""
+        listen = router_config(revision).listen
+        port = listen.rpartition(":")[2]
+        holder = "its port is taken"
+        if port.isdigit():  # /proc is read off the event loop
+            holder = await asyncio.to_thread(listeners.describe, int(port))
+        cause = Cause(
+            CauseKind.PORT_CONFLICT,
+            f"the router cannot listen on {listen}: {holder}",
+            (str(exc), *([f"hint: {exc.hint}"] if exc.hint else [])),
+        )
+        stable = rollout.stable_revision
+        phase = RolloutPhase.FAILED if stable is None else RolloutPhase.ROLLED_BACK
+        back = "" if stable is None else f"; rolling back to revision {stable}"
+        log.warning("%s/%s: %s", app.app, app.env, cause.summary)
+        plan = Plan(phase=phase, message=f"{cause.summary}{back}", cause=cause)
+        ended = await self._transition(app, rollout, plan, rollout.status)
+        self.gates.ended(ended, revision)
+        await self.analysis.finish(ended, spec_of(revision))
 
     def _with_failed_hosts(self, app: App, rollout: Rollout) -> Rollout:
         """``rollout`` with the hosts its starts failed on in ``status["failed_hosts"]``."""

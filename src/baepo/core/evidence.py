@@ -21,8 +21,10 @@ LINE_CHARS = 300
 MASK = "***"
 MIN_SECRET = 4  # shorter values are not blanked: that would blank ordinary words
 _PORT_CONFLICT_RE = re.compile(
-    # Python, Node.js, Go, Java ("Address already in use"), gunicorn ("Connection in use").
-    r"address already in use|eaddrinuse|errno 98\b|\] connection in use:",
+    # Python, Node.js, Go, Java, nginx, HAProxy ("Address already in use"), gunicorn
+    # ("Connection in use"), baepo's router ("port 8080 is already in use").
+    r"address already in use|eaddrinuse|errno 98\b|\] connection in use:"
+    r"|port \d+ is already in use",
     re.IGNORECASE,
 )
 
