@@ -570,6 +570,7 @@ class Supervisor:
         env = {**os.environ, **self.record.get("env", {}), **self.secret_env, "PORT": port}
         env["BAEPO_INSTANCE"] = self.directory.name
         read_end, write_end = os.pipe()
+        self.output.clear()  # the evidence of a failure is this run's output
         pid = os.fork()
         if pid == 0:
             try:

@@ -202,6 +202,7 @@ class Supervisor:
             self.update(phase=InstancePhase.FAILED, ready=False, pid=None, message=problem)
             return None
         self._proc = proc
+        self._output.clear()  # the evidence of a failure is this run's output
         who = f" as user {account.name!r}" if account is not None else ""
         self.note(f"started {argv[0]!r} as pid {proc.pid}{who} on port {self.record.port}")
         self.update(
