@@ -39,6 +39,12 @@ def ended(project: SampleProject, revision: int, timeout: float = 120) -> dict[s
     return rollout
 
 
+def shown_took(what: str, took: float, rollout: dict[str, Any]) -> None:
+    """How long the failure took, printed (``pytest -s``): from the command, and from the
+    rollout's start (a first deploy's command also starts the server)."""
+    print(f"{what} {took:.1f}s after the deploy ({rollout['duration_seconds']}s after it began)")
+
+
 def cli_cause(project: SampleProject) -> dict[str, Any]:
     """The last rollout's cause as ``baepo status -o json`` shows it."""
     data = json.loads(project.ok("status", "-o", "json"))
@@ -74,9 +80,7 @@ def test_a_first_deploy_of_a_missing_command_fails_at_once_naming_it(
     project.ok("deploy")
     rollout = ended(project, 1)
     took = time.monotonic() - began
-    print(
-        f"missing command: failed {took:.1f}s after the deploy ({rollout['duration_seconds']}s after it began)"
-    )
+    shown_took("missing command: failed", took, rollout)
     assert rollout["phase"] == "failed"
     cause = rollout["cause"]
     assert cause["kind"] == "start_failed"
@@ -100,9 +104,7 @@ def test_a_crash_at_import_rolls_back_with_the_traceback_in_the_cause(
     project.ok("deploy")
     rollout = ended(project, 2)
     took = time.monotonic() - began
-    print(
-        f"crash at import: rolled back {took:.1f}s after the deploy ({rollout['duration_seconds']}s after it began)"
-    )
+    shown_took("crash at import: rolled back", took, rollout)
     assert rollout["phase"] == "rolled_back"
     cause = rollout["cause"]
     assert cause["kind"] == "start_failed", cause
@@ -158,9 +160,7 @@ def test_a_canary_whose_readiness_answers_503_is_rolled_back_at_ready_timeout(
     project.ok("deploy")
     rollout = ended(project, 2)
     took = time.monotonic() - began
-    print(
-        f"canary answering 503: rolled back {took:.1f}s after the deploy ({rollout['duration_seconds']}s after it began)"
-    )
+    shown_took("canary answering 503: rolled back", took, rollout)
     assert rollout["phase"] == "rolled_back"
     cause = rollout["cause"]
     assert cause["kind"] == "never_ready"
@@ -180,9 +180,7 @@ def test_a_taken_router_port_fails_the_deploy_naming_what_holds_it(
     project.ok("deploy")
     rollout = ended(project, 1)
     took = time.monotonic() - began
-    print(
-        f"router port taken: failed {took:.1f}s after the deploy ({rollout['duration_seconds']}s after it began)"
-    )
+    shown_took("router port taken: failed", took, rollout)
     assert rollout["phase"] == "failed"
     cause = rollout["cause"]
     assert cause["kind"] == "port_conflict"
@@ -207,9 +205,7 @@ def test_an_instance_port_taken_fails_the_deploy_with_address_in_use(
     project.ok("deploy")
     rollout = ended(project, 1)
     took = time.monotonic() - began
-    print(
-        f"instance port taken: failed {took:.1f}s after the deploy ({rollout['duration_seconds']}s after it began)"
-    )
+    shown_took("instance port taken: failed", took, rollout)
     assert rollout["phase"] == "failed"
     cause = rollout["cause"]
     assert cause["kind"] == "port_conflict", cause
@@ -217,3 +213,21 @@ def test_an_instance_port_taken_fails_the_deploy_with_address_in_use(
     assert any("Address already in use" in line for line in cause["evidence"]), cause
     assert cli_cause(project) == cause
     assert took < 30
+
+
+def test_a_slow_start_shows_what_the_probe_answers_and_leaves_no_cause_once_healthy(
+    project: SampleProject,
+) -> None:
+    project.write("1.0.0", replicas=1)
+    project.ok("deploy", "--wait")
+    project.write("2.0.0", replicas=1, extra_env={"SAMPLE_START_DELAY": "3"})
+    project.ok("deploy")
+    waiting = project.wait_for(
+        lambda s: s["rollout"] is not None and "connection refused" in s["rollout"]["message"],
+        timeout=60,
+        what="the probe's answer while the new instance starts",
+    )
+    assert waiting["rollout"]["cause"]["kind"] == "never_ready"
+    rollout = ended(project, 2)
+    assert rollout["phase"] == "healthy"
+    assert rollout["cause"] is None
