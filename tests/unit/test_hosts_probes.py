@@ -20,9 +20,10 @@ class ScriptedProber(Prober):
         self.answers = answers
         self.checks = 0
 
-    async def probe(self, action: Probe) -> bool:
+    async def check(self, action: Probe) -> tuple[bool, str]:
         self.checks += 1
-        return next(self.answers, True)
+        passed = next(self.answers, True)
+        return passed, f"GET {action.path} → {200 if passed else 503}"
 
 
 def readiness(*, success: int = 3, delay: float = 30.0) -> ProbeConfig:
@@ -82,9 +83,9 @@ def test_a_new_instance_keeps_its_initial_delay_and_threshold() -> None:
 
 def test_settle_gives_up_after_the_probe_timeout() -> None:
     class Hanging(Prober):
-        async def probe(self, action: Probe) -> bool:
+        async def check(self, action: Probe) -> tuple[bool, str]:
             await asyncio.sleep(60)
-            return True
+            return True, "GET /ready → 200"
 
     async def main() -> float:
         prober = Hanging()
@@ -98,3 +99,22 @@ def test_settle_gives_up_after_the_probe_timeout() -> None:
         return waited
 
     assert asyncio.run(main()) < 5
+
+
+def test_a_failing_new_instance_keeps_the_answer_and_a_ready_one_its_time_to_ready() -> None:
+    async def main() -> tuple[str, bool, float | None]:
+        prober = ScriptedProber(iter([False, False, True]))
+        state = prober.start(
+            "h-r1-e", ("10.0.0.1", 8000), 42, readiness(success=1, delay=0), None, nothing
+        )
+        await prober.settle(["h-r1-e"])
+        detail = state.detail
+        while not state.ready:
+            await asyncio.sleep(0.01)
+        await prober.close()
+        return detail, state.detail == "", state.ready_after
+
+    detail, cleared, ready_after = asyncio.run(main())
+    assert detail == "GET /ready → 503"
+    assert cleared
+    assert ready_after is not None and ready_after >= 0

@@ -53,6 +53,20 @@ def _allow_strategy_names(schema: dict[str, Any]) -> None:
     definition["maxProperties"] = 1
 
 
+def _optional_duration(node: dict[str, Any]) -> bool:
+    """A field that holds a duration or nothing (``Duration | None``) and says what it is."""
+    members = node.get("anyOf")
+    return (
+        "description" in node
+        and isinstance(members, list)
+        and len(members) == 2
+        and {"type": "null"} in members
+        and any(
+            isinstance(m, dict) and m.get("anyOf") == DURATION_JSON_SCHEMA["anyOf"] for m in members
+        )
+    )
+
+
 def _walk(node: Any) -> None:
     """Describe durations in their own words and give their defaults as ``30s``, not ``30.0``."""
     if isinstance(node, list):
@@ -61,7 +75,7 @@ def _walk(node: Any) -> None:
         return
     if not isinstance(node, dict):
         return
-    if node.get("anyOf") == DURATION_JSON_SCHEMA["anyOf"]:
+    if node.get("anyOf") == DURATION_JSON_SCHEMA["anyOf"] or _optional_duration(node):
         unit_words = DURATION_JSON_SCHEMA["description"]
         own = node.get("description")
         node["description"] = f"{own} {unit_words}" if own and own != unit_words else unit_words
