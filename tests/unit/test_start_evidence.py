@@ -6,6 +6,7 @@ import socket
 from pathlib import Path
 
 from baepo.core import evidence
+from baepo.routers.haproxy import adapter
 from baepo.shell import listeners
 
 
@@ -47,3 +48,17 @@ def test_the_holder_of_a_listening_port_is_named_by_pid_and_program() -> None:
 
 def test_without_proc_the_holder_is_unknown_and_nothing_fails(tmp_path: Path) -> None:
     assert listeners.holder(8080, proc=tmp_path) is None
+
+
+def test_haproxy_that_cannot_bind_says_why_not_only_that_it_failed(tmp_path: Path) -> None:
+    (tmp_path / "access.log").write_text(
+        "[ALERT]    (12) : an older run\n"
+        "[ALERT]    (8766) : Binding [haproxy.cfg:24] for frontend main: cannot bind socket "
+        "(Address already in use) for [127.0.0.1:8080]\n"
+        "[ALERT]    (8766) : [/usr/sbin/haproxy.main()] Some protocols failed to start their "
+        "listeners! Exiting.\n"
+    )
+    reason = adapter._last_alert(tmp_path)
+    assert "an older run" not in reason
+    assert "cannot bind socket (Address already in use)" in reason
+    assert evidence.port_conflict([reason])

@@ -501,7 +501,14 @@ def _last_alert(folder: Path) -> str:
     except OSError:
         return "no output"
     alerts = [line for line in lines[-50:] if "ALERT" in line]
-    return alerts[-1] if alerts else "no output"
+    if not alerts:
+        return "no output"
+    # Every alert of the last run (its pid in parentheses): the last one alone is often the
+    # generic "Some protocols failed to start their listeners", the one before it says why
+    # ("cannot bind socket (Address already in use)").
+    run = alerts[-1].split(":", 1)[0].replace("[ALERT]", "").strip()
+    same = [line for line in alerts if run and run in line.split(":", 1)[0]]
+    return "; ".join(same) or alerts[-1]
 
 
 def changes(
