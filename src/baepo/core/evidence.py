@@ -3,8 +3,9 @@
 The last lines a program printed before it exited are the best clue to why it failed (a
 ``ModuleNotFoundError``, "address already in use"). Before they leave the machine they ran on
 they are bounded (``TAIL_LINES`` lines of at most ``LINE_CHARS`` characters), stripped of
-control characters (they end up in terminals and the dashboard) and redacted (the instance's
-secret values become ``***``). Pure and stdlib only. Callers: the local instance supervisor
+terminal escapes and control characters (they end up in terminals and the dashboard) and
+redacted (the instance's secret values become ``***``), as ``core.causes`` does for a gate's
+output. Pure and stdlib only. Callers: the local instance supervisor
 (``platforms.local.supervisor``) and the failure causes of ``strategies.rollout``; the hosts
 agent, which cannot import baepo, does the same in its own few lines.
 """
@@ -14,11 +15,10 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-from baepo.spec.text import strip_controls
+from baepo.core import causes
 
 TAIL_LINES = 20
-LINE_CHARS = 300
-MASK = "***"
+LINE_CHARS = causes.EVIDENCE_WIDTH
 MIN_SECRET = 4  # shorter values are not blanked: that would blank ordinary words
 _PORT_CONFLICT_RE = re.compile(
     # Python, Node.js, Go, Java, nginx, HAProxy ("Address already in use"), gunicorn
@@ -29,23 +29,16 @@ _PORT_CONFLICT_RE = re.compile(
 )
 
 
-def clean_line(text: str, secrets: Iterable[str] = ()) -> str:
-    """One output line as evidence: secrets blanked, control characters gone, bounded."""
-    for secret in sorted((s for s in secrets if len(s) >= MIN_SECRET), key=len, reverse=True):
-        text = text.replace(secret, MASK)
-    line = strip_controls(text.rstrip("\r\n")).rstrip()
-    if len(line) > LINE_CHARS:
-        line = line[: LINE_CHARS - 1] + "…"
-    return line
-
-
 def output_tail(
     lines: Iterable[str], secrets: Iterable[str] = (), count: int = TAIL_LINES
 ) -> tuple[str, ...]:
-    """The last ``count`` non-blank lines of ``lines``, each through ``clean_line``."""
-    hidden = list(secrets)
-    cleaned = [clean_line(line, hidden) for line in lines]
-    return tuple(line for line in cleaned if line)[-count:] if count > 0 else ()
+    """The last ``count`` non-blank lines of ``lines`` as evidence (``core.causes.output_tail``:
+    secrets blanked, terminal escapes and control characters gone, lines cut to 300
+    characters). Secret values shorter than ``MIN_SECRET`` are left: blanking them would
+    blank ordinary words."""
+    text = "\n".join(line.rstrip("\r\n") for line in lines)
+    hidden = [secret for secret in secrets if len(secret) >= MIN_SECRET]
+    return tuple(causes.output_tail(text, hidden, count)) if count > 0 else ()
 
 
 def port_conflict(lines: Iterable[str]) -> bool:

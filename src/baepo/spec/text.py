@@ -10,8 +10,7 @@ reasons); a line (a version, an actor, a name) takes neither.
 
 Pure and light (no pydantic), so the CLI can check its options with it. Callers:
 ``spec.loader`` (every string of a spec), ``spec.base`` (the ``Line`` and ``Text`` types of
-spec fields and API bodies), ``cli.context`` (options), ``core.evidence`` (program output
-shown as a failure's evidence).
+spec fields and API bodies), ``cli.context`` (options).
 """
 
 from __future__ import annotations
@@ -21,12 +20,6 @@ import unicodedata
 
 _CONTROL_RE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 _LINE_BREAK_RE = re.compile("[\t\n]")
-
-
-def strip_controls(text: str) -> str:
-    """``text`` without its control characters and direction overrides (tabs become spaces):
-    what a program printed, made safe to show in a terminal, the dashboard or a message."""
-    return _CONTROL_RE.sub("", text.replace("\t", " "))
 
 
 def control_problem(text: str, *, one_line: bool = False) -> str | None:

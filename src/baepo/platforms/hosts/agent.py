@@ -62,10 +62,12 @@ BUILD_LOG = ".baepo-build.log"  # in a release folder: the build's output
 BUILD_TAIL = 20  # output lines of a failed build shown to the controller
 DOWNLOAD_TIMEOUT = 60.0  # seconds without progress before a download is given up
 # An instance's last output lines, reported as the evidence of a failed start; the same bounds
-# and cleaning as baepo.core.evidence (which this file cannot import).
+# and cleaning as baepo.core.evidence and baepo.core.causes (which this file cannot import).
 TAIL_LINES = 20
 LINE_CHARS = 300
-_CONTROL_RE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+_CONTROL_RE = re.compile(
+    "\x1b\\[[0-9;?]*[A-Za-z]|[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]"
+)  # terminal escapes first, then single control and direction characters
 
 
 def utc_now() -> str:
