@@ -136,6 +136,7 @@ def test_the_default_ready_timeout_is_five_times_the_stable_time_to_ready_at_lea
     assert startup.default_ready_timeout(fast, 1) == 60.0
     assert startup.default_ready_timeout(slow, None) == 60.0  # a first deploy
     assert startup.default_ready_timeout([instance(1)], 1) == 60.0  # not reported
+    assert startup.default_ready_timeout(slow, 1, initial_delay=30.0) == 130.0
     ro = make_rollout()
     _, status = plan_rollout(ro, rolling(), [*slow, not_ready()], T0)
     assert status["ready_timeout"] == 100.0

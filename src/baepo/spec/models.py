@@ -140,7 +140,7 @@ class HealthSpec(SpecModel):
             "the first one started, the rollout fails (rolls back) at once with the readiness "
             "probe's answers as evidence, instead of waiting out `progress_deadline`. Default: "
             "5 times the time the stable revision's instances took to become ready, and at "
-            "least 60s (60s for a first deploy)."
+            "least 60s (60s for a first deploy), plus `readiness.initial_delay`."
         ),
         examples=["2m"],
     )

@@ -260,7 +260,7 @@ def _start_failure(
             return _end(rollout, cause.summary, cause)
     if "ready_timeout" not in status:
         status["ready_timeout"] = spec.health.ready_timeout or startup.default_ready_timeout(
-            instances, rollout.stable_revision
+            instances, rollout.stable_revision, spec.health.readiness.initial_delay
         )
     if any(i.ready for i in mine):
         status["new_ready_seen"] = True

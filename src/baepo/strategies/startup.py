@@ -23,15 +23,17 @@ SHOWN_OUTPUT = 10  # output lines of one instance in a never-ready cause
 STALL_PREFIX = "waiting for"  # how the summary of a stall, recorded in flight, begins
 
 
-def default_ready_timeout(instances: Sequence[Instance], stable: int | None) -> float:
-    """max(60 s, 5 times the longest time the stable revision's instances took to become ready);
-    60 s when no stable instance reports it (a first deploy, a platform that does not know)."""
+def default_ready_timeout(
+    instances: Sequence[Instance], stable: int | None, initial_delay: float = 0.0
+) -> float:
+    """max(60 s, 5 times the longest time the stable revision's instances took to become
+    ready), plus the readiness probe's ``initial_delay`` (no probe runs before it); the floor
+    when no stable instance reports its time (a first deploy, a platform that does not know)."""
     observed = [
         i.ready_after for i in instances if i.revision == stable and i.ready_after is not None
     ]
-    if stable is None or not observed:
-        return READY_TIMEOUT_FLOOR
-    return max(READY_TIMEOUT_FLOOR, READY_TIMEOUT_FACTOR * max(observed))
+    longest = max(observed) if stable is not None and observed else 0.0
+    return max(READY_TIMEOUT_FLOOR, READY_TIMEOUT_FACTOR * longest) + initial_delay
 
 
 def _exit_line(instance: Instance) -> str:
