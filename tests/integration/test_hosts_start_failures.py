@@ -30,7 +30,10 @@ def test_a_crash_at_start_on_hosts_rolls_back_with_the_output_tail(
     began = time.monotonic()
     project.ok("deploy", timeout=180)
     status = project.wait_for(
-        lambda s: s["rollout"] is None and (s["last_rollout"] or {}).get("revision") == 2,
+        lambda s: (
+            (s["last_rollout"] or {}).get("revision") == 2
+            and s["last_rollout"]["phase"] in ("rolled_back", "failed", "healthy")
+        ),
         what="the rollout of revision 2 to end",
     )
     took = time.monotonic() - began
