@@ -84,10 +84,11 @@ def test_program_not_found_fails_with_a_clear_message(platform: LocalPlatform) -
         failed = await wait_instance(
             platform, instance.id, lambda i: i.phase is InstancePhase.FAILED
         )
-        assert failed.message.startswith("command 'no-such-program-baepo' not found in PATH ("), (
-            failed.message
+        assert failed.message == (
+            "command 'no-such-program-baepo' not found in PATH: install it, or give its full "
+            "path in run.command"
         )
-        assert failed.message.endswith("install it, or give its full path in run.command")
+        assert any("[baepo] PATH is /" in line for line in platform.read_logs(APP, ENV))
         assert failed.restarts == 0
         await platform.stop_instance(instance.id)
         assert await platform.list_instances(APP, ENV) == []

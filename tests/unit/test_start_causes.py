@@ -65,7 +65,7 @@ def test_a_start_failure_ends_the_rollout_even_with_the_crash_loop_guard_off() -
 
 def test_a_missing_command_is_a_start_failure_naming_it() -> None:
     missing = failed(
-        message="command 'gunicornn' not found in PATH (/usr/bin): install it, or give its "
+        message="command 'gunicornn' not found in PATH: install it, or give its "
         "full path in run.command",
         exit_code=None,
         output=(),

@@ -37,8 +37,8 @@ def default_ready_timeout(
 
 
 def _exit_line(instance: Instance) -> str:
-    code = f"exit code {instance.exit_code}" if instance.exit_code is not None else "no exit code"
-    return f"{instance.id} on {instance.address}: {instance.message or 'failed'} ({code})"
+    code = f" (exit code {instance.exit_code})" if instance.exit_code is not None else ""
+    return f"{instance.id} on {instance.address}: {instance.message or 'failed'}{code}"
 
 
 def _output(instance: Instance, count: int = evidence.TAIL_LINES) -> tuple[str, ...]:

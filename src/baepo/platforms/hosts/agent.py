@@ -586,8 +586,8 @@ class Supervisor:
             except OSError as exc:
                 if isinstance(exc, FileNotFoundError) and "/" not in argv[0]:
                     why = (
-                        f"command {argv[0]!r} not found in PATH ({env.get('PATH', '')}): "
-                        "install it, or give its full path in run.command"
+                        f"command {argv[0]!r} not found in PATH: install it, or give its "
+                        f"full path in run.command (PATH is {env.get('PATH', '')})"
                     )
                 else:
                     why = f"cannot start {argv[0]!r}: {exc.strerror or exc}"

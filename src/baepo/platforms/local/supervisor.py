@@ -196,7 +196,9 @@ class Supervisor:
                     **switch,
                 )
             except OSError as exc:
-                problem = _start_problem(argv[0], exc, account, env.get("PATH", ""))
+                problem = _start_problem(argv[0], exc, account)
+                if exc.errno == errno.ENOENT and "/" not in argv[0]:
+                    self.note(f"PATH is {env.get('PATH', '')}")  # in the log, not the cause
         if problem is not None:
             self.note(problem)
             self.update(phase=InstancePhase.FAILED, ready=False, pid=None, message=problem)
@@ -328,13 +330,13 @@ def _secret_names() -> list[str]:
     return [name for name in os.environ.get(records.SECRET_NAMES_VAR, "").split(",") if name]
 
 
-def _start_problem(program: str, exc: OSError, account: accounts.Account | None, path: str) -> str:
+def _start_problem(program: str, exc: OSError, account: accounts.Account | None) -> str:
     """Why the app's program could not be run, in words that say what to change."""
     who = f" as {account.name!r}" if account is not None else ""
     if exc.errno == errno.ENOENT and "/" not in program:
         return (
-            f"command {program!r} not found in PATH ({path or 'empty'}){who}: install it, or "
-            "give its full path in run.command"
+            f"command {program!r} not found in PATH{who}: install it, or give its full path "
+            "in run.command"
         )
     if exc.errno == errno.ENOENT:
         return f"cannot start {program!r}{who}: no such file (a path is relative to run.cwd)"
