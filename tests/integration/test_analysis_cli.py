@@ -59,7 +59,7 @@ def test_analysis_shows_measurements_and_why(project: SampleProject) -> None:
 def test_config_show_lists_the_guards(project: SampleProject) -> None:
     project.write("1.0.0", replicas=1)
     text = project.ok("config", "show")
-    assert "error rate above 5% over 30s" in text
+    assert "error rate above 5% (and 5 points above the baseline's) over 30s" in text
     assert "crash loop" in text
     project.spec.write_text(project.spec.read_text() + "rollback: {error_rate: off}\n")
     shown = json.loads(project.ok("config", "show", "-o", "json"))

@@ -189,9 +189,9 @@ def test_the_rollback_guards_are_on_by_default() -> None:
     assert rollback.min_throughput_vs_baseline is None
     assert (rollback.window, rollback.watch) == (30.0, 120.0)
     assert rollback.active_guards() == [
-        "error rate above 5% over 30s",
+        "error rate above 5% (and 5 points above the baseline's) over 30s",
         "p95 latency above 2s over 30s",
-        "p95 latency above 200% of the baseline's (and 50ms more) over 30s",
+        "p95 latency above 200% of the baseline's (and 20ms more) over 30s",
         "3 failed health checks in a row",
         "crash loop",
     ]
@@ -207,8 +207,8 @@ def test_guards_take_either_spelling_and_off() -> None:
     assert rollback.error_rate == 0.01 and rollback.latency_vs_baseline == 1.5
     assert rollback.latency_p95 is None and rollback.failed_health_checks is None
     assert rollback.active_guards() == [
-        "error rate above 1% over 1m",
-        "p95 latency above 150% of the baseline's (and 50ms more) over 1m",
+        "error rate above 1% (and 5 points above the baseline's) over 1m",
+        "p95 latency above 150% of the baseline's (and 20ms more) over 1m",
         "request rate below 50% of the baseline's over 1m",
     ]
     assert parse_spec(HEAD + "rollback:\n  error_rate: 5%\n").rollback.error_rate == 0.05

@@ -224,9 +224,9 @@ class RollbackSpec(SpecModel):
         window = format_duration(self.window)
         guards: list[str] = []
         if self.error_rate is not None:
-            margin = _percent(self.error_rate_margin)
+            points = f"{self.error_rate_margin * 100:g} points"
             guards.append(
-                f"error rate above {_percent(self.error_rate)} (and {margin} above the "
+                f"error rate above {_percent(self.error_rate)} (and {points} above the "
                 f"baseline's) over {window}"
             )
         if self.latency_p95 is not None:
