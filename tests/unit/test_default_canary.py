@@ -62,7 +62,7 @@ def run(r: Runner, traffic: Traffic, errors: float, limit: int, slow: float = 0.
 def test_a_canary_without_steps_runs_the_default_steps() -> None:
     steps = default_canary.effective_steps(make_spec(4, {"canary": {}}).strategy.canary)  # type: ignore[arg-type]
     assert [s.describe() for s in steps] == [
-        "set weight 10%",
+        "set weight 20%",
         "judge errors and latency against stable (first look)",
         "set weight 50%",
         "judge errors and latency against stable until decided",
@@ -97,8 +97,29 @@ def test_one_point_more_errors_is_rolled_back_with_an_analysis_cause() -> None:
     assert "error rate" in cause.summary
     assert cause.evidence[0].startswith("errors of revision 2: ")
     assert cause.evidence[1].startswith("errors of revision 1 (stable): ")
-    assert "reached the threshold 200" in cause.evidence[2]
+    assert (
+        "reached the threshold 125 (a false alarm has at most a 0.008 chance)" in cause.evidence[2]
+    )
     assert "rolling back to revision 1" in r.plans[-1].message
+
+
+def test_a_clear_fault_is_rolled_back_by_the_judgement_within_seconds() -> None:
+    # 30 % errors: at 20 % of 50 req/s the canary serves 10 requests a second; the judgement
+    # needs no minimum sample to fail it (the stable revision has plenty).
+    for seed in range(6, 11):
+        r, traffic = runner(), Traffic(seed=seed)
+        first = None
+        for second in range(60):
+            traffic.feed(r, errors=0.3)
+            if first is None and traffic.totals[2][0] > 0:
+                first = second
+            r.step()
+            if r.rollout.phase.terminal:
+                break
+        assert r.rollout.phase == RolloutPhase.ROLLED_BACK
+        assert first is not None and second - first <= 2, (seed, first, second)
+        cause = r.plans[-1].cause
+        assert cause is not None and cause.kind == CauseKind.ANALYSIS
 
 
 def test_slower_requests_are_rolled_back_as_a_latency_regression() -> None:

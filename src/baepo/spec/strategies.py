@@ -249,7 +249,7 @@ class CanarySpec(SpecModel):
         default_factory=list,
         description=(
             "What to do, in order. Without steps: the default canary, judged continuously "
-            "against the stable revision (10 %, a first look, 50 %, judged until decided, "
+            "against the stable revision (20 %, a first look, 50 %, judged until decided, "
             'then all traffic; see docs/analysis.md, "The default canary").'
         ),
     )

@@ -1,6 +1,6 @@
 """The default canary: ``strategy: {canary: {}}`` judged continuously against stable.
 
-A canary without ``steps`` runs ``DEFAULT_STEPS``: 10 % of the requests, a first judgement
+A canary without ``steps`` runs ``DEFAULT_STEPS``: 20 % of the requests, a first judgement
 (at least ``SMOKE_SECONDS`` and ``sequential.MIN_SAMPLES`` canary requests), 50 %, a
 judgement until decided, then all traffic. A judgement compares the canary with the stable
 revision on the router's cumulative counters since the step began (``core.sequential``):
@@ -33,7 +33,7 @@ from baepo.core.model import Cause, CauseKind
 from baepo.core.ports import RevisionStats
 from baepo.spec.strategies import CanarySpec, CanaryStep
 
-SMOKE_WEIGHT = 10
+SMOKE_WEIGHT = 20  # the first look: as in common Argo examples, and twice the requests of 10 %
 MAIN_WEIGHT = 50
 SMOKE_SECONDS = 10.0
 MAX_SECONDS = 1800.0
