@@ -133,10 +133,9 @@ def default_canary_run(
 
 
 def test_the_default_canary_catches_one_point_more_errors_within_a_minute_mostly() -> None:
-    # 1.1 % vs 0.1 % at 50 req/s: about 80 % within 60 s (68 % with a uniform mixture over
-    # 1.5-50, alpha 0.5 % and a first look at 10 %). No test valid at alpha 1 % reaches 90 %
-    # here: the best one-look test at 60 s, knowing the alternative, reaches 91 % (86 % at
-    # 0.5 %); docs/analysis.md has the arithmetic.
+    # 1.1 % vs 0.1 % at 50 req/s: about 80 % within 60 s (67 % with a uniform mixture over
+    # 1.5-50, alpha 0.5 % and a first look at 10 %). Only a single look at exactly 60 s
+    # spending all of alpha on errors would reach 90 % (91 %); docs/analysis.md has the sums.
     rng = np.random.default_rng(11)
     runs = 300
     caught = [default_canary_run(rng, 0.011, 0.001) for _ in range(runs)]
