@@ -120,7 +120,7 @@ class Assessment:
     needed: int | None  # canary requests for a pass (None: not known yet)
 
     def describe(self) -> str:
-        """One line for ``status``, e.g. ``errors: evidence 3.1 of 200 needed to fail;
+        """One line for ``status``, e.g. ``errors: evidence 3.1 of 125 needed to fail;
         410/1200 samples to pass``."""
         needed = "?" if self.needed is None else str(max(self.needed, MIN_SAMPLES))
         return (
