@@ -11,8 +11,9 @@ default steps and judgement, the default rollback guards. Cases:
 - **30 % errors**, **+300 ms**: clear faults, for the rollback guards.
 
 Times are from the canary's first routed traffic (the ``traffic.changed`` event that adds
-it) to the end of the rollout. A missed fault is replaced by a healthy stable before the
-next run, so every canary is compared with a healthy baseline.
+it) to the end of the rollout; for a rollback also to the ``traffic.changed`` event that
+routes every request to stable again ("to stable"). A missed fault is replaced by a healthy
+stable before the next run, so every canary is compared with a healthy baseline.
 
     .venv/bin/python bench/default_canary.py [--runs 5] [--rate 50] [--cases healthy,...]
 
@@ -100,6 +101,7 @@ def main() -> int:
     workdir = Path(tempfile.mkdtemp(prefix="baepo-bench-default-canary-"))
     project = SampleProject(workdir / "app")
     outcomes: dict[str, list[tuple[str, float, str]]] = {case: [] for case in cases}
+    switched: dict[str, list[float]] = {case: [] for case in cases}  # to all traffic on stable
     try:
         write(project, "1.0.0", NOISE, "{rolling: {max_surge: 1, max_unavailable: 0}}")
         project.ok("deploy", "--wait")
@@ -122,14 +124,25 @@ def main() -> int:
                     unix(rollout["started_at"]),
                 )  # fmt: skip
                 took = unix(rollout["finished_at"]) - routed
+                back = sorted(
+                    unix(e["at"]) for e in events if e["kind"] == "traffic.changed"
+                    and unix(e["at"]) > routed and f"r{revision}" not in e["message"]
+                )  # fmt: skip
+                if rollout["phase"] == "rolled_back" and back:
+                    switched[case].append(back[0] - routed)
                 cause = rollout.get("cause") or {}
                 by = "guard" if cause.get("kind") == "rollback_guard" else cause.get("kind", "")
                 if "rollback guard" in rollout["message"]:
                     by = "guard"
                 outcomes[case].append((rollout["phase"], took, by or "-"))
+                to_stable = (
+                    f", to stable {switched[case][-1]:.2f}s"
+                    if rollout["phase"] == "rolled_back" and back
+                    else ""
+                )
                 report.say(
                     f"  run {n + 1} {case:<13} {rollout['phase']:<12} after {took:6.1f}s "
-                    f"({by or '-'}): {rollout['message'][:140]}"
+                    f"({by or '-'}{to_stable}): {rollout['message'][:140]}"
                 )
                 if rollout["phase"] != "healthy":
                     wait_gone(api, revision)
@@ -144,7 +157,7 @@ def main() -> int:
     report.say("")
     report.say(
         f"{'case':<14} {'back ≤60s':>10} {'rolled back':>12} {'median s':>9} "
-        f"{'promoted':>9} {'median s':>9}  by"
+        f"{'promoted':>9} {'median s':>9} {'to stable':>10}  by"
     )
     for case, results in outcomes.items():
         back = sorted(t for phase, t, _ in results if phase == "rolled_back")
@@ -157,7 +170,8 @@ def main() -> int:
 
         report.say(
             f"{case:<14} {len(within):>4}/{len(results):<5} {len(back):>6}/{len(results):<5} "
-            f"{median(back):>9} {len(promoted):>4}/{len(results):<4} {median(promoted):>9}  {by}"
+            f"{median(back):>9} {len(promoted):>4}/{len(results):<4} {median(promoted):>9} "
+            f"{median(sorted(switched[case])):>10}  {by}"
         )
     report.say(
         "goal (50 req/s): ≥ 90 % of +1 % error and +25 % latency canaries rolled back within "
