@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import re
 import sys
 import tempfile
 import time
@@ -78,6 +79,13 @@ CASES = {
 CATCH_WITHIN = 60.0
 
 
+def canary_share(message: str, revision: int) -> int:
+    """The canary's share in a ``traffic.changed`` message ("routing: r1 90% on 2, r2 10%
+    on 1"), 0 when it is not routed."""
+    found = re.search(rf"\br{revision} (\d+)%", message)
+    return int(found.group(1)) if found else 0
+
+
 def write(project: SampleProject, version: str, env: dict[str, str], strategy: str) -> None:
     project.write(version, replicas=2, strategy=strategy, extra_env=env, deadline="3600s")
 
@@ -126,7 +134,7 @@ def main() -> int:
                 took = unix(rollout["finished_at"]) - routed
                 back = sorted(
                     unix(e["at"]) for e in events if e["kind"] == "traffic.changed"
-                    and unix(e["at"]) > routed and f"r{revision}" not in e["message"]
+                    and unix(e["at"]) > routed and canary_share(e["message"], revision) == 0
                 )  # fmt: skip
                 if rollout["phase"] == "rolled_back" and back:
                     switched[case].append(back[0] - routed)
