@@ -125,11 +125,17 @@ def main() -> int:
                 write(project, f"2.0.{number}", env, STRATEGY)
                 rollout_id, revision = deploy(project, api)
                 rollout = wait_finished(api, rollout_id, timeout=args.timeout)
-                events = api.get(f"/api/v1/apps/sample/events?rollout_id={rollout_id}")
+                started = unix(rollout["started_at"])
+                # Routing events belong to the app, not to a rollout: those since it started.
+                events = [
+                    e
+                    for e in api.get("/api/v1/apps/sample/events?limit=1000")
+                    if unix(e["at"]) >= started
+                ]
                 routed = next(
                     (unix(e["at"]) for e in events if e["kind"] == "traffic.changed"
                      and f"r{revision}" in e["message"]),
-                    unix(rollout["started_at"]),
+                    started,
                 )  # fmt: skip
                 took = unix(rollout["finished_at"]) - routed
                 back = sorted(
