@@ -150,7 +150,9 @@ def test_router_errors_count_as_errors() -> None:
 def test_the_margin_is_a_share_and_is_listed() -> None:
     spec = RollbackSpec(error_rate_margin="2%")
     assert spec.error_rate_margin == pytest.approx(0.02)
-    assert "error rate above 5% (and 2 points above the baseline's) over 30s" in spec.active_guards()
+    assert (
+        "error rate above 5% (and 2 points above the baseline's) over 30s" in spec.active_guards()
+    )
     with pytest.raises(ValueError, match="expected a share such as 5%"):
         RollbackSpec(error_rate_margin="off")
     assert RollbackSpec().model_dump(mode="json")["error_rate_margin"] == "5%"

@@ -119,7 +119,7 @@ def _undone(s: dict[str, Any], rollout: dict[str, Any]) -> str | None:
 
 
 def judgement_line(metric: dict[str, Any]) -> str:
-    """One judged metric of the default canary, e.g. ``errors: evidence 3.1 of 200 needed to
+    """One judged metric of the default canary, e.g. ``errors: evidence 3.1 of 125 needed to
     fail; 410/1200 samples to pass (canary 0.2%, stable 0.1%)``."""
     needed = metric.get("needed")
 
