@@ -545,6 +545,11 @@ class Reconciler:
         """
         spec = spec_of(revision)
         last = await asyncio.to_thread(self.store.latest_rollout, app.app, app.env)
+        fresh = await asyncio.to_thread(self.store.get_app, app.app, app.env)
+        if fresh is not None and fresh.stable_revision != revision.number:
+            # A fast undo moved stable (then the rollout's warm side) since this pass began:
+            # the old stable with the new ``keep`` would stop the side that now serves.
+            return True
         if revision.origin == "deploy":  # an undo is never undone on its own
             await self._watch(app, spec, last, instances)
         keep = (last.status.get("keep") if last else None) or {}

@@ -289,8 +289,10 @@ class Releases(Operations):
         now = self.clock()
         until = self.timer().isoformat()
         status = {**last.status, "keep": {"revision": last.revision, "until": until}}
-        self.store.save_rollout(replace(last, status=status, updated_at=now))
+        # Stable moves first: a controller pass that reads the rollout after this never pairs
+        # it with the old stable revision (see ``Reconciler._hold``).
         self._save_app(replace(app, stable_revision=back))
+        self.store.save_rollout(replace(last, status=status, updated_at=now))
         message = (
             f"{actor} undid revision {last.revision}: revision {back} was still warm and "
             f"serves all traffic again"
